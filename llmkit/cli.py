@@ -1,0 +1,161 @@
+"""The `llmkit` command line: a thin Click shell over the library; plugins add their own commands.
+
+Errors become one line on stderr and an exit code (2 for bad input, 1 for failures during work);
+`--debug` (or LLMKIT_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from llmkit.errors import LlmkitError, UsageError
+
+ENV_DEBUG = "LLMKIT_DEBUG"
+
+
+class LlmkitGroup(click.Group):
+    """A group that loads plugin commands only when a command is looked up or listed."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            from llmkit.plugins import get_host
+
+            get_host().add_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except LlmkitError as exc:
+            _fail(ctx, exc, exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Aborted.", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            _fail(ctx, exc, 1)
+
+
+def _debug_enabled(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or os.environ.get(ENV_DEBUG, "") not in ("", "0")
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
+    if _debug_enabled(ctx):
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    message = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, LlmkitError | OSError):
+        message = f"{type(exc).__name__}: {message}"
+    click.echo(f"Error: {message.splitlines()[0]}", err=True)
+    if not _debug_enabled(ctx) and not isinstance(exc, LlmkitError | OSError):
+        click.echo("(run with --debug for the traceback)", err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=LlmkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=None, package_name="llmkit", message="llmkit %(version)s")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """llmkit: tokenizers, models, data and training for Transformer language models."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List loaded plugins: version, components they add, and errors."""
+    from llmkit.plugins import get_host
+
+    host = get_host()
+    cli._add_plugin_commands()
+    infos = sorted(host.plugins.values(), key=lambda i: (not i.builtin, i.name))
+    if as_json:
+        import json
+
+        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    rows = []
+    for info in infos:
+        adds = ", ".join(f"{len(v)} {k}" for k, v in sorted(info.components.items()))
+        if info.commands:
+            adds = ", ".join(filter(None, [adds, "commands: " + " ".join(info.commands)]))
+        status = f"ERROR {info.error}" if info.error else (adds or "-")
+        origin = "built-in" if info.builtin else (info.distribution or "local")
+        rows.append((info.name, info.version or "-", origin, status))
+    _table(("plugin", "version", "from", "adds"), rows)
+
+
+@cli.command()
+@click.argument("kind", required=False)
+def components(kind: str | None) -> None:
+    """List registered components (all, or of one KIND): name, kind, summary, origin."""
+    import llmkit
+
+    items = llmkit.components(kind)
+    _table(
+        ("name", "kind", "summary", "plugin"),
+        [(c.name, c.kind, c.summary, c.plugin) for c in items],
+    )
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+def describe(kind: str, name: str) -> None:
+    """Show a component's summary, origin and parameters with types, defaults and docs."""
+    import llmkit
+
+    d = llmkit.describe(kind, name)
+    click.echo(f"{d.kind} '{d.name}': {d.summary}")
+    click.echo(f"plugin: {d.plugin}    factory: {d.target}")
+    if d.params:
+        click.echo("")
+        _table(
+            ("parameter", "type", "default", "doc"),
+            [
+                (p.name, p.type, "(required)" if p.required else repr(p.default), p.doc)
+                for p in d.params
+            ],
+        )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Print rows as aligned columns; the last column is not padded."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, str(row[-1])]).rstrip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="llmkit", standalone_mode=True)
+    except UsageError as exc:  # errors raised while building the command list
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training losses: token cross-entropy and KL divergence (for distillation)."""

@@ -1,0 +1,203 @@
+"""Plugin loading: one pluggy manager for built-in and third-party plugins, each isolated from the others.
+
+Plugins are found through the ``llmkit`` entry-point group (llmkit's own components included).
+``LLMKIT_PLUGINS`` limits which third-party plugins load: unset loads all, an empty value (or
+``none``) loads none, ``a,b`` loads those entry-point or distribution names. A plugin that fails
+to import or to register is recorded with its error and skipped; everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from llmkit.errors import LlmkitError, RegistryError
+from llmkit.hookspecs import KINDS, PROJECT, Specs
+from llmkit.registry import Component, Factory, Registry
+
+ENV_PLUGINS = "LLMKIT_PLUGINS"
+ENTRY_POINT_GROUP = "llmkit"
+CORE_DISTRIBUTION = "llmkit"
+
+
+@dataclass
+class PluginInfo:
+    """What `llmkit plugins` shows about one plugin."""
+
+    name: str
+    version: str | None = None
+    distribution: str | None = None
+    builtin: bool = False
+    components: dict[str, list[str]] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _allowed_plugins() -> set[str] | None:
+    """Names from LLMKIT_PLUGINS, or None when every installed plugin may load."""
+    raw = os.environ.get(ENV_PLUGINS)
+    if raw is None:
+        return None
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    return set() if names <= {"none"} else names
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, LlmkitError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+class PluginHost:
+    """Owns the pluggy manager, the registry it fills, and what is known about each plugin."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(Specs)
+        self.registry = Registry()
+        self.plugins: dict[str, PluginInfo] = {}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Discover entry-point plugins and collect their components (once)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            allowed = _allowed_plugins()
+            entry_points = sorted(
+                metadata.entry_points(group=ENTRY_POINT_GROUP),
+                key=lambda ep: (_dist_name(ep) != CORE_DISTRIBUTION, ep.name),
+            )
+            for ep in entry_points:
+                dist = _dist_name(ep)
+                builtin = dist == CORE_DISTRIBUTION
+                if ep.name in self.plugins:
+                    continue
+                if not builtin and allowed is not None and not ({ep.name, dist} & allowed):
+                    continue
+                info = PluginInfo(
+                    ep.name, ep.dist.version if ep.dist else None, dist, builtin=builtin
+                )
+                self.plugins[ep.name] = info
+                try:
+                    self.pm.register(ep.load(), name=ep.name)
+                except Exception as exc:
+                    info.error = f"failed to load: {_describe_error(exc)}"
+                    continue
+                self._collect(ep.name)
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object or module directly (notebooks, tests); errors raise at once."""
+        self.load()
+        with self._lock:
+            name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+            if name in self.plugins:
+                raise RegistryError(f"a plugin named '{name}' is already registered")
+            self.plugins[name] = PluginInfo(name)
+            try:
+                self.pm.register(plugin, name=name)
+            except Exception as exc:
+                del self.plugins[name]
+                raise RegistryError(f"plugin '{name}': {_describe_error(exc)}") from exc
+            self._collect(name)
+            error = self.plugins[name].error
+            if error is not None:
+                self.pm.unregister(name=name)
+                del self.plugins[name]
+                raise RegistryError(error)
+            return name
+
+    def unregister_plugin(self, name: str) -> None:
+        """Remove a directly registered plugin and its components (used by tests and notebooks)."""
+        with self._lock:
+            if name not in self.plugins:
+                raise RegistryError(f"no plugin named '{name}' is registered")
+            for component in [c for c in self.registry if c.plugin == name]:
+                self.registry.remove(component.kind, component.name)
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            del self.plugins[name]
+
+    def _collect(self, plugin_name: str) -> None:
+        """Run one plugin's register hooks into a staging list, then add all or nothing."""
+        info = self.plugins[plugin_name]
+        plugin = self.pm.get_plugin(plugin_name)
+        staged: list[Component] = []
+        try:
+            for kind, hook_name in KINDS.items():
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin is not plugin:
+                        continue
+                    impl.function(register=self._stager(kind, plugin_name, staged))
+            added: list[Component] = []
+            try:
+                for component in staged:
+                    self.registry.add(component)
+                    added.append(component)
+            except Exception:
+                for component in added:
+                    self.registry.remove(component.kind, component.name)
+                raise
+        except Exception as exc:
+            info.error = f"failed to register: {_describe_error(exc)}"
+            info.components = {}
+            return
+        for component in staged:
+            info.components.setdefault(component.kind, []).append(component.name)
+
+    def _stager(
+        self, kind: str, plugin_name: str, staged: list[Component]
+    ) -> Callable[..., None]:
+        def register(name: str, factory: Factory | str, summary: str | None = None) -> None:
+            staged.append(self.registry.make_component(kind, name, factory, summary, plugin_name))
+
+        return register
+
+    # -- CLI -----------------------------------------------------------------------------------
+    def add_commands(self, cli: Any) -> None:
+        """Let every loaded plugin add its CLI commands; a failing plugin is recorded and skipped."""
+        self.load()
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            info = self.plugins.get(impl.plugin_name)
+            before = set(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                if info is not None:
+                    info.error = f"failed to add commands: {_describe_error(exc)}"
+                continue
+            if info is not None:
+                info.commands = sorted(set(cli.commands) - before)
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else ""
+
+
+_host: PluginHost | None = None
+_host_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = PluginHost()
+    _host.load()
+    return _host
+
+
+def reset() -> None:
+    """Forget every plugin and component; the next use loads afresh (tests, or after installs)."""
+    global _host
+    with _host_lock:
+        _host = None
