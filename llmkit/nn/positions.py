@@ -1,0 +1,183 @@
+"""Position information, chosen by name: learned absolute, sinusoidal, RoPE, ALiBi (or none).
+
+Every scheme has the same three hooks, so attention and models need not know which one is in use:
+`embed` adds absolute embeddings to the token embeddings, `rotate` turns queries and keys (RoPE),
+`bias` returns an additive score bias (ALiBi). The hooks a scheme does not use are identities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from llmkit.errors import UsageError
+
+
+class Positions(nn.Module):
+    """No position information (the base of every scheme)."""
+
+    absolute = False
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+        """Add absolute position embeddings to x (B, T, D) from position `offset` (none here)."""
+        return x
+
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate queries/keys (B, nh, T, hs) at integer `positions` (T,) (identity here)."""
+        return q, k
+
+    def bias(self, q_pos: Tensor, k_pos: Tensor, causal: bool) -> Tensor | None:
+        """Additive attention-score bias (nh, Tq, Tk) for these positions, or None."""
+        return None
+
+
+class LearnedPositions(Positions):
+    """Learned absolute position embeddings (GPT-2, BERT): a (max_positions, D) table."""
+
+    absolute = True
+
+    def __init__(self, d_model: int, max_positions: int, **_: object) -> None:
+        super().__init__()
+        self.max_positions = max_positions
+        self.weight = nn.Parameter(torch.zeros(max_positions, d_model))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.shape[1]
+        if end > self.max_positions:
+            raise UsageError(
+                f"sequence reaches position {end} but max_positions is {self.max_positions}; "
+                "use shorter inputs or a model with a larger max_positions"
+            )
+        return x + self.weight[offset:end]  # (B, T, D) + (T, D)
+
+
+def sinusoid_table(n: int, d_model: int) -> Tensor:
+    """The Vaswani et al. table: sin on even, cos on odd channels, wavelengths up to 10000*2pi."""
+    position = torch.arange(n, dtype=torch.float32)[:, None]  # (n, 1)
+    div = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )
+    table = torch.zeros(n, d_model)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div)[:, : d_model // 2]
+    return table
+
+
+class SinusoidalPositions(Positions):
+    """Fixed sinusoidal absolute positions (Vaswani et al.), extended on demand when needed."""
+
+    absolute = True
+    table: Tensor
+
+    def __init__(self, d_model: int, max_positions: int = 2048, **_: object) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.register_buffer("table", sinusoid_table(max_positions, d_model), persistent=False)
+
+    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.shape[1]
+        if end > self.table.shape[0]:
+            self.table = sinusoid_table(2 * end, self.d_model).to(self.table.device)
+        return x + self.table[offset:end].to(x.dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dim (the Hugging Face RoPE layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryPositions(Positions):
+    """Rotary position embeddings (RoPE, Su et al.) in the half-split layout of HF Llama.
+
+    Channel i is paired with channel i + hs/2 and rotated by angle pos * theta^(-2i/hs).
+    """
+
+    inv_freq: Tensor
+    cos: Tensor
+    sin: Tensor
+
+    def __init__(
+        self, head_dim: int, max_positions: int = 2048, theta: float = 10000.0, **_: object
+    ):
+        super().__init__()
+        if head_dim % 2:
+            raise UsageError(f"rope needs an even head size, got head_dim={head_dim}")
+        self.head_dim = head_dim
+        self.theta = theta
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._build(max_positions)
+
+    def _build(self, n: int) -> None:
+        freqs = torch.outer(
+            torch.arange(n, dtype=torch.float32, device=self.inv_freq.device), self.inv_freq.float()
+        )  # (n, hs/2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (n, hs)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        needed = int(positions.max()) + 1 if positions.numel() else 0
+        if needed > self.cos.shape[0]:
+            self._build(2 * needed)
+        cos = self.cos[positions].to(q.dtype)  # (T, hs)
+        sin = self.sin[positions].to(q.dtype)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def alibi_slopes(n_heads: int) -> Tensor:
+    """Per-head slopes 2^(-8i/n) (Press et al.); the paper's interleaving for non-powers of two."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(power_of_two(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    extra = power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(power_of_two(closest) + extra)
+
+
+class AlibiPositions(Positions):
+    """ALiBi: no embeddings; each head's scores get -slope * distance between query and key."""
+
+    slopes: Tensor
+
+    def __init__(self, n_heads: int, **_: object) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    def bias(self, q_pos: Tensor, k_pos: Tensor, causal: bool) -> Tensor | None:
+        distance = (q_pos[:, None] - k_pos[None, :]).abs().to(self.slopes.dtype)  # (Tq, Tk)
+        return -self.slopes[:, None, None] * distance  # (nh, Tq, Tk)
+
+
+POSITIONS: dict[str, type[Positions]] = {
+    "none": Positions,
+    "learned": LearnedPositions,
+    "sinusoidal": SinusoidalPositions,
+    "rope": RotaryPositions,
+    "alibi": AlibiPositions,
+}
+
+
+def build_positions(
+    name: str, *, d_model: int, n_heads: int, max_positions: int, rope_theta: float = 10000.0
+) -> Positions:
+    """The position scheme `name` sized for a model; an unknown name is a UsageError."""
+    if name not in POSITIONS:
+        raise UsageError(f"position: unknown scheme '{name}'; choose one of {', '.join(POSITIONS)}")
+    if name == "none":
+        return Positions()
+    return POSITIONS[name](
+        d_model=d_model,
+        head_dim=d_model // n_heads,
+        n_heads=n_heads,
+        max_positions=max_positions,
+        theta=rope_theta,
+    )
