@@ -1,36 +1,56 @@
 """llmkit: a plugin-based toolkit for Transformer language models with a Rust tokenizer.
 
-Importing llmkit is cheap: torch and the components load when a component is used.
+Importing llmkit is cheap: the plugin machinery, torch and the components load on first use.
 """
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmkit.api import components, create, describe, get, register, register_plugin
 from llmkit.errors import LlmkitError, RegistryError, UsageError, WorkError
-from llmkit.hookspecs import KINDS, hookimpl
 
-try:
-    __version__ = _metadata.version("llmkit")
-except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from llmkit.api import components, create, describe, get, register, register_plugin
+    from llmkit.hookspecs import KINDS, hookimpl
 
-# Heavy entry points, imported on first access: name -> "module:attribute".
-_LAZY: dict[str, str] = {}
+# Attributes imported on first access: name -> "module:attribute".
+_LAZY: dict[str, str] = {
+    "components": "llmkit.api:components",
+    "create": "llmkit.api:create",
+    "describe": "llmkit.api:describe",
+    "get": "llmkit.api:get",
+    "register": "llmkit.api:register",
+    "register_plugin": "llmkit.api:register_plugin",
+    "KINDS": "llmkit.hookspecs:KINDS",
+    "hookimpl": "llmkit.hookspecs:hookimpl",
+}
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("llmkit")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
 
 
 def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'llmkit' has no attribute '{name}'")
-    import importlib
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _LAZY:
+        import importlib
 
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
+        module_name, _, attr = _LAZY[name].partition(":")
+        value = getattr(importlib.import_module(module_name), attr)
+    else:
+        raise AttributeError(f"module 'llmkit' has no attribute '{name}'")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "__version__"])
 
 
 __all__ = [
@@ -39,7 +59,6 @@ __all__ = [
     "RegistryError",
     "UsageError",
     "WorkError",
-    "__version__",
     "components",
     "create",
     "describe",

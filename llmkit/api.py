@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmkit import params
 from llmkit.plugins import get_host
-from llmkit.registry import Component, Factory
+
+if TYPE_CHECKING:
+    from llmkit.params import Description
+    from llmkit.registry import Component, Factory
 
 
 def create(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -14,8 +16,10 @@ def create(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
 
     Example: ``llmkit.create("optimizer", "lamb", model.parameters(), lr=1e-3)``.
     """
+    from llmkit.params import validate
+
     component = get_host().registry.get(kind, name)
-    checked = params.validate(component, args, kwargs)
+    checked = validate(component, args, kwargs)
     return component.factory(*args, **checked)
 
 
@@ -32,9 +36,11 @@ def components(kind: str | None = None) -> list[Component]:
     return [registry.get(kind, name) for name in registry.names(kind)]
 
 
-def describe(kind: str, name: str) -> params.Description:
+def describe(kind: str, name: str) -> Description:
     """The summary, origin and parameters (types, defaults, docs) of a component."""
-    return params.describe(get_host().registry.get(kind, name))
+    from llmkit.params import describe as describe_component
+
+    return describe_component(get_host().registry.get(kind, name))
 
 
 def register(kind: str, name: str, factory: Factory | str, summary: str | None = None) -> None:

@@ -49,7 +49,8 @@ def _allowed_plugins() -> set[str] | None:
 
 
 def _describe_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """One line: the exception's own lines joined (pluggy's validation errors span several)."""
+    text = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
     return text if isinstance(exc, LlmkitError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 

@@ -1,0 +1,5 @@
+"""`python -m llmkit` runs the CLI."""
+
+from llmkit.cli import main
+
+main()

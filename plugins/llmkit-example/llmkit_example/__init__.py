@@ -1,0 +1,1 @@
+"""An example llmkit plugin: a metric, an optimizer and a CLI command."""

@@ -1,0 +1,24 @@
+"""The hooks llmkit calls; factories are named lazily so that `llmkit --help` stays fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llmkit
+
+
+@llmkit.hookimpl
+def register_metrics(register: Any) -> None:
+    register("jaccard", "llmkit_example.metric:Jaccard", summary="Mean token-set Jaccard similarity")
+
+
+@llmkit.hookimpl
+def register_optimizers(register: Any) -> None:
+    register("signum", "llmkit_example.optimizer:Signum", summary="Sign SGD with momentum")
+
+
+@llmkit.hookimpl
+def register_commands(cli: Any) -> None:
+    from llmkit_example.command import example_jaccard
+
+    cli.add_command(example_jaccard)

@@ -1,0 +1,43 @@
+"""Hermetic tests: no installed third-party plugin leaks in; each test starts with a fresh plugin host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Only llmkit's own plugins load, in this process and in every subprocess a test starts.
+os.environ["LLMKIT_PLUGINS"] = ""
+os.environ.pop("LLMKIT_DEBUG", None)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_host() -> Iterator[None]:
+    """Forget plugins and components registered by the previous test."""
+    from llmkit import plugins
+
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin package, really installed (wheel built by pip) into a private folder."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--no-index", "--target", str(target),
+            str(REPO / "plugins" / "llmkit-example"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return target
