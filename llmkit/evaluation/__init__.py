@@ -1,0 +1,1 @@
+"""llmkit.evaluation: evaluate models and predictions with the metric plugins."""
