@@ -1,0 +1,149 @@
+"""Hugging Face interop: build llmkit models from HF configs + state dicts, and back.
+
+The per-architecture key maps live with each model (gpt.py, bert.py, llama.py); this module picks
+the architecture from `config.json` ("model_type"/"architectures"), loads the tensors with checks
+(shape mismatches and missing tensors are a UsageError listing the first offenders), and reads or
+writes a directory in the `save_pretrained` layout (config.json + model.safetensors, or shards).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import Tensor, nn
+
+from llmkit.errors import UsageError
+
+
+def _module_for(config_json: dict[str, Any]) -> ModuleType:
+    from llmkit.models import bert, gpt, llama
+
+    model_type = str(config_json.get("model_type", "")).lower()
+    archs = " ".join(config_json.get("architectures") or []).lower()
+    table = {"gpt2": gpt, "bert": bert, "llama": llama}
+    if model_type in table:
+        return table[model_type]
+    for key, module in table.items():
+        if key in archs:
+            return module
+    raise UsageError(
+        f"config.json: model_type '{model_type}' is not supported; supported: gpt2, bert, llama"
+    )
+
+
+def _model_for(obj: Any) -> ModuleType:
+    from llmkit.models import bert, gpt, llama
+
+    if isinstance(obj, llama.Llama):
+        return llama
+    if isinstance(obj, gpt.GPT):
+        return llama if obj.config.position == "rope" else gpt
+    if isinstance(obj, bert.Bert):
+        return bert
+    raise UsageError(f"{type(obj).__name__} has no Hugging Face layout (gpt, bert, llama do)")
+
+
+def load_weights(
+    model: nn.Module, weights: dict[str, Tensor], optional: tuple[str, ...] = ()
+) -> None:
+    """Copy `weights` into `model`, filling tied aliases; mismatches are a UsageError listing them."""
+    own = model.state_dict()
+    twins: dict[str, str] = {}
+    by_id: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in by_id:
+            twins[name] = by_id[id(param)]
+        else:
+            by_id[id(param)] = name
+    weights = dict(weights)
+    for alias, original in twins.items():
+        if alias not in weights and original in weights:
+            weights[alias] = weights[original]
+        elif original not in weights and alias in weights:
+            weights[original] = weights[alias]
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in weights.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if bad:
+        raise UsageError(f"{len(bad)} shape mismatch(es), first: {'; '.join(bad[:3])}")
+    missing = [k for k in own if k not in weights and not k.startswith(optional)]
+    unexpected = [k for k in weights if k not in own]
+    if missing or unexpected:
+        raise UsageError(
+            f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+
+
+def from_hf(config_json: dict[str, Any], state_dict: dict[str, Tensor]) -> nn.Module:
+    """An llmkit model (GPT, Bert or Llama) holding the weights of a Hugging Face checkpoint."""
+    module = _module_for(config_json)
+    config = module.config_from_hf(config_json)
+    model_cls = {"gpt": "GPT", "bert": "Bert", "llama": "Llama"}[config.model_name]
+    model: nn.Module = getattr(module, model_cls)(config)
+    weights = module.state_dict_from_hf(config, state_dict)
+    load_weights(model, weights, getattr(module, "OPTIONAL", ()))
+    return model.eval()
+
+
+def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """(config.json dict, state dict) in the Hugging Face layout of the model's architecture."""
+    module = _model_for(model)
+    return module.config_to_hf(model.config), module.state_dict_to_hf(model)
+
+
+def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """config.json and the safetensors weights (one file or an index of shards) of an HF model dir."""
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if not (root / "config.json").is_file():
+        raise UsageError(f"{root}: no config.json (expected a Hugging Face model directory)")
+    config = json.loads((root / "config.json").read_text())
+    index = root / "model.safetensors.index.json"
+    if (root / "model.safetensors").is_file():
+        files = [root / "model.safetensors"]
+    elif index.is_file():
+        files = [
+            root / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        ]
+    else:
+        raise UsageError(f"{root}: no model.safetensors (only safetensors weights are read)")
+    weights: dict[str, Tensor] = {}
+    for file in files:
+        weights.update(load_file(str(file)))
+    return config, weights
+
+
+def load_hf(path: str | os.PathLike[str]) -> nn.Module:
+    """Load a Hugging Face GPT-2/BERT/Llama directory (as written by save_pretrained)."""
+    config, weights = read_hf_dir(path)
+    return from_hf(config, weights)
+
+
+def save_hf(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write config.json + model.safetensors that `transformers` loads with from_pretrained.
+
+    Files are written to a temporary directory beside `path`, then moved into place.
+    """
+    from safetensors.torch import save_file
+
+    config, weights = to_hf(model)
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-") as tmp:
+        save_file(
+            {k: v.detach().contiguous() for k, v in weights.items()},
+            os.path.join(tmp, "model.safetensors"),
+            metadata={"format": "pt"},
+        )
+        Path(tmp, "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(os.path.join(tmp, "model.safetensors"), root / "model.safetensors")
+        os.replace(os.path.join(tmp, "config.json"), root / "config.json")
