@@ -181,8 +181,10 @@ def describe(component: Component) -> Description:
     params = _config_params(_signature(factory))
     docs = _param_docs(factory)
     doc = inspect.getdoc(factory) or ""
-    target = component.target if isinstance(component.target, str) else (
-        f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}"
+    target = (
+        component.target
+        if isinstance(component.target, str)
+        else (f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}")
     )
     return Description(
         kind=component.kind,

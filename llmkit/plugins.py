@@ -154,9 +154,7 @@ class PluginHost:
         for component in staged:
             info.components.setdefault(component.kind, []).append(component.name)
 
-    def _stager(
-        self, kind: str, plugin_name: str, staged: list[Component]
-    ) -> Callable[..., None]:
+    def _stager(self, kind: str, plugin_name: str, staged: list[Component]) -> Callable[..., None]:
         def register(name: str, factory: Factory | str, summary: str | None = None) -> None:
             staged.append(self.registry.make_component(kind, name, factory, summary, plugin_name))
 

@@ -53,7 +53,7 @@ def resolve(target: Factory | str, what: str) -> Factory:
         raise RegistryError(f"{what}: cannot import factory {target!r}: {exc}") from exc
     if not callable(obj):
         raise RegistryError(f"{what}: factory {target!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _check_kind(kind: str) -> None:

@@ -73,7 +73,9 @@ class KLDivergence(nn.Module):
         self.reduction = reduction
 
     def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """KL divergence per position (summed over the class axis), reduced; `mask` keeps positions."""

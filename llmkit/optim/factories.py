@@ -36,7 +36,11 @@ def adam(
     """
     params = list(params)
     return torch.optim.Adam(
-        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+        params,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
         fused=_fused_default(params) if fused is None else fused,
     )
 
@@ -61,7 +65,11 @@ def adamw(
     """
     params = list(params)
     return torch.optim.AdamW(
-        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+        params,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
         fused=_fused_default(params) if fused is None else fused,
     )
 

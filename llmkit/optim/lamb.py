@@ -40,8 +40,12 @@ class LAMB(torch.optim.Optimizer):
         if eps <= 0:
             raise UsageError(f"optimizer 'lamb': eps: must be positive, got {eps}")
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            bias_correction=bias_correction, max_trust_ratio=max_trust_ratio,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            max_trust_ratio=max_trust_ratio,
         )
         super().__init__(params, defaults)
 

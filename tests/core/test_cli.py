@@ -58,12 +58,18 @@ def test_plugins_lists_builtins() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("describe", "optimizer", "lambb"), "Error: unknown optimizer 'lambb'; did you mean 'lamb'?"),
-        (("components", "optimiser"), "Error: unknown component kind 'optimiser'; did you mean 'optimizer'?"),
+        (
+            ("describe", "optimizer", "lambb"),
+            "Error: unknown optimizer 'lambb'; did you mean 'lamb'?",
+        ),
+        (
+            ("components", "optimiser"),
+            "Error: unknown component kind 'optimiser'; did you mean 'optimizer'?",
+        ),
     ],
 )
 def test_input_errors_exit_2_with_one_line(args: tuple[str, ...], message: str) -> None:
-    code, out, err = run(*args)
+    code, _out, err = run(*args)
     assert code == 2
     assert err.startswith(message)
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -77,7 +83,10 @@ def test_usage_error_exit_2() -> None:
 def _llmkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llmkit", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
     )
 
 
@@ -115,7 +124,9 @@ def test_example_plugin_discovered_for_real(example_plugin_dir: Path) -> None:
     )
 
 
-def test_example_plugin_command_and_create(example_plugin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_plugin_command_and_create(
+    example_plugin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hyp, ref = tmp_path / "hyp.txt", tmp_path / "ref.txt"
     hyp.write_text("the cat sat\na b\n")
     ref.write_text("the cat sat down\nc d\n")

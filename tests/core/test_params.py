@@ -28,7 +28,14 @@ def warmup(
             at the end of warm-up.
         mode: Shape of the ramp.
     """
-    return {"steps": steps, "lr": lr, "mode": mode, "betas": betas, "name": name, "verbose": verbose}
+    return {
+        "steps": steps,
+        "lr": lr,
+        "mode": mode,
+        "betas": betas,
+        "name": name,
+        "verbose": verbose,
+    }
 
 
 class Plugin:
@@ -46,7 +53,12 @@ def toy_plugin(fresh_plugin_host: None) -> None:
 def test_values_are_coerced_to_declared_types() -> None:
     built = llmkit.create("scheduler", "toy_warmup", steps="10", lr="1e-2", betas=[0.8, 0.9])
     assert built == {
-        "steps": 10, "lr": 0.01, "mode": "linear", "betas": (0.8, 0.9), "name": None, "verbose": False
+        "steps": 10,
+        "lr": 0.01,
+        "mode": "linear",
+        "betas": (0.8, 0.9),
+        "name": None,
+        "verbose": False,
     }
 
 
@@ -55,11 +67,23 @@ def test_values_are_coerced_to_declared_types() -> None:
     [
         ({"steps": 1, "lr": "fast"}, "scheduler 'toy_warmup': lr: expected a number, got 'fast'"),
         ({"steps": 1.5}, "scheduler 'toy_warmup': steps: expected an integer, got 1.5"),
-        ({"steps": 1, "mode": "exp"}, "scheduler 'toy_warmup': mode: expected one of 'linear' or 'cosine', got 'exp'"),
-        ({"steps": 1, "verbose": "maybe"}, "scheduler 'toy_warmup': verbose: expected true or false, got 'maybe'"),
-        ({"steps": 1, "betas": [0.9, "x"]}, "scheduler 'toy_warmup': betas.1: expected a number, got 'x'"),
+        (
+            {"steps": 1, "mode": "exp"},
+            "scheduler 'toy_warmup': mode: expected one of 'linear' or 'cosine', got 'exp'",
+        ),
+        (
+            {"steps": 1, "verbose": "maybe"},
+            "scheduler 'toy_warmup': verbose: expected true or false, got 'maybe'",
+        ),
+        (
+            {"steps": 1, "betas": [0.9, "x"]},
+            "scheduler 'toy_warmup': betas.1: expected a number, got 'x'",
+        ),
         ({"lr": 0.1}, "scheduler 'toy_warmup': steps: missing required parameter"),
-        ({"steps": 1, "setps": 2}, "scheduler 'toy_warmup': unknown parameter 'setps'; did you mean 'steps'?"),
+        (
+            {"steps": 1, "setps": 2},
+            "scheduler 'toy_warmup': unknown parameter 'setps'; did you mean 'steps'?",
+        ),
     ],
 )
 def test_bad_parameters_give_one_clear_line(kwargs: dict[str, Any], message: str) -> None:
@@ -87,7 +111,10 @@ def test_describe_reads_signature_and_docstring() -> None:
     assert params["name"].doc == ""
 
 
-@given(st.integers(min_value=-(10**6), max_value=10**6), st.floats(allow_nan=False, allow_infinity=False))
+@given(
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 def test_any_valid_numbers_pass_through(steps: int, lr: float) -> None:
     from llmkit import plugins
 

@@ -51,7 +51,9 @@ def test_register_plugin_object_and_create() -> None:
 
 
 def test_lazy_factory_is_not_imported_until_used(tmp_path: Path, monkeypatch: Any) -> None:
-    (tmp_path / "lazy_mod_for_test.py").write_text("IMPORTED = True\ndef make(n: int = 1):\n    return n\n")
+    (tmp_path / "lazy_mod_for_test.py").write_text(
+        "IMPORTED = True\ndef make(n: int = 1):\n    return n\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import sys
 
@@ -108,13 +110,15 @@ def test_unknown_name_suggests_closest() -> None:
 
 
 def test_unknown_kind_lists_kinds() -> None:
-    with pytest.raises(RegistryError, match=r"unknown component kind 'optimiser'; did you mean 'optimizer'"):
+    with pytest.raises(
+        RegistryError, match=r"unknown component kind 'optimiser'; did you mean 'optimizer'"
+    ):
         llmkit.components("optimiser")
 
 
 def test_bad_factory_is_rejected() -> None:
     plugin = make_plugin(register_metrics=lambda register: register("x", "no_colon_here"))
-    with pytest.raises(RegistryError, match="must look like 'package.module:Name'"):
+    with pytest.raises(RegistryError, match=r"must look like 'package\.module:Name'"):
         llmkit.register_plugin(plugin, name="bad")
     plugin = make_plugin(register_metrics=lambda register: register("y", 42))
     with pytest.raises(RegistryError, match="factory must be callable"):
@@ -158,10 +162,15 @@ GOOD_PLUGIN = """
 
 
 def test_broken_plugin_is_isolated(tmp_path: Path, monkeypatch: Any) -> None:
-    _write_dist(tmp_path, "goodplug", "good", "goodplug_mod", GOOD_PLUGIN.format(module="goodplug_mod"))
+    _write_dist(
+        tmp_path, "goodplug", "good", "goodplug_mod", GOOD_PLUGIN.format(module="goodplug_mod")
+    )
     _write_dist(tmp_path, "badplug", "bad", "badplug_mod", "raise ImportError('missing dep foo')\n")
     _write_dist(
-        tmp_path, "badhook", "badhook", "badhook_mod",
+        tmp_path,
+        "badhook",
+        "badhook",
+        "badhook_mod",
         """
         import llmkit
 
@@ -184,12 +193,20 @@ def test_broken_plugin_is_isolated(tmp_path: Path, monkeypatch: Any) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "loaded"),
-    [(None, {"good", "other"}), ("", set()), ("none", set()), ("good", {"good"}), ("otherplug", {"other"})],
+    [
+        (None, {"good", "other"}),
+        ("", set()),
+        ("none", set()),
+        ("good", {"good"}),
+        ("otherplug", {"other"}),
+    ],
 )
 def test_env_var_selects_plugins(
     tmp_path: Path, monkeypatch: Any, setting: str | None, loaded: set[str]
 ) -> None:
-    _write_dist(tmp_path, "goodplug", "good", "goodplug_mod2", GOOD_PLUGIN.format(module="goodplug_mod2"))
+    _write_dist(
+        tmp_path, "goodplug", "good", "goodplug_mod2", GOOD_PLUGIN.format(module="goodplug_mod2")
+    )
     _write_dist(tmp_path, "otherplug", "other", "otherplug_mod", "x = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     if setting is None:

@@ -9,7 +9,9 @@ import llmkit
 
 @llmkit.hookimpl
 def register_metrics(register: Any) -> None:
-    register("jaccard", "llmkit_example.metric:Jaccard", summary="Mean token-set Jaccard similarity")
+    register(
+        "jaccard", "llmkit_example.metric:Jaccard", summary="Mean token-set Jaccard similarity"
+    )
 
 
 @llmkit.hookimpl
