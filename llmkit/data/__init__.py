@@ -1,0 +1,1 @@
+"""llmkit.data."""

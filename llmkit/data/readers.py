@@ -1,0 +1,498 @@
+"""Streaming readers (`dataset` components): plain text, JSONL, CSV/TSV, parallel text, HF datasets.
+
+Every reader is an iterable of `Record`s that reads one line or one file at a time, so memory does not
+grow with the corpus. Compressed files (.gz, .xz, .bz2) open transparently. Invalid UTF-8 is replaced
+with U+FFFD and counted in the reader's `stats`; a problem the user must fix is a `UsageError` naming
+the file and line.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import fnmatch
+import glob
+import gzip
+import json
+import lzma
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from llmkit.data.records import ReadStats, Record, decode_utf8
+from llmkit.errors import UsageError
+
+_OPENERS: dict[str, Callable[..., Any]] = {
+    ".gz": gzip.open,
+    ".xz": lzma.open,
+    ".bz2": bz2.open,
+}
+_MISSING_FIELD_PROBE = 100
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    """Open `path` for reading bytes, decompressing .gz/.xz/.bz2; a clear error when unreadable."""
+    path = Path(path)
+    opener = _OPENERS.get(path.suffix.lower())
+    try:
+        if opener is not None:
+            return opener(path, "rb")
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+
+
+def _read_all(path: Path) -> bytes:
+    with open_binary(path) as fh:
+        try:
+            return fh.read()
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise UsageError(f"{path}: cannot read ({exc})") from None
+
+
+def _iter_lines(path: Path) -> Iterator[bytes]:
+    with open_binary(path) as fh:
+        try:
+            yield from fh
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise UsageError(f"{path}: cannot read ({exc})") from None
+
+
+def expand_paths(
+    paths: Iterable[str | Path],
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> list[Path]:
+    """Files named by `paths` (files, glob patterns, directories searched recursively), sorted.
+
+    `include`/`exclude` are glob patterns matched against the file name and the full path; a path
+    or pattern that matches nothing is an error naming it.
+    """
+    include = list(include)
+    exclude = list(exclude)
+
+    def wanted(p: Path, from_dir: bool) -> bool:
+        text = p.as_posix()
+        if any(fnmatch.fnmatch(p.name, pat) or fnmatch.fnmatch(text, pat) for pat in exclude):
+            return False
+        if include and from_dir:
+            return any(
+                fnmatch.fnmatch(p.name, pat) or fnmatch.fnmatch(text, pat) for pat in include
+            )
+        return True
+
+    out: list[Path] = []
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    for raw in paths:
+        spec = os.path.expanduser(str(raw))
+        if os.path.isdir(spec):
+            found = sorted(
+                Path(root) / name
+                for root, dirs, files in os.walk(spec)
+                for name in files
+                if not name.startswith(".")
+            )
+            found = [p for p in found if wanted(p, True)]
+        elif os.path.exists(spec):
+            found = [Path(spec)] if wanted(Path(spec), False) else []
+            if not found:
+                continue
+        elif glob.has_magic(spec):
+            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+            found = [p for p in found if wanted(p, True)]
+        else:
+            raise UsageError(f"{spec}: no such file or directory")
+        if not found:
+            raise UsageError(f"{spec}: matches no files")
+        out.extend(found)
+    if not out:
+        raise UsageError("no input files given")
+    return out
+
+
+def _none_if_missing(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value != value:  # NaN from pandas-made files
+        return None
+    return str(value)
+
+
+class TextReader:
+    """Plain-text files: a document per file, per blank-line-separated paragraph, or per line.
+
+    Args:
+        paths: Files, glob patterns (``**`` allowed) or directories (searched recursively).
+        unit: What one record is: a whole ``file``, a ``paragraph`` (blank-line separated) or a ``line``.
+        include: Glob patterns a file found in a directory or glob must match (e.g. ``*.rst.gz``).
+        exclude: Glob patterns of files to skip (e.g. ``*/translations/*``).
+        skip_empty: Leave out records that are empty or only whitespace.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        unit: Literal["file", "paragraph", "line"] = "file",
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        skip_empty: bool = True,
+    ) -> None:
+        self.files = expand_paths(paths, include or (), exclude or ())
+        self.unit = unit
+        self.skip_empty = skip_empty
+        self.stats = ReadStats()
+
+    def __iter__(self) -> Iterator[Record]:
+        stats = self.stats
+        for path in self.files:
+            stats.files += 1
+            name = str(path)
+            if self.unit == "file":
+                raw = _read_all(path)
+                stats.bytes += len(raw)
+                yield from self._emit(decode_utf8(raw, stats), name)
+            elif self.unit == "line":
+                for i, raw in enumerate(_iter_lines(path), 1):
+                    stats.bytes += len(raw)
+                    yield from self._emit(decode_utf8(raw, stats).rstrip("\r\n"), f"{name}:{i}")
+            else:
+                para: list[str] = []
+                start = 1
+                for i, raw in enumerate(_iter_lines(path), 1):
+                    stats.bytes += len(raw)
+                    line = decode_utf8(raw, stats)
+                    if line.strip():
+                        if not para:
+                            start = i
+                        para.append(line)
+                    elif para:
+                        yield from self._emit("".join(para).rstrip("\r\n"), f"{name}:{start}")
+                        para = []
+                if para:
+                    yield from self._emit("".join(para).rstrip("\r\n"), f"{name}:{start}")
+
+    def _emit(self, text: str, source: str) -> Iterator[Record]:
+        if self.skip_empty and not text.strip():
+            return
+        self.stats.records += 1
+        yield Record(text, source=source)
+
+
+class JsonlReader:
+    """JSON Lines: one object per line, with a text field and optional label/target fields.
+
+    Args:
+        paths: Files, glob patterns or directories of ``.jsonl`` files (compressed allowed).
+        field: The field holding the text.
+        label_field: The field holding a class label (sequence classification).
+        target_field: The field holding a target text (seq2seq).
+        on_error: A line that is not a JSON object: ``error`` stops naming file and line; ``skip``
+            skips it and counts it in the report.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        field: str = "text",
+        label_field: str | None = None,
+        target_field: str | None = None,
+        on_error: Literal["error", "skip"] = "error",
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> None:
+        self.files = expand_paths(paths, include or (), exclude or ())
+        self.field = field
+        self.label_field = label_field
+        self.target_field = target_field
+        self.on_error = on_error
+        self.stats = ReadStats()
+
+    def __iter__(self) -> Iterator[Record]:
+        stats = self.stats
+        for path in self.files:
+            stats.files += 1
+            seen_field = False
+            seen_keys: set[str] = set()
+            objects = 0
+            for i, raw in enumerate(_iter_lines(path), 1):
+                stats.bytes += len(raw)
+                line = decode_utf8(raw, stats)
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict):
+                        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+                except ValueError as exc:
+                    where = f"{path}:{i}"
+                    if self.on_error == "skip":
+                        stats.skip(where)
+                        continue
+                    msg = str(exc).splitlines()[0]
+                    raise UsageError(
+                        f"{where}: not a JSON object ({msg}); fix the line or skip bad lines (--on-error skip)"
+                    ) from None
+                objects += 1
+                if self.field in obj:
+                    seen_field = True
+                elif not seen_field and objects <= _MISSING_FIELD_PROBE:
+                    seen_keys.update(obj)
+                    if objects == _MISSING_FIELD_PROBE:
+                        self._missing_field(path, seen_keys)
+                stats.records += 1
+                yield Record(
+                    _none_if_missing(obj.get(self.field)),
+                    label=_none_if_missing(obj.get(self.label_field)) if self.label_field else None,
+                    target=_none_if_missing(obj.get(self.target_field))
+                    if self.target_field
+                    else None,
+                    source=f"{path}:{i}",
+                )
+            if objects and not seen_field:
+                self._missing_field(path, seen_keys)
+
+    def _missing_field(self, path: Path, keys: set[str]) -> None:
+        listing = ", ".join(sorted(keys)) or "(none)"
+        raise UsageError(f"{path}: no field '{self.field}' in its objects; fields: {listing}")
+
+
+class CsvReader:
+    """CSV or TSV with a header row; records take the named text (and label/target) columns.
+
+    Args:
+        paths: Files, glob patterns or directories (compressed allowed).
+        text_column: Column holding the text.
+        label_column: Column holding a class label.
+        target_column: Column holding a target text (seq2seq).
+        delimiter: Field separator; default a tab for ``.tsv``/``.tab`` files, else a comma.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        text_column: str = "text",
+        label_column: str | None = None,
+        target_column: str | None = None,
+        delimiter: str | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> None:
+        self.files = expand_paths(paths, include or (), exclude or ())
+        self.text_column = text_column
+        self.label_column = label_column
+        self.target_column = target_column
+        self.delimiter = delimiter
+        self.stats = ReadStats()
+
+    def _delimiter(self, path: Path) -> str:
+        if self.delimiter:
+            return self.delimiter
+        suffixes = [s.lower() for s in path.suffixes]
+        return "\t" if ".tsv" in suffixes or ".tab" in suffixes else ","
+
+    def __iter__(self) -> Iterator[Record]:
+        stats = self.stats
+        csv.field_size_limit(2**31 - 1)
+        for path in self.files:
+            stats.files += 1
+
+            def lines(path: Path = path) -> Iterator[str]:
+                for raw in _iter_lines(path):
+                    stats.bytes += len(raw)
+                    yield decode_utf8(raw, stats)
+
+            reader = csv.reader(lines(), delimiter=self._delimiter(path))
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise UsageError(f"{path}: empty file, expected a header row") from None
+            except csv.Error as exc:
+                raise UsageError(f"{path}:1: bad CSV ({exc})") from None
+            cols = {name.strip().lstrip("\ufeff"): i for i, name in enumerate(header)}
+            wanted = [self.text_column, self.label_column, self.target_column]
+            for name in wanted:
+                if name is not None and name not in cols:
+                    listing = ", ".join(cols) or "(none)"
+                    raise UsageError(f"{path}: no column '{name}'; columns: {listing}")
+            ti = cols[self.text_column]
+            li = cols[self.label_column] if self.label_column else None
+            gi = cols[self.target_column] if self.target_column else None
+            try:
+                for row in reader:
+                    if not row:
+                        continue
+
+                    def cell(i: int | None, row: list[str] = row) -> str | None:
+                        return row[i] if i is not None and i < len(row) else None
+
+                    stats.records += 1
+                    yield Record(
+                        cell(ti),
+                        label=cell(li),
+                        target=cell(gi),
+                        source=f"{path}:{reader.line_num}",
+                    )
+            except csv.Error as exc:
+                raise UsageError(f"{path}:{reader.line_num}: bad CSV ({exc})") from None
+
+
+class ParallelReader:
+    """Parallel text: aligned source and target files, or one file with both sides per line.
+
+    Args:
+        source: Source-side files (one sentence per line), aligned line by line with `target`.
+        target: Target-side files, as many lines as `source`.
+        paths: Instead of source/target: files holding both sides on each line, split at `separator`.
+        separator: Splits a line of `paths` into source and target (e.g. ``" :: "`` or a tab).
+        swap: Read the sides the other way round (target first on each line).
+    """
+
+    def __init__(
+        self,
+        source: list[str] | None = None,
+        target: list[str] | None = None,
+        paths: list[str] | None = None,
+        separator: str = "\t",
+        swap: bool = False,
+    ) -> None:
+        if paths:
+            if source or target:
+                raise UsageError("parallel reader: give either paths or source+target, not both")
+            self.files = expand_paths(paths)
+            self.pairs: list[tuple[Path, Path]] = []
+        else:
+            if not source or not target:
+                raise UsageError("parallel reader: give source and target files (or paths)")
+            src, tgt = expand_paths(source), expand_paths(target)
+            if len(src) != len(tgt):
+                raise UsageError(
+                    f"parallel reader: {len(src)} source files but {len(tgt)} target files"
+                )
+            self.files = src + tgt
+            self.pairs = list(zip(src, tgt, strict=True))
+        self.separator = separator
+        self.swap = swap
+        self.stats = ReadStats()
+
+    def __iter__(self) -> Iterator[Record]:
+        stats = self.stats
+        if self.pairs:
+            for spath, tpath in self.pairs:
+                stats.files += 2
+                slines, tlines = _iter_lines(spath), _iter_lines(tpath)
+                i = 0
+                for i, (s, t) in enumerate(zip(slines, tlines), 1):  # noqa: B905
+                    stats.bytes += len(s) + len(t)
+                    stats.records += 1
+                    src = decode_utf8(s, stats).rstrip("\r\n")
+                    tgt = decode_utf8(t, stats).rstrip("\r\n")
+                    if self.swap:
+                        src, tgt = tgt, src
+                    yield Record(src, target=tgt, source=f"{spath}:{i}")
+                rest_s, rest_t = sum(1 for _ in slines), sum(1 for _ in tlines)
+                if rest_s or rest_t:
+                    raise UsageError(
+                        f"parallel reader: {spath} has {i + rest_s} lines but {tpath} has "
+                        f"{i + rest_t}; the files must be aligned line by line"
+                    )
+            return
+        for path in self.files:
+            stats.files += 1
+            for i, raw in enumerate(_iter_lines(path), 1):
+                stats.bytes += len(raw)
+                line = decode_utf8(raw, stats).rstrip("\r\n")
+                if not line.strip():
+                    continue
+                src, sep, tgt = line.partition(self.separator)
+                if not sep:
+                    stats.skip(f"{path}:{i}")
+                    continue
+                if self.swap:
+                    src, tgt = tgt, src
+                stats.records += 1
+                yield Record(src.strip(), target=tgt.strip(), source=f"{path}:{i}")
+
+
+class HFReader:
+    """A Hugging Face `datasets` dataset (optional: needs ``pip install datasets``).
+
+    Args:
+        path: A dataset name or script for ``datasets.load_dataset``, or a directory saved with
+            ``save_to_disk``.
+        split: Which split to read.
+        field: Column holding the text.
+        label_field: Column holding a class label.
+        target_field: Column holding a target text.
+        streaming: Stream rows instead of loading the split (when loading by name).
+        dataset: An already-built ``datasets.Dataset`` (Python use), instead of `path`.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        split: str = "train",
+        field: str = "text",
+        label_field: str | None = None,
+        target_field: str | None = None,
+        streaming: bool = True,
+        dataset: Any = None,
+    ) -> None:
+        if dataset is None and path is None:
+            raise UsageError("hf reader: give a dataset path/name or a dataset object")
+        self.path = path
+        self.split = split
+        self.field = field
+        self.label_field = label_field
+        self.target_field = target_field
+        self.streaming = streaming
+        self.dataset = dataset
+        self.files: list[Path] = []
+        self.stats = ReadStats()
+
+    def _load(self) -> Any:
+        if self.dataset is not None:
+            return self.dataset
+        try:
+            import datasets
+        except ImportError:
+            raise UsageError(
+                "the 'hf' reader needs the datasets library: pip install 'llmkit[hf]'"
+            ) from None
+        assert self.path is not None
+        if os.path.isdir(self.path) and os.path.exists(
+            os.path.join(self.path, "dataset_info.json")
+        ):
+            ds = datasets.load_from_disk(self.path)
+            return ds[self.split] if isinstance(ds, datasets.DatasetDict) else ds
+        return datasets.load_dataset(self.path, split=self.split, streaming=self.streaming)
+
+    def __iter__(self) -> Iterator[Record]:
+        ds = self._load()
+        names = getattr(ds, "column_names", None)
+        if names:
+            for name in (self.field, self.label_field, self.target_field):
+                if name is not None and name not in names:
+                    raise UsageError(
+                        f"{self.path or 'dataset'}: no column '{name}'; columns: {', '.join(names)}"
+                    )
+        for i, row in enumerate(ds):
+            self.stats.records += 1
+            yield Record(
+                _none_if_missing(row.get(self.field)),
+                label=_none_if_missing(row.get(self.label_field)) if self.label_field else None,
+                target=_none_if_missing(row.get(self.target_field)) if self.target_field else None,
+                source=f"{self.path or 'dataset'}[{i}]",
+            )
+
+
+Reader = TextReader | JsonlReader | CsvReader | ParallelReader | HFReader
+
+FORMATS = {"text": "text", "jsonl": "jsonl", "csv": "csv", "tsv": "csv", "parallel": "parallel"}
