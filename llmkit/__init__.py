@@ -12,6 +12,8 @@ from llmkit.errors import LlmkitError, RegistryError, UsageError, WorkError
 if TYPE_CHECKING:
     from llmkit.api import components, create, describe, get, register, register_plugin
     from llmkit.hookspecs import KINDS, hookimpl
+    from llmkit.inference.checkpoint import load_model, load_tokenizer, save_model
+    from llmkit.inference.generation import generate
 
 # Attributes imported on first access: name -> "module:attribute".
 _LAZY: dict[str, str] = {
@@ -23,6 +25,10 @@ _LAZY: dict[str, str] = {
     "register_plugin": "llmkit.api:register_plugin",
     "KINDS": "llmkit.hookspecs:KINDS",
     "hookimpl": "llmkit.hookspecs:hookimpl",
+    "load_model": "llmkit.inference.checkpoint:load_model",
+    "load_tokenizer": "llmkit.inference.checkpoint:load_tokenizer",
+    "save_model": "llmkit.inference.checkpoint:save_model",
+    "generate": "llmkit.inference.generation:generate",
 }
 
 
@@ -63,7 +69,11 @@ __all__ = [
     "create",
     "describe",
     "get",
+    "generate",
     "hookimpl",
+    "load_model",
+    "load_tokenizer",
     "register",
     "register_plugin",
+    "save_model",
 ]
