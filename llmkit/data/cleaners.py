@@ -270,7 +270,9 @@ class Boilerplate(TextCleaner):
         self.max_words = max_words
         every = (BOILERPLATE_PATTERNS if defaults else []) + self.patterns
         try:
-            self._regex = re.compile("|".join(f"(?:{p})" for p in every), re.I) if every else None
+            self._regex = (
+                re.compile("|".join(f"(?:{p})" for p in every), re.I | re.M) if every else None
+            )
         except re.error as exc:
             raise UsageError(f"boilerplate: bad pattern ({exc})") from None
 

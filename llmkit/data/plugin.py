@@ -19,6 +19,11 @@ def register_datasets(register: Any) -> None:
     register("csv", f"{_R}:CsvReader", summary="CSV/TSV with named text (+label/target) columns")
     register("parallel", f"{_R}:ParallelReader", summary="Parallel text: source+target files")
     register("hf", f"{_R}:HFReader", summary="Hugging Face datasets (needs `datasets`)")
+    _B = "llmkit.data.batching"
+    register("causal_lm", f"{_B}:CausalLMBatches", summary="Causal-LM windows from token shards")
+    register("masked_lm", f"{_B}:MaskedLMBatches", summary="Masked-LM batches (15%, 80/10/10)")
+    register("seq2seq", f"{_B}:Seq2SeqBatches", summary="Padded source/target batches")
+    register("classification", f"{_B}:ClassificationBatches", summary="Text + label batches")
 
 
 @hookimpl

@@ -389,7 +389,11 @@ class ParallelReader:
                 stats.files += 2
                 slines, tlines = _iter_lines(spath), _iter_lines(tpath)
                 i = 0
-                for i, (s, t) in enumerate(zip(slines, tlines), 1):  # noqa: B905
+                while True:
+                    s, t = next(slines, None), next(tlines, None)
+                    if s is None or t is None:
+                        break
+                    i += 1
                     stats.bytes += len(s) + len(t)
                     stats.records += 1
                     src = decode_utf8(s, stats).rstrip("\r\n")
@@ -397,11 +401,12 @@ class ParallelReader:
                     if self.swap:
                         src, tgt = tgt, src
                     yield Record(src, target=tgt, source=f"{spath}:{i}")
-                rest_s, rest_t = sum(1 for _ in slines), sum(1 for _ in tlines)
-                if rest_s or rest_t:
+                if s is not None or t is not None:
+                    ns = i + (s is not None) + sum(1 for _ in slines)
+                    nt = i + (t is not None) + sum(1 for _ in tlines)
                     raise UsageError(
-                        f"parallel reader: {spath} has {i + rest_s} lines but {tpath} has "
-                        f"{i + rest_t}; the files must be aligned line by line"
+                        f"parallel reader: {spath} has {ns} lines but {tpath} has "
+                        f"{nt}; the files must be aligned line by line"
                     )
             return
         for path in self.files:

@@ -68,3 +68,9 @@ def corpus_dir(tmp_path: Path) -> Path:
     (d / "sub").mkdir()
     (d / "sub" / "doc4.txt").write_text(DOCS[4] + "\n", encoding="utf-8")
     return d
+
+
+@pytest.fixture
+def docs() -> list[str]:
+    """The texts in `corpus_dir`."""
+    return list(DOCS)
