@@ -548,7 +548,7 @@ class LinearAttention(Attention):
             keep = padding_mask(attention_mask, k.shape[2], B)  # (B, 1, 1, Tk)
             if keep.shape[2] != 1:
                 raise UsageError("linear attention takes a (B, T) attention_mask")
-            k = k * keep[:, 0, 0, :, None].to(k.dtype)  # padded keys contribute nothing
+            k = k * keep[:, 0, 0, None, :, None].to(k.dtype)  # padded keys contribute nothing
         if self.cross and cache is not None and "S" in cache.state:
             state, norm = cache.state["S"], cache.state["z"]
             y = (q @ state) / ((q @ norm[..., None]) + self.eps)

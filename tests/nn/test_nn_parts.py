@@ -1,0 +1,106 @@
+"""Positions, norms, MLPs and the KV cache checked against their defining formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmkit.errors import UsageError
+from llmkit.nn.cache import KVCache
+from llmkit.nn.mlp import build_mlp
+from llmkit.nn.norms import build_norm
+from llmkit.nn.positions import alibi_slopes, build_positions, sinusoid_table
+
+
+def test_rope_scores_depend_only_on_relative_position() -> None:
+    rope = build_positions("rope", d_model=16, n_heads=2, max_positions=4)  # grows on demand
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i: int, j: int) -> float:
+        qi, _ = rope.rotate(q, q, torch.tensor([i]))
+        _, kj = rope.rotate(k, k, torch.tensor([j]))
+        return float((qi * kj).sum())
+
+    assert score(3, 1) == pytest.approx(score(12, 10), abs=1e-5)
+    assert score(0, 0) == pytest.approx(float((q * k).sum()), abs=1e-6)
+    rotated, _ = rope.rotate(q, q, torch.tensor([7]))
+    assert float(rotated.norm()) == pytest.approx(float(q.norm()), rel=1e-6)
+
+
+def test_rope_uses_the_half_split_layout() -> None:
+    rope = build_positions("rope", d_model=4, n_heads=1, max_positions=8)
+    q = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 4)
+    out, _ = rope.rotate(q, q, torch.tensor([1]))
+    # Channel 0 pairs with channel 2 (not 1) and turns by 1 radian at position 1.
+    assert out.flatten().tolist() == pytest.approx([math.cos(1), 0, math.sin(1), 0], abs=1e-6)
+
+
+def test_alibi_slopes_and_bias() -> None:
+    assert alibi_slopes(8).tolist() == pytest.approx([2.0 ** -(i + 1) for i in range(8)])
+    assert len(alibi_slopes(6)) == 6
+    alibi = build_positions("alibi", d_model=8, n_heads=2, max_positions=8)
+    bias = alibi.bias(torch.arange(3), torch.arange(3), causal=True)
+    assert bias is not None
+    assert bias.shape == (2, 3, 3)
+    assert bias[0, 2, 0] == pytest.approx(-2 * alibi_slopes(2)[0].item())
+
+
+def test_sinusoid_table_formula_and_growth() -> None:
+    table = sinusoid_table(10, 6)
+    pos, i = 7, 2
+    assert table[pos, 2 * i] == pytest.approx(math.sin(pos / 10000 ** (2 * i / 6)), abs=1e-6)
+    assert table[pos, 2 * i + 1] == pytest.approx(math.cos(pos / 10000 ** (2 * i / 6)), abs=1e-6)
+    sinus = build_positions("sinusoidal", d_model=6, n_heads=1, max_positions=4)
+    out = sinus.embed(torch.zeros(1, 10, 6))
+    assert torch.allclose(out[0], table, atol=1e-6)
+
+
+def test_learned_positions_refuse_overlong_input() -> None:
+    learned = build_positions("learned", d_model=4, n_heads=1, max_positions=5)
+    with pytest.raises(UsageError, match="max_positions is 5"):
+        learned.embed(torch.zeros(1, 4, 4), offset=2)
+    with pytest.raises(UsageError, match="unknown scheme 'rotary'"):
+        build_positions("rotary", d_model=4, n_heads=1, max_positions=5)
+
+
+def test_norms_match_formulas() -> None:
+    x = torch.randn(3, 8) * 5 + 2
+    rms = build_norm("rmsnorm", 8, 1e-6)
+    assert torch.allclose(rms(x), x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt(), atol=1e-5)
+    ln = build_norm("layernorm", 8, 1e-5)
+    assert torch.allclose(ln(x), F.layer_norm(x, (8,), eps=1e-5), atol=1e-6)
+    with pytest.raises(UsageError, match="batchnorm"):
+        build_norm("batchnorm", 8, 1e-5)
+
+
+def test_mlps_match_formulas() -> None:
+    x = torch.randn(2, 3, 8)
+    swiglu = build_mlp("swiglu", 8, 16, bias=False)
+    want = swiglu.down(F.silu(swiglu.gate(x)) * swiglu.up(x))
+    assert torch.allclose(swiglu(x), want)
+    gelu = build_mlp("gelu_tanh", 8, 16, bias=True)
+    h = gelu.up(x)
+    new_gelu = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h**3)))
+    assert torch.allclose(gelu(x), gelu.down(new_gelu), atol=1e-6)
+    with pytest.raises(UsageError, match="geglu"):
+        build_mlp("geglu", 8, 16, bias=True)
+
+
+def test_cache_grows_trims_and_reorders() -> None:
+    cache = KVCache(2, max_length=2)
+    layer = cache[0]
+    for t in range(5):
+        k = torch.full((2, 1, 1, 1), float(t))
+        k[1] += 10
+        keys, _ = layer.append(k, k)
+    assert keys[0].flatten().tolist() == [0, 1, 2, 3, 4]
+    assert cache.length == 5
+    layer.keep_last(2)
+    assert (layer.start, layer.length) == (3, 5)
+    cache.reorder(torch.tensor([1, 0]))
+    keys, _ = layer.append(torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1))
+    assert keys[0].flatten().tolist() == [13, 14, 0]
