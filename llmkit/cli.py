@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -139,6 +140,36 @@ def describe(kind: str, name: str) -> None:
                 for p in d.params
             ],
         )
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+@click.option(
+    "--stage", "stages", multiple=True, type=click.Choice(["tokenizer", "data", "train", "eval"]),
+    help="Run only these stages (repeatable); default: every stage the file has.",
+)
+def run(pipeline: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
+    """Run PIPELINE (a YAML file); OVERRIDES are KEY=VALUE, e.g. train.max_steps=10."""
+    from llmkit.pipeline import config, runner
+
+    cfg = config.load(pipeline, list(overrides))
+    runner.check(cfg)
+    summary = runner.run(cfg, pipeline.resolve().parent, list(stages) or None, log=click.echo)
+    click.echo(f"done: {summary['output']}")
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("overrides", nargs=-1)
+def validate(pipeline: Path, overrides: tuple[str, ...]) -> None:
+    """Check PIPELINE's keys, component names and parameters without running it."""
+    from llmkit.pipeline import config, runner
+
+    plan = runner.check(config.load(pipeline, list(overrides)))
+    click.echo(f"{pipeline}: valid")
+    for line in plan:
+        click.echo(f"  {line}")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -1,0 +1,1 @@
+"""Pipelines: a validated YAML file composes registry components into tokenizer/data/train/eval stages."""

@@ -1,0 +1,388 @@
+"""Running a pipeline: tokenizer -> data -> train -> eval, each stage from the registry.
+
+Relative input paths in a pipeline file (data inputs, tokenizer files, `init_from`) are resolved
+against the file's directory; `output` is relative to the working directory. Every stage writes
+under `output`, and re-running skips work whose inputs have not changed (data shards, tokenizer)
+and resumes training from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import UsageError
+from llmkit.pipeline.config import ComponentSpec, PipelineConfig
+
+STAGES = ("tokenizer", "data", "train", "eval")
+Log = Callable[[str], None]
+
+
+def _resolve(base: Path, path: str) -> str:
+    """`path` as given when absolute, else relative to the pipeline file's directory."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def check(config: PipelineConfig) -> list[str]:
+    """Validate every component name and parameter without running anything; returns the plan."""
+    import llmkit
+    from llmkit.params import validate
+
+    plan = []
+    if config.tokenizer is not None:
+        t = config.tokenizer
+        if t.name:
+            llmkit.get("tokenizer", t.name)
+        plan.append(f"tokenizer: {t.path or t.name or f'train {t.type} on {len(t.train_files)} file patterns'}")
+    if config.data is not None:
+        from llmkit.data.prepare import PrepareConfig
+
+        PrepareConfig.from_mapping(
+            {**config.data, "tokenizer": "byte", "output": "x"}, source="data"
+        )
+        for step in config.data.get("clean", []) or []:
+            name = step if isinstance(step, str) else next(iter(step), "")
+            if name and name != "none":
+                llmkit.get("cleaner", name)
+        plan.append(f"data: {len(config.data.get('inputs', []) or [])} input patterns")
+    if config.train is not None:
+        t = config.train
+        if t.model is not None:
+            _validate_spec("model", t.model, validate, positional=0)
+        _validate_spec("optimizer", t.optimizer, validate, positional=1)
+        if t.scheduler is not None:
+            _validate_spec("scheduler", t.scheduler, validate, positional=1)
+        _validate_spec("loss", t.loss, validate, positional=0)
+        source = f"model {t.model.name}" if t.model else f"init_from {t.init_from}"
+        plan.append(f"train: {t.objective}, {source}, {t.max_steps} steps")
+    if config.eval is not None:
+        for metric in config.eval.metrics:
+            llmkit.get("metric", metric)
+        plan.append(f"eval: {', '.join(config.eval.metrics)}")
+    if not plan:
+        raise UsageError("the pipeline has no stage; add tokenizer, data, train or eval")
+    return plan
+
+
+def _validate_spec(kind: str, spec: ComponentSpec, validate: Any, positional: int) -> None:
+    import llmkit
+
+    component = llmkit.get(kind, spec.name)
+    params = {k: v for k, v in spec.params.items() if k != "vocab_size" or kind != "model"}
+    validate(component, (None,) * positional, params)
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> Path:
+    """Load, pick or train the tokenizer and save it as `out/tokenizer.json`; returns the path."""
+    import llmkit
+
+    t = config.tokenizer
+    assert t is not None
+    target = out / "tokenizer.json"
+    fingerprint = hashlib.sha256(
+        json.dumps(t.model_dump(), sort_keys=True).encode()
+    ).hexdigest()
+    stamp = out / "tokenizer.fingerprint"
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        log(f"tokenizer: up to date ({target})")
+        return target
+    if t.path:
+        from llmkit.data.prepare import load_tokenizer
+
+        tok = load_tokenizer(_resolve(base, t.path))
+    elif t.name:
+        tok = llmkit.create("tokenizer", t.name)
+    else:
+        files = [_resolve(base, f) for f in t.train_files]
+        if t.type == "bpe":
+            from llmkit.tokenizers.bpe import BPETokenizer
+
+            tok = BPETokenizer.train(
+                files, vocab_size=t.vocab_size, pattern=t.pattern,
+                special_tokens=list(t.special_tokens), min_frequency=t.min_frequency,
+            )
+        else:
+            from llmkit.tokenizers.wordpiece import WordPieceTokenizer
+
+            tok = WordPieceTokenizer.train(files, vocab_size=t.vocab_size)
+        log(f"tokenizer: trained {t.type}, vocab {tok.vocab_size}")
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(target)
+    stamp.write_text(fingerprint + "\n")
+    return target
+
+
+def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, log: Log) -> Path:
+    """Clean and tokenize the corpus into shards under `out/data` (skipped when up to date)."""
+    from llmkit.data.prepare import PrepareConfig, prepare
+
+    data = dict(config.data or {})
+    data["inputs"] = [_resolve(base, p) for p in (data.get("inputs") or [])]
+    data.setdefault("seed", config.seed)
+    data["tokenizer"] = str(tokenizer)
+    data["output"] = str(out / "data")
+    result = prepare(PrepareConfig.from_mapping(data, source="data"))
+    log(f"data: {'up to date' if result.skipped else 'prepared'} ({result.out_dir})")
+    return Path(result.out_dir)
+
+
+def _records(config: PipelineConfig, base: Path) -> tuple[list[Any], list[Any]]:
+    """(train, validation) records read and cleaned from the data section, for labelled objectives."""
+    from llmkit.data.pipeline import CleaningPipeline
+    from llmkit.data.prepare import PrepareConfig, is_validation, make_cleaners, make_reader
+
+    data = dict(config.data or {})
+    data["inputs"] = [_resolve(base, p) for p in (data.get("inputs") or [])]
+    cfg = PrepareConfig.from_mapping(data, source="data")
+    records = CleaningPipeline(make_cleaners(cfg.clean)).run(iter(make_reader(cfg)))
+    train, valid = [], []
+    for rec in records:
+        key = (rec.text or "") + "\x00" + (rec.target or "")
+        (valid if is_validation(key, cfg.seed, cfg.validation) else train).append(rec)
+    if not train:
+        raise UsageError("data: no training records after cleaning; check inputs and cleaners")
+    return train, valid
+
+
+def _batches(
+    config: PipelineConfig, base: Path, data_dir: Path | None, tokenizer: Any, seed: int
+) -> tuple[Iterator[Any], Callable[[], Iterator[Any]] | None, dict[str, Any]]:
+    """Training batches, a maker of evaluation batches, and facts the model needs (labels)."""
+    from llmkit.data import batching
+
+    t = config.train
+    assert t is not None
+    facts: dict[str, Any] = {}
+    if t.objective in ("causal_lm", "masked_lm"):
+        if data_dir is None:
+            raise UsageError(f"train: objective {t.objective} needs a data section to read shards")
+        cls = batching.CausalLMBatches if t.objective == "causal_lm" else batching.MaskedLMBatches
+        extra = {"tokenizer": tokenizer} if t.objective == "masked_lm" else {}
+        train = cls(str(data_dir), t.context, t.batch_size, split="train", seed=seed, epochs=None, **extra)
+
+        def evaluation() -> Iterator[Any]:
+            return cls(
+                str(data_dir), t.context, t.batch_size, split="validation", mode="sequential",
+                seed=seed, epochs=1, **extra,
+            )
+
+        return train, evaluation, facts
+    train_records, valid_records = _records(config, base)
+    if t.objective == "classification":
+        train = batching.ClassificationBatches(
+            train_records, tokenizer, t.batch_size, max_length=t.max_length, seed=seed, epochs=None
+        )
+        labels = train.label_vocab
+        facts["n_labels"] = len(labels)
+        facts["labels"] = labels
+
+        def evaluation() -> Iterator[Any]:
+            return batching.ClassificationBatches(
+                valid_records, tokenizer, t.batch_size, max_length=t.max_length,
+                labels=labels, shuffle=False, epochs=1,
+            )
+
+        return train, (evaluation if valid_records else None), facts
+    train = batching.Seq2SeqBatches(
+        train_records, tokenizer, t.batch_size, max_source_len=t.max_length,
+        max_target_len=t.max_length, seed=seed, epochs=None,
+    )
+
+    def evaluation() -> Iterator[Any]:
+        return batching.Seq2SeqBatches(
+            valid_records, tokenizer, t.batch_size, max_source_len=t.max_length,
+            max_target_len=t.max_length, shuffle=False, epochs=1,
+        )
+
+    return train, (evaluation if valid_records else None), facts
+
+
+def stage_train(
+    config: PipelineConfig, base: Path, out: Path, data_dir: Path | None,
+    tokenizer_path: Path | None, log: Log,
+) -> dict[str, Any]:
+    """Build model, optimizer, schedule and loss from the registry and train; returns the result."""
+    import torch
+
+    import llmkit
+    from llmkit.train import distributed
+    from llmkit.train.trainer import Trainer, TrainSettings, write_result
+
+    t = config.train
+    assert t is not None
+    dist = distributed.setup(t.device)
+    try:
+        torch.manual_seed(config.seed)
+        tokenizer = None
+        if tokenizer_path is not None:
+            from llmkit.data.prepare import load_tokenizer
+
+            tokenizer = load_tokenizer(str(tokenizer_path))
+        elif t.init_from:
+            tokenizer = llmkit.load_tokenizer(_resolve(base, t.init_from))
+        if tokenizer is None:
+            raise UsageError("train: no tokenizer; add a tokenizer section or init_from a checkpoint with one")
+        train_batches, eval_batches, facts = _batches(config, base, data_dir, tokenizer, config.seed)
+        if t.model is not None:
+            params = {"vocab_size": tokenizer.vocab_size, **t.model.params}
+            if "n_labels" in facts and t.model.name == "bert":
+                params.setdefault("n_labels", facts["n_labels"])
+            model = llmkit.create("model", t.model.name, **params)
+        else:
+            model = llmkit.load_model(_resolve(base, str(t.init_from)))
+            model.train()
+        model = model.to(dist.device)
+        optimizer = llmkit.create("optimizer", t.optimizer.name, model.parameters(), **t.optimizer.params)
+        scheduler = None
+        if t.scheduler is not None:
+            sched_params = dict(t.scheduler.params)
+            if t.scheduler.name in ("cosine", "linear"):
+                sched_params.setdefault("total_steps", t.max_steps)
+            scheduler = llmkit.create("scheduler", t.scheduler.name, optimizer, **sched_params)
+        loss = llmkit.create("loss", t.loss.name, **t.loss.params)
+        settings = TrainSettings(
+            max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=t.grad_clip,
+            precision=t.precision, compile=t.compile, log_every=t.log_every,
+            eval_every=t.eval_every, eval_batches=t.eval_batches,
+            checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        )
+        trainer = Trainer(
+            model, t.objective, optimizer, scheduler, loss, train_batches, settings, out, dist,
+            eval_batches=eval_batches, tokenizer=tokenizer, log=log,
+        )
+        if t.resume:
+            trainer.resume()
+        if trainer.step >= t.max_steps:
+            log(f"train: already at step {trainer.step} of {t.max_steps}")
+        result = trainer.fit() if trainer.step < t.max_steps else None
+        summary: dict[str, Any] = {"objective": t.objective, **facts}
+        if result is not None:
+            if dist.is_main:
+                write_result(result, out)
+                from llmkit.inference.checkpoint import save_model
+
+                save_model(model, out / "model", tokenizer=tokenizer)
+                if facts.get("labels"):
+                    _atomic_json(out / "model" / "labels.json", facts["labels"])
+            summary.update(
+                steps=result.steps, train_loss=result.train_loss, eval_loss=result.eval_loss,
+                tokens_per_second=result.tokens_per_second,
+            )
+            log(
+                f"train: {result.steps} steps, loss {result.train_loss:.4f}"
+                + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+                + f", {result.tokens_per_second:,.0f} tokens/s -> {out / 'model'}"
+            )
+        return summary
+    finally:
+        distributed.teardown()
+
+
+def stage_eval(config: PipelineConfig, base: Path, out: Path, data_dir: Path | None, log: Log) -> dict[str, Any]:
+    """Evaluate `out/model` on the held-out split with the configured metrics."""
+    import torch
+
+    import llmkit
+
+    e = config.eval
+    assert e is not None
+    model_dir = out / "model"
+    model = llmkit.load_model(model_dir)
+    tokenizer = llmkit.load_tokenizer(model_dir)
+    objective = config.train.objective if config.train else "causal_lm"
+    results: dict[str, Any] = {}
+    if objective in ("causal_lm", "masked_lm"):
+        if data_dir is None:
+            raise UsageError("eval: needs the data section (held-out shards)")
+        from llmkit.data.batching import CausalLMBatches, MaskedLMBatches
+
+        context = config.train.context if config.train else 256
+        batch_size = e.batch_size or (config.train.batch_size if config.train else 8)
+        cls = CausalLMBatches if objective == "causal_lm" else MaskedLMBatches
+        extra = {"tokenizer": tokenizer} if objective == "masked_lm" else {}
+        batches = cls(str(data_dir), context, batch_size, split="validation", mode="sequential", epochs=1, **extra)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i, batch in enumerate(batches):
+                if i >= e.batches:
+                    break
+                logits = model(batch["input_ids"]) if objective == "causal_lm" else model(batch["input_ids"], attention_mask=batch.get("attention_mask"))
+                keep = batch["labels"] != -100
+                nll = torch.nn.functional.cross_entropy(
+                    logits[keep].float(), batch["labels"][keep], reduction="sum"
+                )
+                total += float(nll)
+                count += int(keep.sum())
+        if count == 0:
+            raise UsageError("eval: the validation split has no full window; lower context or add data")
+        results["loss"] = total / count
+        results["perplexity"] = math.exp(total / count)
+    else:
+        _, valid = _records(config, base)
+        if not valid:
+            raise UsageError("eval: no validation records; raise data.validation")
+        labels = json.loads((model_dir / "labels.json").read_text())
+        from llmkit.data.batching import ClassificationBatches
+
+        batches = ClassificationBatches(valid, tokenizer, e.batch_size or 32, labels=labels, shuffle=False, epochs=1)
+        predictions, targets = [], []
+        with torch.no_grad():
+            for batch in batches:
+                predictions += model.classify(batch["input_ids"], attention_mask=batch["attention_mask"]).argmax(-1).tolist()
+                targets += batch["labels"].tolist()
+        for name in e.metrics:
+            metric = llmkit.create("metric", name)
+            metric.update(predictions, targets)
+            value = metric.compute()
+            results[name] = float(value) if isinstance(value, (int, float)) or hasattr(value, "__float__") else value
+    _atomic_json(out / "eval.json", results)
+    log("eval: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+    return results
+
+
+def run(
+    config: PipelineConfig, base: Path, stages: list[str] | None = None, log: Log = print
+) -> dict[str, Any]:
+    """Run the pipeline's stages in order (all present ones unless `stages` names some)."""
+    wanted = stages or [s for s in STAGES if getattr(config, s) is not None]
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise UsageError(f"unknown stage '{unknown[0]}'; stages: {', '.join(STAGES)}")
+    missing = [s for s in wanted if getattr(config, s) is None]
+    if missing:
+        raise UsageError(f"stage '{missing[0]}' asked for, but the pipeline has no '{missing[0]}' section")
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"name": config.name, "output": str(out)}
+    tokenizer_path = out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
+    data_dir = out / "data" if (out / "data").is_dir() else None
+    if config.data is not None and config.train is not None and config.train.objective in ("classification", "seq2seq"):
+        data_dir = None
+    if "tokenizer" in wanted:
+        tokenizer_path = stage_tokenizer(config, base, out, log)
+    if "data" in wanted and not (config.train and config.train.objective in ("classification", "seq2seq")):
+        if tokenizer_path is None:
+            raise UsageError("data: needs a tokenizer; add a tokenizer section")
+        data_dir = stage_data(config, base, out, tokenizer_path, log)
+    if "train" in wanted:
+        summary["train"] = stage_train(config, base, out, data_dir, tokenizer_path, log)
+    if "eval" in wanted:
+        summary["eval"] = stage_eval(config, base, out, data_dir, log)
+    _atomic_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Training: the loop, objectives, resumable training state and torch.distributed set-up."""

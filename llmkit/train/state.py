@@ -1,0 +1,149 @@
+"""Resumable training checkpoints: the model checkpoint plus optimizer, schedule, RNG and data state.
+
+A checkpoint directory holds the model as `llmkit.save_model` writes it (config.json,
+model.safetensors, tokenizer) and beside it `trainer_state.json` (step, schedule, data position,
+optimizer hyper-parameters) and `optimizer.safetensors` (optimizer tensors and RNG states). It is
+written in a temporary directory and renamed, so a directory that exists is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from llmkit.errors import UsageError
+
+STATE_FILE = "trainer_state.json"
+TENSORS_FILE = "optimizer.safetensors"
+LATEST_FILE = "latest"
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors by flat key, the JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        plain[str(index)] = {}
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                plain[str(index)][name] = value
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in rest["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    step: int,
+    data_state: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
+    tokenizer: Any | None = None,
+) -> Path:
+    """Write a resumable checkpoint at `directory` atomically and point `latest` beside it at it."""
+    from safetensors.torch import save_file
+
+    from llmkit.inference.checkpoint import save_model
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_model(model, tmp, tokenizer=tokenizer)
+        tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, rng in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = rng
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        state = {
+            "step": step,
+            "optimizer": optimizer_rest,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "data": data_state,
+            **(extra or {}),
+        }
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=_jsonable) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    latest_tmp = directory.parent / f".{LATEST_FILE}.{os.getpid()}"
+    latest_tmp.write_text(directory.name + "\n")
+    os.replace(latest_tmp, directory.parent / LATEST_FILE)
+    return directory
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in {STATE_FILE}")
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The directory named by `checkpoints/latest`, if there is a complete one."""
+    pointer = checkpoints / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    candidate = checkpoints / pointer.read_text().strip()
+    return candidate if (candidate / STATE_FILE).is_file() else None
+
+
+def load_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+) -> dict[str, Any]:
+    """Restore model weights, optimizer, schedule and RNG from `directory`; returns its state."""
+    from safetensors.torch import load_file
+
+    from llmkit.inference.checkpoint import WEIGHTS_FILE, load_state_into
+
+    state_path = directory / STATE_FILE
+    if not state_path.is_file():
+        raise UsageError(f"{directory}: not a training checkpoint (no {STATE_FILE})")
+    try:
+        state = json.loads(state_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{state_path}: not valid JSON ({exc})") from None
+    load_state_into(model, load_file(str(directory / WEIGHTS_FILE)), str(directory / WEIGHTS_FILE))
+    tensors = load_file(str(directory / TENSORS_FILE))
+    optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states)
+    return dict(state)
+
+
+def prune_checkpoints(checkpoints: Path, keep: int) -> None:
+    """Delete all but the newest `keep` step directories (never the one `latest` names)."""
+    latest = latest_checkpoint(checkpoints)
+    steps = sorted(p for p in checkpoints.glob("step-*") if p.is_dir())
+    for old in steps[: max(0, len(steps) - keep)]:
+        if latest is None or old.resolve() != latest.resolve():
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,287 @@
+"""The training loop: gradient accumulation, clipping, mixed precision, evaluation, checkpoints.
+
+It is deliberately one readable loop over components built from the registry (model, optimizer,
+scheduler, loss, batches); resuming restores the weights, optimizer, schedule, RNG and data position
+so that a resumed run continues with exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from llmkit.errors import UsageError, WorkError
+from llmkit.train import state as ckpt
+from llmkit.train.distributed import Dist, mean_across_ranks, wrap
+from llmkit.train.objectives import Objective
+
+Batches = Iterator[dict[str, torch.Tensor]]
+
+
+@dataclass
+class TrainSettings:
+    """How long and how to train; every field is a key of a pipeline's `train` section."""
+
+    max_steps: int = 100
+    grad_accum: int = 1
+    grad_clip: float | None = 1.0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    log_every: int = 10
+    eval_every: int = 0
+    eval_batches: int = 20
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to the run's `train_result.json`)."""
+
+    steps: int
+    train_loss: float
+    eval_loss: float | None
+    tokens_per_second: float
+    seconds: float
+    checkpoint: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _tokens_in(batch: dict[str, torch.Tensor]) -> int:
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else ids.numel()
+
+
+class Trainer:
+    """Runs `settings.max_steps` optimizer steps of `objective` on `train_batches`.
+
+    Args:
+        model: The llmkit model to train (saved with `llmkit.save_model`).
+        objective: causal_lm, masked_lm, seq2seq or classification.
+        optimizer: Built over `model.parameters()`.
+        scheduler: A learning-rate schedule stepped once per optimizer step, or None.
+        loss: Called as loss(logits, targets).
+        train_batches: An iterator of batches with `state_dict`/`load_state_dict` for resuming.
+        settings: Steps, accumulation, clipping, precision, logging and checkpoint cadence.
+        out_dir: Where `checkpoints/`, `metrics.jsonl` and the final `model/` go.
+        dist: This process's place in a torchrun job.
+        eval_batches: Makes a fresh iterator of held-out batches for each evaluation.
+        tokenizer: Saved with every checkpoint when given.
+        log: Receives one line per log step (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: str,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any | None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        train_batches: Batches,
+        settings: TrainSettings,
+        out_dir: Path,
+        dist: Dist,
+        eval_batches: Callable[[], Batches] | None = None,
+        tokenizer: Any | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        if settings.max_steps < 1 or settings.grad_accum < 1:
+            raise UsageError("train: max_steps and grad_accum must be at least 1")
+        if settings.precision == "fp16" and dist.device.type != "cuda":
+            raise UsageError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        self.model = model
+        self.objective = Objective(model, objective).to(dist.device)
+        self.step_fn: nn.Module = wrap(self.objective, dist)
+        if settings.compile:
+            self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loss = loss
+        self.train_batches = train_batches
+        self.eval_batches = eval_batches
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.dist = dist
+        self.tokenizer = tokenizer
+        self.log = log if dist.is_main else (lambda line: None)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        use_scaler = settings.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    @property
+    def checkpoints(self) -> Path:
+        """The directory of resumable step checkpoints."""
+        return self.out_dir / "checkpoints"
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.settings.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.settings.precision == "bf16" else torch.float16
+        return torch.autocast(self.dist.device.type, dtype=dtype)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
+
+    def resume(self, directory: Path | None = None) -> bool:
+        """Restore the latest (or the given) checkpoint; False when there is none to resume."""
+        directory = directory or ckpt.latest_checkpoint(self.checkpoints)
+        if directory is None:
+            return False
+        state = ckpt.load_checkpoint(directory, self.model, self.optimizer, self.scheduler)
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        data_state = state.get("data")
+        if data_state is not None and hasattr(self.train_batches, "load_state_dict"):
+            self.train_batches.load_state_dict(data_state)
+        self.log(f"resumed from {directory} at step {self.step}")
+        return True
+
+    def save(self, final: bool = False) -> Path:
+        """Write a resumable checkpoint of the current step (rank 0); returns its directory."""
+        directory = self.checkpoints / f"step-{self.step:07d}"
+        if self.dist.is_main:
+            data_state = (
+                self.train_batches.state_dict()
+                if hasattr(self.train_batches, "state_dict")
+                else None
+            )
+            ckpt.save_checkpoint(
+                directory, self.model, self.optimizer, self.scheduler, self.step, data_state,
+                extra={"history": self.history, "settings": asdict(self.settings)},
+                tokenizer=self.tokenizer,
+            )
+            ckpt.prune_checkpoints(self.checkpoints, max(1, self.settings.keep_checkpoints))
+        self._barrier()
+        return directory
+
+    def _barrier(self) -> None:
+        if self.dist.world_size > 1:
+            import torch.distributed
+
+            torch.distributed.barrier()
+
+    def _record(self, entry: dict[str, float]) -> None:
+        self.history.append(entry)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss over `settings.eval_batches` held-out batches (None without eval data)."""
+        if self.eval_batches is None:
+            return None
+        self.objective.eval()
+        total, count = 0.0, 0
+        for i, batch in enumerate(self.eval_batches()):
+            if i >= self.settings.eval_batches:
+                break
+            with self._autocast():
+                logits, targets = self.objective(self._to_device(batch))
+                total += float(self.loss(logits, targets))
+            count += 1
+        self.objective.train()
+        if count == 0:
+            raise UsageError("evaluation data gave no batch; add validation data or lower batch_size")
+        return mean_across_ranks(total / count, self.dist)
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        try:
+            return next(self.train_batches)
+        except StopIteration:
+            raise UsageError(
+                f"training data ran out at step {self.step} of {self.settings.max_steps}; "
+                "use more data, more epochs, random windows or fewer max_steps"
+            ) from None
+
+    def fit(self) -> TrainResult:
+        """Train until `max_steps`, evaluating and checkpointing on the configured cadence."""
+        s = self.settings
+        self.objective.train()
+        start, tokens, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
+        train_loss = eval_loss = math.nan
+        while self.step < s.max_steps:
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(s.grad_accum):
+                batch = self._to_device(self._next_batch())
+                tokens += _tokens_in(batch)
+                sync = micro == s.grad_accum - 1 or not hasattr(self.step_fn, "no_sync")
+                with contextlib.nullcontext() if sync else self.step_fn.no_sync():  # type: ignore[operator]
+                    with self._autocast():
+                        logits, targets = self.step_fn(batch)
+                        loss = self.loss(logits, targets) / s.grad_accum
+                    self.scaler.scale(loss).backward()
+                step_loss += float(loss.detach())
+            if not math.isfinite(step_loss):
+                raise WorkError(
+                    f"loss became {step_loss} at step {self.step + 1}; lower the learning rate, "
+                    "enable grad_clip or use fp32"
+                )
+            if s.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.step += 1
+            window_loss += step_loss
+            window_steps += 1
+            train_loss = step_loss
+            if self.step % max(1, s.log_every) == 0 or self.step == s.max_steps:
+                elapsed = time.perf_counter() - start
+                entry = {
+                    "step": self.step,
+                    "loss": mean_across_ranks(window_loss / window_steps, self.dist),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "tokens_per_second": tokens * self.dist.world_size / max(elapsed, 1e-9),
+                }
+                window_loss, window_steps = 0.0, 0
+                if s.eval_every and (self.step % s.eval_every == 0 or self.step == s.max_steps):
+                    value = self.evaluate()
+                    if value is not None:
+                        entry["eval_loss"] = eval_loss = value
+                self._record(entry)
+                self.log(
+                    "  ".join(
+                        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in entry.items()
+                    )
+                )
+            if s.checkpoint_every and self.step % s.checkpoint_every == 0:
+                self.save()
+        elapsed = time.perf_counter() - start
+        if not s.eval_every and self.eval_batches is not None:
+            eval_loss = self.evaluate() or math.nan
+        final = self.save(final=True)
+        return TrainResult(
+            steps=self.step,
+            train_loss=train_loss,
+            eval_loss=None if math.isnan(eval_loss) else eval_loss,
+            tokens_per_second=tokens * self.dist.world_size / max(elapsed, 1e-9),
+            seconds=elapsed,
+            checkpoint=str(final),
+            history=self.history,
+        )
+
+
+def write_result(result: TrainResult, out_dir: Path) -> None:
+    """Write `train_result.json` atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".train_result.json.{os.getpid()}"
+    tmp.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    os.replace(tmp, out_dir / "train_result.json")
