@@ -33,7 +33,11 @@ class Cleaner:
 
     def config(self) -> dict[str, object]:
         """The settings that change the output (for the manifest and report)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_") and k not in ("name", "notes")
+        }
 
 
 class TextCleaner(Cleaner):

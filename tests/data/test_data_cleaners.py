@@ -100,7 +100,7 @@ def test_stopwords_other_languages_and_errors(tmp_path: Path) -> None:
     words = tmp_path / "sw.txt"
     words.write_text("haus\n")
     assert run("stopwords", ["Das Haus"], words_file=str(words)) == ["Das"]
-    with pytest.raises(UsageError, match="no stop-word list for language 'zz'.*available: .*en"):
+    with pytest.raises(UsageError, match=r"no stop-word list for language 'zz'.*available: .*en"):
         llmkit.create("cleaner", "stopwords", language="zz")
 
 

@@ -9,6 +9,7 @@ import io
 import json
 import lzma
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -97,7 +98,7 @@ def test_jsonl_fields_and_bad_lines(tmp_path: Path) -> None:
 def test_jsonl_missing_field_lists_fields(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text('{"body": "x", "id": 1}\n{"body": "y", "id": 2}\n')
-    with pytest.raises(UsageError, match="no field 'text'.*fields: body, id"):
+    with pytest.raises(UsageError, match=r"no field 'text'.*fields: body, id"):
         list(JsonlReader([str(path)]))
 
 
@@ -134,7 +135,7 @@ def test_parallel_files_aligned_and_misaligned(tmp_path: Path) -> None:
         ("Wie geht es dir?", "How are you?"),
     ]
     tgt.write_text("Good morning.\n")
-    with pytest.raises(UsageError, match="has 2 lines but .* has 1"):
+    with pytest.raises(UsageError, match=r"has 2 lines but .* has 1"):
         list(ParallelReader(source=[str(src)], target=[str(tgt)]))
 
 
@@ -160,7 +161,7 @@ def test_hf_reader_without_datasets_is_a_clear_error() -> None:
 
 def test_hf_reader_on_a_dataset_like_object() -> None:
     class Rows(list):  # type: ignore[type-arg]
-        column_names = ["sentence", "label"]
+        column_names: ClassVar[list[str]] = ["sentence", "label"]
 
     rows = Rows([{"sentence": "good", "label": 1}, {"sentence": "bad", "label": 0}])
     recs = list(llmkit.create("dataset", "hf", dataset=rows, field="sentence", label_field="label"))
