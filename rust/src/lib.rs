@@ -3,9 +3,17 @@
 //! Everything here is usable and testable without Python (`cargo test`); the PyO3 binding lives
 //! in `py` and is compiled only with the `python` feature (which maturin turns on).
 
+pub mod bpe;
+pub mod bytelevel;
+pub mod error;
+pub mod pretok;
+pub mod scan;
+pub mod trainer;
 pub mod wordpiece;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_bpe;
 #[cfg(feature = "python")]
 mod py_wordpiece;

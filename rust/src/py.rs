@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::py_bpe::register(m)?;
     crate::py_wordpiece::register(m)?;
     Ok(())
 }

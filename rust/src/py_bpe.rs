@@ -1,0 +1,398 @@
+//! PyO3 binding of the byte-level BPE core: argument conversion, the GIL released for all byte
+//! work, Rust errors as `ValueError`/`OSError`.
+
+use crate::bpe::{Bpe as CoreBpe, SpecialSet};
+use crate::error::Error;
+use crate::pretok::Pretokenizer;
+use crate::trainer::{train, WordCounter};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBool, PyBytes, PyList};
+use rustc_hash::FxHashSet;
+use std::sync::Arc;
+
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::Invalid(m) => PyValueError::new_err(m),
+        Error::Io(m) => PyOSError::new_err(m),
+    }
+}
+
+fn pool(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
+    match threads {
+        None | Some(0) => Ok(None),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(|p| Some(Arc::new(p)))
+            .map_err(|e| PyValueError::new_err(format!("cannot start {n} threads: {e}"))),
+    }
+}
+
+fn run<T: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// A byte-level BPE model (the Rust core of `llmkit.tokenizers.BPETokenizer`).
+#[pyclass(frozen, module = "llmkit._rust", name = "Bpe")]
+pub struct PyBpe {
+    inner: CoreBpe,
+}
+
+impl PyBpe {
+    /// `None`/`False` -> no special token, `True` -> all, a list of texts -> those.
+    fn special_set(&self, spec: Option<&Bound<'_, PyAny>>) -> PyResult<SpecialSet> {
+        let Some(obj) = spec else { return Ok(SpecialSet::None) };
+        if obj.is_none() {
+            return Ok(SpecialSet::None);
+        }
+        if let Ok(b) = obj.downcast::<PyBool>() {
+            return Ok(if b.is_true() { SpecialSet::All } else { SpecialSet::None });
+        }
+        let names: Vec<PyBackedStr> = obj.extract()?;
+        let mut ids = FxHashSet::default();
+        for n in names {
+            match self.inner.special_id(&n) {
+                Some(id) => {
+                    ids.insert(id);
+                }
+                None => {
+                    return Err(PyValueError::new_err(format!(
+                        "{:?} is not a special token of this tokenizer",
+                        &*n
+                    )))
+                }
+            }
+        }
+        Ok(SpecialSet::Ids(ids))
+    }
+}
+
+fn ids_to_bytes(ids: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 4);
+    for id in ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out
+}
+
+#[pymethods]
+impl PyBpe {
+    /// A model from ordinary tokens `(bytes, id)`, merges `(left id, right id)` in rank order,
+    /// special tokens `(text, id)` and a pattern (name or regex).
+    #[staticmethod]
+    #[pyo3(signature = (tokens, merges, specials, pattern, ignore_merges=false))]
+    fn from_merges(
+        py: Python<'_>,
+        tokens: Vec<(Vec<u8>, u32)>,
+        merges: Vec<(u32, u32)>,
+        specials: Vec<(String, u32)>,
+        pattern: &str,
+        ignore_merges: bool,
+    ) -> PyResult<Self> {
+        let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
+        let inner = py
+            .allow_threads(|| CoreBpe::from_merges(tokens, merges, specials, pretok, ignore_merges))
+            .map_err(py_err)?;
+        Ok(Self { inner })
+    }
+
+    /// A model from tiktoken ranks `(bytes, rank)` (rank = id), special tokens and a pattern.
+    #[staticmethod]
+    fn from_ranks(
+        py: Python<'_>,
+        tokens: Vec<(Vec<u8>, u32)>,
+        specials: Vec<(String, u32)>,
+        pattern: &str,
+    ) -> PyResult<Self> {
+        let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
+        let inner =
+            py.allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok)).map_err(py_err)?;
+        Ok(Self { inner })
+    }
+
+    /// Ids of `text`; `allowed`/`disallowed` are None, True (all) or a list of special tokens.
+    #[pyo3(signature = (text, allowed=None, disallowed=None))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        allowed: Option<&Bound<'_, PyAny>>,
+        disallowed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<u32>> {
+        let allowed = self.special_set(allowed)?;
+        let disallowed = self.special_set(disallowed)?;
+        py.allow_threads(|| self.inner.encode(text, &allowed, &disallowed)).map_err(py_err)
+    }
+
+    /// Ids of `text` as little-endian uint32 bytes (for `numpy.frombuffer`, no list built).
+    #[pyo3(signature = (text, allowed=None, disallowed=None))]
+    fn encode_u32<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        allowed: Option<&Bound<'_, PyAny>>,
+        disallowed: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let allowed = self.special_set(allowed)?;
+        let disallowed = self.special_set(disallowed)?;
+        let bytes = py
+            .allow_threads(|| self.inner.encode(text, &allowed, &disallowed).map(|ids| ids_to_bytes(&ids)))
+            .map_err(py_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Ids of each text, encoded in parallel on `threads` threads (0 or None: all cores).
+    #[pyo3(signature = (texts, allowed=None, disallowed=None, threads=None))]
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allowed: Option<&Bound<'_, PyAny>>,
+        disallowed: Option<&Bound<'_, PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let allowed = self.special_set(allowed)?;
+        let disallowed = self.special_set(disallowed)?;
+        let pool = pool(threads)?;
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        let out = py
+            .allow_threads(|| run(&pool, || self.inner.encode_batch(&refs, &allowed, &disallowed)))
+            .map_err(py_err)?;
+        PyList::new(py, out)
+    }
+
+    /// All texts encoded in parallel, as (uint32 LE ids of all texts, uint64 LE end offsets).
+    #[pyo3(signature = (texts, allowed=None, disallowed=None, threads=None))]
+    fn encode_batch_u32<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allowed: Option<&Bound<'_, PyAny>>,
+        disallowed: Option<&Bound<'_, PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let allowed = self.special_set(allowed)?;
+        let disallowed = self.special_set(disallowed)?;
+        let pool = pool(threads)?;
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        let (flat, ends) = py
+            .allow_threads(|| {
+                run(&pool, || self.inner.encode_batch(&refs, &allowed, &disallowed)).map(|all| {
+                    let total: usize = all.iter().map(Vec::len).sum();
+                    let mut flat = Vec::with_capacity(total * 4);
+                    let mut ends = Vec::with_capacity(all.len() * 8);
+                    let mut n = 0u64;
+                    for ids in &all {
+                        for id in ids {
+                            flat.extend_from_slice(&id.to_le_bytes());
+                        }
+                        n += ids.len() as u64;
+                        ends.extend_from_slice(&n.to_le_bytes());
+                    }
+                    (flat, ends)
+                })
+            })
+            .map_err(py_err)?;
+        Ok((PyBytes::new(py, &flat), PyBytes::new(py, &ends)))
+    }
+
+    /// Bytes of a sequence of ids.
+    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.allow_threads(|| self.inner.decode_bytes(&ids)).map_err(py_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Bytes of ids given as little-endian uint32 bytes (a NumPy array's `tobytes()`).
+    fn decode_bytes_u32<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        if data.len() % 4 != 0 {
+            return Err(PyValueError::new_err("uint32 id data must be a multiple of 4 bytes"));
+        }
+        let bytes = py
+            .allow_threads(|| {
+                let ids: Vec<u32> = data
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                self.inner.decode_bytes(&ids)
+            })
+            .map_err(py_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The bytes of one token (a special token gives its text).
+    fn token_bytes<'py>(&self, py: Python<'py>, id: u32) -> PyResult<Bound<'py, PyBytes>> {
+        let b = self.inner.token_bytes(id).map_err(py_err)?;
+        Ok(PyBytes::new(py, b))
+    }
+
+    /// The id of an ordinary token given by its bytes, or None.
+    fn token_id(&self, token: &[u8]) -> Option<u32> {
+        self.inner.token_id(token)
+    }
+
+    /// Whether `id` is a special token.
+    fn is_special(&self, id: u32) -> bool {
+        self.inner.is_special(id)
+    }
+
+    /// One past the largest id.
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    /// The pre-tokenizer regex source.
+    #[getter]
+    fn pattern(&self) -> &str {
+        self.inner.pretokenizer().source()
+    }
+
+    /// `gpt2`, `cl100k`, `o200k`, or None for a custom regex.
+    #[getter]
+    fn pattern_name(&self) -> Option<&'static str> {
+        self.inner.pretokenizer().name()
+    }
+
+    /// Whether a piece that is a token always encodes to it (tiktoken's rule).
+    #[getter]
+    fn ignore_merges(&self) -> bool {
+        self.inner.ignore_merges()
+    }
+
+    /// Special tokens `(text, id)`.
+    fn specials(&self) -> Vec<(String, u32)> {
+        self.inner.specials().to_vec()
+    }
+
+    /// Ordinary tokens `(bytes, id)` in id order.
+    fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items: Vec<(Bound<'py, PyBytes>, u32)> =
+            self.inner.tokens().into_iter().map(|(b, id)| (PyBytes::new(py, b), id)).collect();
+        PyList::new(py, items)
+    }
+
+    /// The merges in rank order if the model was built from merges, else None.
+    fn merge_list(&self) -> Option<Vec<(u32, u32)>> {
+        self.inner.merge_list().map(<[_]>::to_vec)
+    }
+
+    /// Every merge rule `(left, right, rank, new id)`, by rank (for export to merge-based formats).
+    fn all_merges(&self) -> Vec<(u32, u32, u32, u32)> {
+        self.inner.all_merges()
+    }
+
+    /// Pieces of `text` under this model's pre-tokenizer.
+    fn pretokenize(&self, text: &str) -> Vec<String> {
+        self.inner.pretokenizer().pieces(text).into_iter().map(String::from).collect()
+    }
+}
+
+/// Pieces of `text` under a pattern (name or regex); `regex_only` bypasses the fast scanner.
+#[pyfunction]
+#[pyo3(signature = (pattern, text, regex_only=false))]
+fn pretokenize(pattern: &str, text: &str, regex_only: bool) -> PyResult<Vec<String>> {
+    let p = Pretokenizer::new(pattern).map_err(py_err)?;
+    let pieces = if regex_only { p.split_regex(text) } else { p.pieces(text) };
+    Ok(pieces.into_iter().map(String::from).collect())
+}
+
+/// The regex source of a named pattern, or None.
+#[pyfunction]
+fn named_pattern(name: &str) -> Option<&'static str> {
+    crate::pretok::named_pattern(name)
+}
+
+/// Streaming BPE trainer: feed texts and files, then `train`.
+#[pyclass(module = "llmkit._rust", name = "BpeTrainer")]
+pub struct PyBpeTrainer {
+    counter: Option<WordCounter>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl PyBpeTrainer {
+    fn counter(&mut self) -> PyResult<&mut WordCounter> {
+        self.counter.as_mut().ok_or_else(|| PyValueError::new_err("this trainer has already trained"))
+    }
+}
+
+#[pymethods]
+impl PyBpeTrainer {
+    #[new]
+    #[pyo3(signature = (pattern, threads=None))]
+    fn new(pattern: &str, threads: Option<usize>) -> PyResult<Self> {
+        let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
+        let pool = pool(threads)?;
+        let counter = run(&pool, || WordCounter::new(pretok));
+        Ok(Self { counter: Some(counter), pool })
+    }
+
+    /// Count the pre-tokens of each text (a text is one sequence).
+    fn feed_texts(&mut self, py: Python<'_>, texts: Vec<String>) -> PyResult<()> {
+        let pool = self.pool.clone();
+        let counter = self.counter()?;
+        py.allow_threads(|| run(&pool, || counter.feed_texts(&texts)));
+        Ok(())
+    }
+
+    /// Count the pre-tokens of each line (with its newline) of a file.
+    fn feed_file(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
+        let pool = self.pool.clone();
+        let counter = self.counter()?;
+        py.allow_threads(|| run(&pool, || counter.feed_file(path))).map_err(py_err)
+    }
+
+    /// (bytes, lines or texts, lines with invalid UTF-8) read so far.
+    fn stats(&self) -> (u64, u64, u64) {
+        match &self.counter {
+            Some(c) => (c.bytes, c.lines, c.invalid_lines),
+            None => (0, 0, 0),
+        }
+    }
+
+    /// Train: (token bytes by id, number of special tokens first, merges in rank order).
+    #[pyo3(signature = (vocab_size, min_frequency, specials, progress=None))]
+    fn train<'py>(
+        &mut self,
+        py: Python<'py>,
+        vocab_size: usize,
+        min_frequency: u64,
+        specials: Vec<String>,
+        progress: Option<PyObject>,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>)> {
+        let counter = self
+            .counter
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this trainer has already trained"))?;
+        let pool = self.pool.clone();
+        let trained = py
+            .allow_threads(|| {
+                run(&pool, || {
+                    let words = counter.into_words();
+                    train(words, vocab_size, min_frequency, &specials, |done, wanted| {
+                        if let Some(cb) = &progress {
+                            Python::with_gil(|py| {
+                                // A failing progress callback must not stop training.
+                                let _ = cb.call1(py, (done, wanted));
+                            });
+                        }
+                    })
+                })
+            })
+            .map_err(py_err)?;
+        let tokens = trained.tokens.iter().map(|t| PyBytes::new(py, t)).collect();
+        Ok((tokens, trained.n_special, trained.merges))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyBpe>()?;
+    m.add_class::<PyBpeTrainer>()?;
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(named_pattern, m)?)?;
+    Ok(())
+}
