@@ -1,0 +1,176 @@
+"""Hugging Face interop: transformers' own random tiny models <-> llmkit, same logits both ways."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from llmkit.errors import UsageError
+from llmkit.models.hf import from_hf, load_hf, read_hf_dir, save_hf, to_hf
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+V = 97
+TOL = 1e-4
+
+
+def gpt2() -> Any:
+    cfg = transformers.GPT2Config(
+        vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0
+    )
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def llama(kv: int = 2, tied: bool = False) -> Any:
+    cfg = transformers.LlamaConfig(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv,
+        max_position_embeddings=64,
+        tie_word_embeddings=tied,
+        rope_theta=500.0,
+        rms_norm_eps=1e-5,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def bert_config(**kwargs: Any) -> Any:
+    return transformers.BertConfig(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        **kwargs,
+    )
+
+
+def logits(out: Any) -> torch.Tensor:
+    return out.logits
+
+
+CASES: list[tuple[str, Callable[[], Any], str]] = [
+    ("gpt2", gpt2, "GPT2LMHeadModel"),
+    ("llama-gqa", llama, "LlamaForCausalLM"),
+    ("llama-mqa-tied", lambda: llama(kv=1, tied=True), "LlamaForCausalLM"),
+    ("bert-mlm", lambda: transformers.BertForMaskedLM(bert_config()), "BertForMaskedLM"),
+]
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    ids = torch.randint(1, V, (2, 13))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # right padding in row 1
+    return ids, mask
+
+
+def perturb(model: Any) -> Any:
+    """Random non-trivial values everywhere (HF inits norms to 1 and biases to 0)."""
+    torch.manual_seed(42)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("label,make,arch", CASES, ids=[c[0] for c in CASES])
+def test_hf_checkpoint_loads_with_same_logits_and_exports_back(
+    tmp_path: Path,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    label: str,
+    make: Callable[[], Any],
+    arch: str,
+) -> None:
+    ids, mask = batch
+    theirs = perturb(make())
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = load_hf(tmp_path / "hf")
+    with torch.no_grad():
+        want = theirs(ids, attention_mask=mask).logits
+        got = ours(ids, attention_mask=mask)
+    real = mask.bool()
+    assert (got[real] - want[real]).abs().max() <= TOL
+
+    save_hf(ours, tmp_path / "back")
+    config = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert config["architectures"] == [arch]
+    again = getattr(transformers, arch).from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        back = again(ids, attention_mask=mask).logits
+    assert (back[real] - want[real]).abs().max() <= TOL
+
+
+def test_bert_classification_head_round_trip(
+    tmp_path: Path, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    ids, mask = batch
+    theirs = perturb(transformers.BertForSequenceClassification(bert_config(num_labels=3)))
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = load_hf(tmp_path / "hf")
+    assert ours.config.n_labels == 3
+    with torch.no_grad():
+        want = theirs(ids, attention_mask=mask).logits
+        assert (ours.classify(ids, attention_mask=mask) - want).abs().max() <= TOL
+    save_hf(ours, tmp_path / "back")
+    again = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        assert (again(ids, attention_mask=mask).logits - want).abs().max() <= TOL
+
+
+def test_llama_config_is_read_faithfully(tmp_path: Path) -> None:
+    llama(kv=1).save_pretrained(tmp_path)
+    model = load_hf(tmp_path)
+    c = model.config
+    assert (c.n_kv_heads, c.rope_theta, c.norm_eps, c.tie_embeddings) == (1, 500.0, 1e-5, False)
+    assert (c.position, c.norm, c.mlp, c.bias) == ("rope", "rmsnorm", "swiglu", False)
+
+
+def test_shape_mismatch_lists_the_tensors(tmp_path: Path) -> None:
+    gpt2().save_pretrained(tmp_path)
+    config, weights = read_hf_dir(tmp_path)
+    config["n_embd"] = 64
+    with pytest.raises(
+        UsageError, match=r"shape mismatch.*embed.weight: checkpoint \(97, 32\) vs model \(97, 64\)"
+    ):
+        from_hf(config, weights)
+
+
+def test_missing_tensors_and_unknown_architectures_are_errors(tmp_path: Path) -> None:
+    gpt2().save_pretrained(tmp_path)
+    config, weights = read_hf_dir(tmp_path)
+    del weights["transformer.h.1.attn.c_attn.weight"]
+    with pytest.raises(
+        UsageError, match=r"lack 1 tensors, first: transformer\.h\.1\.attn\.c_attn\.weight"
+    ):
+        from_hf(config, weights)
+    with pytest.raises(UsageError, match="model_type 't5' is not supported"):
+        from_hf({"model_type": "t5"}, weights)
+    with pytest.raises(UsageError, match=r"no config\.json"):
+        read_hf_dir(tmp_path / "nowhere")
+
+
+def test_non_hf_choices_refuse_to_export() -> None:
+    import llmkit
+
+    model = llmkit.create(
+        "model", "gpt", vocab_size=V, n_layers=1, d_model=32, n_heads=4, position="alibi"
+    )
+    with pytest.raises(UsageError, match="position='alibi' has no GPT-2 equivalent"):
+        to_hf(model)
