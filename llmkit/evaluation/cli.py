@@ -2,10 +2,115 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
 @click.command(name="eval")
-def evaluate() -> None:
-    """Evaluate a checkpoint (work in progress)."""
-    raise click.UsageError("llmkit eval is not implemented yet")
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--data", "data", default=None, help="Evaluation data (shard dir for lm; JSONL otherwise)."
+)
+@click.option(
+    "--task",
+    type=click.Choice(["lm", "classification", "generation"]),
+    default="lm",
+    show_default=True,
+    help="What to evaluate.",
+)
+@click.option("--compare", "compare", default=None, help="A second checkpoint (or results JSON).")
+@click.option("-o", "--out", default=None, help="Write the results JSON here (atomically).")
+@click.option("--png", default=None, help="Classification: write the confusion matrix PNG here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: as saved).")
+@click.option("--split", default="validation", show_default=True, help="lm: shard split.")
+@click.option("--context", type=int, default=None, help="lm: tokens per window (default: model's).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Examples per batch.")
+@click.option("--max-batches", type=int, default=None, help="lm: stop after this many batches.")
+@click.option("--text-field", default="text", show_default=True, help="classification: text field.")
+@click.option(
+    "--label-field", default="label", show_default=True, help="classification: label field."
+)
+@click.option(
+    "--labels",
+    default=None,
+    help="classification: label names in class-index order, comma-separated.",
+)
+@click.option(
+    "--template",
+    default="{text}\nLabel:",
+    show_default=True,
+    help="classification with a plain LM: prompt before each candidate label.",
+)
+@click.option(
+    "--max-length", type=int, default=512, show_default=True, help="Tokens kept per text."
+)
+@click.option(
+    "--prompt-field", default="prompt", show_default=True, help="generation: prompt field."
+)
+@click.option(
+    "--reference-field", default="reference", show_default=True, help="generation: reference field."
+)
+@click.option(
+    "--max-new-tokens", type=int, default=64, show_default=True, help="generation: length."
+)
+@click.option("--temperature", type=float, default=None, help="generation: 0 = greedy (default).")
+@click.option("--top-k", type=int, default=None, help="generation: sample from the k best.")
+@click.option("--top-p", type=float, default=None, help="generation: nucleus sampling mass.")
+@click.option("--seed", type=int, default=0, show_default=True, help="generation: sampling seed.")
+@click.option(
+    "--limit", type=int, default=None, help="classification/generation: first N examples."
+)
+def evaluate(
+    checkpoint: str,
+    data: str | None,
+    task: str,
+    compare: str | None,
+    out: str | None,
+    png: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Evaluate CHECKPOINT on --data: perplexity (lm), accuracy/F1/confusion (classification),
+    BLEU/chrF/TER of generated text (generation); print tables, write JSON with --out.
+
+    CHECKPOINT may also be a results JSON from an earlier --out, to print or --compare it.
+    """
+    import json
+
+    from llmkit.evaluation import core
+    from llmkit.evaluation.runner import EvalOptions, evaluate_checkpoint
+
+    labels = options.pop("labels")
+    opts = EvalOptions(task=task, **options)
+    if labels:
+        opts.labels = [name.strip() for name in labels.split(",") if name.strip()]
+
+    def run(target: str) -> dict[str, Any]:
+        if target.endswith(".json"):
+            return core.load_results(target)
+        if data is None:
+            raise click.UsageError("--data is required to evaluate a checkpoint")
+        return evaluate_checkpoint(target, data, opts)
+
+    first = run(checkpoint)
+    second = run(compare) if compare else None
+    payload: Any = first if second is None else {"runs": [first, second]}
+    if out:
+        core.write_results(out, payload)
+    cm = first.get("details", {}).get("confusion_matrix")
+    if png and cm:
+        from llmkit.evaluation.png import save_confusion_png
+
+        save_confusion_png(png, cm["labels"], cm["matrix"])
+    if as_json:
+        click.echo(json.dumps(core.jsonable(payload), indent=2))
+        return
+    click.echo(core.format_results(first))
+    if second is not None:
+        click.echo("")
+        click.echo(core.format_results(second))
+        click.echo("")
+        click.echo(core.compare_results(first, second))

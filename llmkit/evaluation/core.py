@@ -1,0 +1,436 @@
+"""Evaluation of models and predictions: LM perplexity, classification, generation; JSON and tables.
+
+A result is a plain dict ``{"task", "metrics": {name: float}, "details": {...}}`` (plus whatever the
+caller adds, such as the checkpoint), so it can be written as JSON, printed as a table and compared.
+Every metric comes from the `metric` plugins, so DDP ranks are summed with `Metric.sync()`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import llmkit
+from llmkit.errors import UsageError, WorkError
+from llmkit.evaluation.png import write_atomic
+from llmkit.metrics.render import confusion_table, table
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+# -- language modelling ---------------------------------------------------------------------------
+
+
+def _split_batch(batch: Any) -> tuple[Any, Any]:
+    """(inputs, targets) from a dict with input_ids/labels, a pair, or a (B, T+1) token block."""
+    if isinstance(batch, dict):
+        if "input_ids" not in batch:
+            raise UsageError("an LM batch dict needs 'input_ids' (and 'labels' or 'targets')")
+        targets = batch.get("labels", batch.get("targets"))
+        if targets is None:
+            ids = batch["input_ids"]
+            return ids[:, :-1], ids[:, 1:]
+        return batch["input_ids"], targets
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return batch[0], batch[1]
+    return batch[:, :-1], batch[:, 1:]
+
+
+def _logits(output: Any) -> torch.Tensor:
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, tuple | list):
+        return output[0]
+    return output
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    import torch
+
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def evaluate_lm(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    token_bytes: Sequence[int] | None = None,
+    ignore_index: int = -100,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Perplexity (and bits per byte when `token_bytes` is given) of `model` over `batches`.
+
+    A batch is a dict with ``input_ids`` and ``labels`` (as `CausalLMBatches` yields), an
+    ``(inputs, targets)`` pair, or a (B, T+1) block of token ids split into inputs and next tokens.
+    `model(inputs)` must return logits (B, T, V) (or an object with `.logits`). Counts are summed
+    across torch.distributed ranks when a process group is initialised.
+    """
+    import torch
+
+    ppl = llmkit.create("metric", "perplexity", ignore_index=ignore_index)
+    bpb = None
+    if token_bytes is not None:
+        bpb = llmkit.create(
+            "metric", "bits_per_byte", ignore_index=ignore_index, token_bytes=list(token_bytes)
+        )
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                if max_batches is not None and seen >= max_batches:
+                    break
+                inputs, targets = _split_batch(batch)
+                inputs = torch.as_tensor(inputs, dtype=torch.long).to(device)
+                targets = torch.as_tensor(targets, dtype=torch.long).to(device)
+                logits = _logits(model(inputs))
+                ppl.update(logits, targets)
+                if bpb is not None:
+                    bpb.update(logits, targets)
+                seen += 1
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise UsageError("evaluate_lm: no batches: the data gave nothing to evaluate")
+    ppl.sync()
+    result = ppl.compute()
+    metrics = {
+        "perplexity": float(result),
+        "nll": result.details["nll"],
+        "bits_per_token": result.details["bits_per_token"],
+    }
+    details: dict[str, Any] = {"tokens": result.details["tokens"], "batches": seen}
+    if bpb is not None:
+        bpb.sync()
+        bpb_result = bpb.compute()
+        metrics["bits_per_byte"] = float(bpb_result)
+        details["bytes"] = bpb_result.details["bytes"]
+    return {"task": "lm", "metrics": metrics, "details": details}
+
+
+def token_byte_lengths(tokenizer: Any) -> list[int] | None:
+    """UTF-8 byte length of every token id (0 for special tokens), or None if it cannot be known.
+
+    Uses the tokenizer's `decode_bytes` / `id_to_bytes` when it has one (exact); otherwise decodes
+    ids one at a time, which is exact unless a token holds part of a multi-byte character.
+    """
+    vocab = int(getattr(tokenizer, "vocab_size", 0) or 0)
+    if vocab <= 0:
+        return None
+    special = set(getattr(tokenizer, "special_tokens", {}).values())
+    exact = getattr(tokenizer, "decode_bytes", None) or getattr(tokenizer, "id_to_bytes", None)
+    lengths = []
+    for i in range(vocab):
+        if i in special:
+            lengths.append(0)
+            continue
+        try:
+            if exact is not None:
+                piece = exact([i]) if exact.__name__ == "decode_bytes" else exact(i)
+                lengths.append(len(piece))
+            else:
+                lengths.append(len(tokenizer.decode([i]).encode("utf-8")))
+        except Exception:
+            lengths.append(0)
+    return lengths
+
+
+# -- classification -------------------------------------------------------------------------------
+
+
+def evaluate_classification(
+    predictions: Sequence[Any] | Any,
+    labels: Sequence[Any] | Any,
+    label_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, macro/micro/weighted precision, recall and F1, per-class scores, confusion matrix.
+
+    `predictions` and `labels` are class labels (or indices into `label_names`, which then names
+    the classes in the output and fixes their order). Ill-defined ratios count as 0.
+    """
+    names: list[Any] | None = list(label_names) if label_names is not None else None
+    kw: dict[str, Any] = {"zero_division": 0}
+    if names is not None:
+        kw["labels"] = list(range(len(names)))
+    metrics: dict[str, float] = {}
+    acc = llmkit.create("metric", "accuracy")
+    acc.update(predictions, labels)
+    acc.sync()
+    metrics["accuracy"] = float(acc.compute())
+    per_class: dict[str, Any] = {}
+    for average in ("macro", "micro", "weighted"):
+        for name in ("precision", "recall", "f1"):
+            metric = llmkit.create("metric", name, average=average, **kw)
+            metric.update(predictions, labels)
+            metric.sync()
+            result = metric.compute()
+            metrics[f"{name}_{average}"] = float(result)
+            if average == "macro" and name == "f1":
+                per_class = result.details["per_class"]
+    cm = llmkit.create("metric", "confusion_matrix", **({"labels": kw["labels"]} if names else {}))
+    cm.update(predictions, labels)
+    cm.sync()
+    matrix = cm.compute()
+    shown = names if names is not None else list(matrix.labels)
+    if names is not None:
+        per_class = {**per_class, "labels": names}
+    return {
+        "task": "classification",
+        "metrics": metrics,
+        "details": {
+            "samples": int(sum(sum(row) for row in matrix.matrix)),
+            "per_class": per_class,
+            "confusion_matrix": {"labels": shown, "matrix": matrix.matrix},
+        },
+    }
+
+
+def per_class_table(per_class: dict[str, Any]) -> str:
+    """Precision, recall, F1 and support of each class as a text table."""
+    rows = [
+        [str(label), p, r, f, s]
+        for label, p, r, f, s in zip(
+            per_class["labels"],
+            per_class["precision"],
+            per_class["recall"],
+            per_class["f_score"],
+            per_class["support"],
+            strict=True,
+        )
+    ]
+    return table(["class", "precision", "recall", "f1", "support"], rows)
+
+
+def classify(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    label_names: Sequence[str],
+    *,
+    batch_size: int = 16,
+    max_length: int = 512,
+    template: str = "{text}\nLabel:",
+) -> list[int]:
+    """Predicted class index of each text.
+
+    A model with a classification head (`model.classify(input_ids, attention_mask=...)`) is used
+    directly; any other causal LM picks the label whose text (" " + name) is most likely after
+    `template` filled with the text (zero-shot scoring by summed token log-probabilities).
+    """
+    import torch
+
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    predictions: list[int] = []
+    try:
+        with torch.inference_mode():
+            if hasattr(model, "classify"):
+                pad = _pad_id(tokenizer)
+                for lo in range(0, len(texts), batch_size):
+                    rows = [
+                        ids[:max_length] for ids in _encode(tokenizer, texts[lo : lo + batch_size])
+                    ]
+                    ids, mask = _pad(rows, pad, device)
+                    logits = model.classify(ids, attention_mask=mask)  # type: ignore[operator]
+                    predictions.extend(int(i) for i in logits.argmax(dim=-1).tolist())
+                return predictions
+            options = [tokenizer.encode(" " + str(name)) for name in label_names]
+            if any(not o for o in options):
+                raise UsageError("a label encodes to no tokens; give non-empty label names")
+            for text in texts:
+                prompt = tokenizer.encode(template.format(text=text))
+                scores = [
+                    _continuation_logprob(model, prompt, option, max_length, device)
+                    for option in options
+                ]
+                predictions.append(max(range(len(scores)), key=scores.__getitem__))
+    finally:
+        model.train(was_training)
+    return predictions
+
+
+def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    if hasattr(tokenizer, "encode_batch"):
+        return [list(x) for x in tokenizer.encode_batch(list(texts))]
+    return [list(tokenizer.encode(t)) for t in texts]
+
+
+def _pad_id(tokenizer: Any) -> int:
+    special = dict(getattr(tokenizer, "special_tokens", {}) or {})
+    for name in ("<pad>", "[PAD]", "<|pad|>", "<|endoftext|>", "</s>", "<eos>"):
+        if name in special:
+            return int(special[name])
+    return 0
+
+
+def _pad(rows: list[list[int]], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    width = max(1, max((len(r) for r in rows), default=1))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _continuation_logprob(
+    model: nn.Module, prompt: list[int], option: list[int], max_length: int, device: Any
+) -> float:
+    """Sum of log p(option tokens | prompt), the prompt truncated on the left to fit."""
+    import torch
+
+    keep = max(1, max_length - len(option))
+    ids = (prompt[-keep:] if prompt else [0]) + option
+    x = torch.tensor([ids], dtype=torch.long, device=device)
+    logp = torch.log_softmax(_logits(model(x[:, :-1])).float(), dim=-1)[0]
+    start = len(ids) - len(option) - 1
+    targets = torch.tensor(option, device=device)
+    return float(logp[start : start + len(option)].gather(1, targets[:, None]).sum())
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+
+def evaluate_generation(
+    hypotheses: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    metrics: Sequence[str] = ("bleu", "chrf", "ter"),
+) -> dict[str, Any]:
+    """Corpus BLEU/chrF/TER (sacrebleu) of `hypotheses`; each reference a string or list of them."""
+    out: dict[str, float] = {}
+    signatures: dict[str, str] = {}
+    for name in metrics:
+        metric = llmkit.create("metric", name)
+        metric.update(
+            list(hypotheses), [[r] if isinstance(r, str) else list(r) for r in references]
+        )
+        metric.sync()
+        result = metric.compute()
+        out[name] = float(result)
+        signatures[name] = str(result.signature)
+    return {
+        "task": "generation",
+        "metrics": out,
+        "details": {"segments": len(hypotheses), "signatures": signatures},
+    }
+
+
+def generate_texts(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = ("\n",),
+    seed: int | None = 0,
+) -> list[str]:
+    """The continuation of each prompt, decoded with the given strategy (greedy by default)."""
+    from llmkit.inference.generation import generate_text
+
+    special = dict(getattr(tokenizer, "special_tokens", {}) or {})
+    stop_ids = [v for k, v in special.items() if k in ("<|endoftext|>", "</s>", "<eos>", "[SEP]")]
+    return [
+        generate_text(
+            model,
+            tokenizer,
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop=list(stop),
+            stop_token_ids=stop_ids,
+            seed=seed,
+        ).strip()
+        for prompt in prompts
+    ]
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """NaN/inf -> None so the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_results(path: str | Path, results: Any) -> Path:
+    """Write results as indented JSON, atomically (a temp file renamed into place)."""
+    text = json.dumps(jsonable(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    try:
+        return write_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise WorkError(f"{path}: cannot write results ({exc.strerror or exc})") from None
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results JSON written by `write_results` (or `llmkit eval --out`)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{p}: no such results file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: not a JSON results file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise UsageError(f"{p}: not an llmkit results file (no 'metrics' object)")
+    return data
+
+
+def format_results(result: dict[str, Any]) -> str:
+    """A result as text: the metrics table, then per-class scores and the confusion matrix."""
+    title = f"{result.get('task', 'eval')}" + (f": {result['model']}" if "model" in result else "")
+    parts = [title, table(["metric", "value"], [[k, v] for k, v in result["metrics"].items()])]
+    details = result.get("details", {})
+    extra = {
+        k: v
+        for k, v in details.items()
+        if k not in ("per_class", "confusion_matrix", "signatures") and not isinstance(v, dict)
+    }
+    if extra:
+        parts.append(", ".join(f"{k}: {v}" for k, v in extra.items()))
+    for name, sig in details.get("signatures", {}).items():
+        parts.append(f"{name} signature: {sig}")
+    if details.get("per_class"):
+        parts.append(per_class_table(details["per_class"]))
+    if details.get("confusion_matrix"):
+        cm = details["confusion_matrix"]
+        parts.append("confusion matrix (rows true, columns predicted):")
+        parts.append(confusion_table(cm["labels"], cm["matrix"]))
+    return "\n\n".join(parts)
+
+
+def compare_results(
+    a: dict[str, Any], b: dict[str, Any], names: Sequence[str] | None = None
+) -> str:
+    """Two results side by side: every metric either has, with the difference B - A."""
+    names = list(names) if names is not None else [a.get("model", "A"), b.get("model", "B")]
+    keys = list(dict.fromkeys([*a["metrics"], *b["metrics"]]))
+    rows = []
+    for key in keys:
+        va, vb = a["metrics"].get(key), b["metrics"].get(key)
+        delta = vb - va if isinstance(va, int | float) and isinstance(vb, int | float) else None
+        rows.append([key, va, vb, delta])
+    legend = f"A: {names[0]}\nB: {names[1]}"
+    return legend + "\n" + table(["metric", "A", "B", "B - A"], rows)

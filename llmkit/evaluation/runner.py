@@ -1,0 +1,242 @@
+"""What `llmkit eval` does: load a checkpoint, read the evaluation data, run one task.
+
+Data by task:
+- lm: a directory written by `llmkit data prepare` (token shards; the `--split`, default
+  validation), scored in sequential windows of `context` tokens.
+- classification: JSONL, one object per line with a text and a label field.
+- generation: JSONL with a prompt field and a reference field (a string or a list of strings).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import UsageError
+
+TASKS = ("lm", "classification", "generation")
+
+
+@dataclass
+class EvalOptions:
+    """Settings of one evaluation run (the `llmkit eval` options)."""
+
+    task: str = "lm"
+    device: str | None = None
+    dtype: str | None = None
+    # lm
+    split: str = "validation"
+    context: int | None = None
+    batch_size: int = 8
+    max_batches: int | None = None
+    # classification
+    text_field: str = "text"
+    label_field: str = "label"
+    labels: list[str] | None = None
+    template: str = "{text}\nLabel:"
+    max_length: int = 512
+    # generation
+    prompt_field: str = "prompt"
+    reference_field: str = "reference"
+    max_new_tokens: int = 64
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    seed: int = 0
+    limit: int | None = None
+
+
+def read_jsonl(
+    path: str | Path, fields: tuple[str, ...], limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The objects of a JSONL file, each checked to have `fields` (errors name file and line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file (expected JSONL, one object per line)")
+    rows: list[dict[str, Any]] = []
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise UsageError(f"{p}:{lineno}: not valid JSON ({exc.args[0]})") from None
+            if not isinstance(obj, dict):
+                raise UsageError(f"{p}:{lineno}: expected a JSON object")
+            missing = [f for f in fields if f not in obj]
+            if missing:
+                raise UsageError(
+                    f"{p}:{lineno}: no field '{missing[0]}' (fields: {', '.join(sorted(obj))}); "
+                    "choose the field with the matching --*-field option"
+                )
+            rows.append(obj)
+            if limit is not None and len(rows) >= limit:
+                break
+    if not rows:
+        raise UsageError(f"{p}: no examples")
+    return rows
+
+
+def _device(name: str | None) -> str:
+    if name:
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _tokenizer(checkpoint: Path, required: str | None) -> Any:
+    import llmkit
+
+    try:
+        return llmkit.load_tokenizer(checkpoint)
+    except UsageError:
+        if required:
+            raise UsageError(
+                f"{checkpoint}: the checkpoint carries no tokenizer, which the {required} task "
+                "needs; save the model with its tokenizer"
+            ) from None
+        return None
+
+
+def _context(model: Any, requested: int | None) -> int:
+    from llmkit.inference.generation import context_length
+
+    limit = context_length(model)
+    if requested is None:
+        return limit or 1024
+    if limit is not None and requested > limit:
+        raise UsageError(f"--context {requested} exceeds the model's context of {limit} tokens")
+    return requested
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, data: str | Path, opts: EvalOptions
+) -> dict[str, Any]:
+    """Run `opts.task` for the checkpoint on `data`; returns the result dict (with 'model')."""
+    import llmkit
+    from llmkit.evaluation import core
+
+    if opts.task not in TASKS:
+        raise UsageError(f"--task {opts.task}: choose one of {', '.join(TASKS)}")
+    ckpt = Path(checkpoint)
+    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
+    if opts.task == "lm":
+        from llmkit.data.shards import TokenShards
+
+        context = _context(model, opts.context)
+        shards = TokenShards(data, opts.split)
+        batches = lm_windows(shards, context, opts.batch_size)
+        tokenizer = _tokenizer(ckpt, None)
+        token_bytes = core.token_byte_lengths(tokenizer) if tokenizer is not None else None
+        result = core.evaluate_lm(
+            model, batches, token_bytes=token_bytes, max_batches=opts.max_batches
+        )
+        result["details"]["context"] = context
+        result["details"]["split"] = opts.split
+    elif opts.task == "classification":
+        tokenizer = _tokenizer(ckpt, "classification")
+        rows = read_jsonl(data, (opts.text_field, opts.label_field), opts.limit)
+        gold = [str(r[opts.label_field]) for r in rows]
+        names = opts.labels or _checkpoint_labels(ckpt) or sorted(set(gold))
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted(set(gold) - set(index))
+        if unknown:
+            raise UsageError(
+                f"{data}: labels {', '.join(unknown[:5])} are not among the label names "
+                f"{', '.join(names)}; pass --labels"
+            )
+        preds = core.classify(
+            model,
+            tokenizer,
+            [str(r[opts.text_field]) for r in rows],
+            names,
+            batch_size=opts.batch_size,
+            max_length=opts.max_length,
+            template=opts.template,
+        )
+        result = core.evaluate_classification(preds, [index[g] for g in gold], names)
+    else:
+        tokenizer = _tokenizer(ckpt, "generation")
+        rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
+        sampling = _sampling(ckpt, opts)
+        hyps = core.generate_texts(
+            model,
+            tokenizer,
+            [str(r[opts.prompt_field]) for r in rows],
+            max_new_tokens=opts.max_new_tokens,
+            stop=opts.stop,
+            seed=opts.seed,
+            **sampling,
+        )
+        refs = [r[opts.reference_field] for r in rows]
+        result = core.evaluate_generation(hyps, refs)
+        result["details"]["decoding"] = {"max_new_tokens": opts.max_new_tokens, **sampling}
+        result["details"]["examples"] = [
+            {"prompt": r[opts.prompt_field], "hypothesis": h}
+            for r, h in zip(rows[:5], hyps[:5], strict=False)
+        ]
+    return {"model": str(ckpt), "data": str(data), **result}
+
+
+def lm_windows(
+    shards: Any, context: int, batch_size: int, rank: int | None = None, world: int | None = None
+) -> Iterator[Any]:
+    """(B, <=context+1) token blocks covering the split so every token but the first is scored once.
+
+    Windows start every `context` tokens; the last, shorter window gets a batch of its own. With
+    torch.distributed, rank r takes windows r, r + world, ... (the metric sums ranks afterwards).
+    """
+    import numpy as np
+    import torch
+
+    from llmkit.data.batching import dist_info
+
+    rank, world = dist_info(rank, world)
+    n = len(shards)
+    if n < 2:
+        raise UsageError(f"{shards.path} ({shards.split}): fewer than 2 tokens to evaluate")
+    starts = list(range(0, n - 1, context))[rank::world]
+    full = [s for s in starts if s + context + 1 <= n]
+    tail = [s for s in starts if s + context + 1 > n]
+    for lo in range(0, len(full), batch_size):
+        block = [shards.window(s, context + 1) for s in full[lo : lo + batch_size]]
+        yield torch.from_numpy(np.stack(block))
+    for s in tail:
+        yield torch.from_numpy(shards.window(s, n - s)[None])
+
+
+def _checkpoint_labels(ckpt: Path) -> list[str] | None:
+    """Label names stored in the checkpoint's config (labels, label_vocab or id2label), if any."""
+    from llmkit.inference.checkpoint import read_config
+
+    config = read_config(ckpt)
+    for key in ("labels", "label_vocab", "label_names"):
+        value = config.get(key)
+        if isinstance(value, list) and value:
+            return [str(v) for v in value]
+    id2label = config.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+    return None
+
+
+def _sampling(ckpt: Path, opts: EvalOptions) -> dict[str, Any]:
+    """Decoding settings: the options given, else the checkpoint's `generation` config, else greedy."""
+    from llmkit.inference.checkpoint import read_config
+
+    configured = read_config(ckpt).get("generation") or {}
+    if not isinstance(configured, dict):
+        configured = {}
+    out: dict[str, Any] = {}
+    for key in ("temperature", "top_k", "top_p"):
+        value = getattr(opts, key)
+        out[key] = value if value is not None else configured.get(key)
+    if out["temperature"] is None:
+        out["temperature"] = 0.0
+    return out

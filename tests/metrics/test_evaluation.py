@@ -1,0 +1,258 @@
+"""`llmkit eval` and the evaluation library on tiny models built here: LM, classification, generation."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from sklearn import metrics as skm
+from torch import nn
+
+import llmkit
+from llmkit.cli import cli
+from llmkit.errors import UsageError
+from llmkit.evaluation import core
+from llmkit.evaluation.png import confusion_image, encode_png
+
+VOCAB = 40
+
+
+def _tiny_gpt(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return llmkit.create(
+        "model", "gpt", vocab_size=VOCAB, max_positions=32, n_layers=1, n_heads=2, d_model=16
+    )
+
+
+def _shards(path: Path, tokens: np.ndarray) -> Path:
+    """A prepared data directory holding `tokens` as the validation split (one document)."""
+    from llmkit.data.shards import FORMAT_VERSION, MANIFEST, ShardWriter
+
+    path.mkdir()
+    writer = ShardWriter(path, "validation", "uint16", eos_id=0, shard_tokens=1 << 20)
+    writer.add(tokens)
+    shards = writer.close()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": "test",
+        "dtype": "uint16",
+        "vocab_size": VOCAB,
+        "eos_id": 0,
+        "splits": {
+            "validation": {
+                "tokens": sum(s.tokens for s in shards),
+                "documents": 1,
+                "shards": [s.to_json() for s in shards],
+            }
+        },
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    return path
+
+
+def _read_png(data: bytes) -> np.ndarray:
+    """Decode the 8-bit RGB, filter-0 PNGs that llmkit writes (a reader independent of the writer)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+            assert (depth, color) == (8, 2)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(height, width, 3)
+
+
+def test_eval_lm_cli_equals_independent_perplexity(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, VOCAB, 200)
+    data = _shards(tmp_path / "data", tokens)
+    a, b = _tiny_gpt(0), _tiny_gpt(1)
+    llmkit.save_model(a, tmp_path / "a")
+    llmkit.save_model(b, tmp_path / "b")
+    out = tmp_path / "res.json"
+    result = CliRunner().invoke(
+        cli,
+        ["eval", str(tmp_path / "a"), "--data", str(data), "--context", "16",
+         "--batch-size", "2", "--device", "cpu", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    # independently: windows of 16 inputs every 16 tokens; every token but the first is scored
+    stream = np.concatenate([tokens, [0]])  # the writer appends EOS
+    nll, count = 0.0, 0
+    a.eval()
+    with torch.no_grad():
+        for start in range(0, len(stream) - 1, 16):
+            x = torch.as_tensor(stream[start : start + 17], dtype=torch.long)[None]
+            logits = a(x[:, :-1]).double()
+            nll += F.cross_entropy(logits[0], x[0, 1:], reduction="sum").item()
+            count += x.shape[1] - 1
+    assert saved["details"]["tokens"] == count == len(stream) - 1
+    assert saved["metrics"]["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+    assert "perplexity" in result.output and saved["model"] == str(tmp_path / "a")
+
+    both = CliRunner().invoke(
+        cli,
+        ["eval", str(tmp_path / "a"), "--compare", str(tmp_path / "b"), "--data", str(data),
+         "--context", "16", "--device", "cpu", "--json"],
+    )  # fmt: skip
+    assert both.exit_code == 0, both.output
+    runs = json.loads(both.output)["runs"]
+    assert runs[0]["metrics"]["perplexity"] == pytest.approx(saved["metrics"]["perplexity"])
+    assert runs[1]["metrics"]["perplexity"] != runs[0]["metrics"]["perplexity"]
+
+    table = CliRunner().invoke(cli, ["eval", str(out), "--compare", str(out)])
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    model = tmp_path / "a"  # the models the results came from name the columns
+    assert lines[-6:-4] == [f"A: {model}", f"B: {model}"]  # the side-by-side table ends the output
+    assert lines[-4].split() == ["metric", "A", "B", "B", "-", "A"]
+    assert lines[-3].split()[0] == "perplexity" and lines[-3].split()[-1] == "0"
+
+
+def test_eval_cli_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["eval", str(tmp_path / "nope"), "--data", str(tmp_path)])
+    assert missing.exit_code == 2 and "checkpoint directory not found" in missing.output
+    llmkit.save_model(_tiny_gpt(0), tmp_path / "ckpt")
+    no_data = runner.invoke(cli, ["eval", str(tmp_path / "ckpt")])
+    assert no_data.exit_code == 2 and "--data is required" in no_data.output
+    bad = runner.invoke(
+        cli, ["eval", str(tmp_path / "ckpt"), "--data", str(tmp_path), "--device", "cpu"]
+    )
+    assert bad.exit_code == 2 and "manifest" in bad.output
+    notok = runner.invoke(
+        cli,
+        ["eval", str(tmp_path / "ckpt"), "--task", "generation", "--data", "x.jsonl",
+         "--device", "cpu"],
+    )  # fmt: skip
+    assert notok.exit_code == 2 and "carries no tokenizer" in notok.output
+
+
+def test_evaluate_lm_library_accepts_blocks_and_token_bytes() -> None:
+    model = _tiny_gpt(3)
+    g = torch.Generator().manual_seed(0)
+    blocks = [torch.randint(0, VOCAB, (2, 9), generator=g) for _ in range(3)]
+    token_bytes = [0] + [2] * (VOCAB - 1)
+    result = core.evaluate_lm(model, blocks, token_bytes=token_bytes)
+    with torch.no_grad():
+        logits = torch.cat([model(b[:, :-1]) for b in blocks]).double()
+    targets = torch.cat([b[:, 1:] for b in blocks])
+    nll = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="none")
+    keep = targets.reshape(-1) != 0
+    assert result["metrics"]["perplexity"] == pytest.approx(math.exp(nll.mean().item()), rel=1e-5)
+    expected_bpb = nll[keep].sum().item() / (math.log(2) * 2 * int(keep.sum()))
+    assert result["metrics"]["bits_per_byte"] == pytest.approx(expected_bpb, rel=1e-5)
+    with pytest.raises(UsageError, match="no batches"):
+        core.evaluate_lm(model, [])
+
+
+def test_evaluate_classification_equals_sklearn_and_renders(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 3, 50).tolist()
+    pred = [g if rng.random() < 0.7 else int(rng.integers(0, 3)) for g in gold]
+    names = ["negative", "neutral", "positive", "unused"]
+    result = core.evaluate_classification(pred, gold, names)
+    m = result["metrics"]
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(gold, pred))
+    for avg in ("macro", "micro", "weighted"):
+        assert m[f"f1_{avg}"] == pytest.approx(
+            skm.f1_score(gold, pred, average=avg, labels=[0, 1, 2, 3], zero_division=0)
+        )
+    cm = result["details"]["confusion_matrix"]
+    assert cm["labels"] == names
+    np.testing.assert_array_equal(
+        cm["matrix"], skm.confusion_matrix(gold, pred, labels=[0, 1, 2, 3])
+    )
+    text = core.format_results(result)
+    assert "negative" in text and "confusion matrix" in text and "f1_macro" in text
+    png = _read_png(encode_png(confusion_image(names, cm["matrix"])))
+    assert png.shape[2] == 3 and png.shape[0] > 4 * 28 and png.shape[1] > 4 * 28
+    assert (png == 0).all(axis=2).any()  # text was drawn
+    assert ((png[:, :, 0] < 100) & (png[:, :, 2] > 150)).any()  # a dark-blue (diagonal) cell
+    path = core.write_results(tmp_path / "r.json", result)
+    assert core.load_results(path)["metrics"] == pytest.approx(m)
+    assert not list(tmp_path.glob(".*"))  # no temp file left behind
+
+
+class ByteTokenizer:
+    """Bytes 0-255 plus <|endoftext|> (256): enough of the Tokenizer protocol for these tests."""
+
+    vocab_size = 257
+    special_tokens: ClassVar[dict[str, int]] = {"<|endoftext|>": 256}
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Any) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+class FirstByteClassifier(nn.Module):
+    """Predicts class (first byte % 3): a model with a classification head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def classify(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return F.one_hot(ids[:, 0] % 3, 3).float() * self.scale
+
+
+class Echo(nn.Module):
+    """A causal LM that always predicts the byte 'b' (vocab 257): deterministic generation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(257))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = torch.full((*ids.shape, 257), -10.0) + self.bias
+        logits[..., ord("b")] = 10.0
+        return logits
+
+
+def test_classify_with_head_and_by_label_likelihood() -> None:
+    tok = ByteTokenizer()
+    texts = ["a", "b", "c", "abc"]  # bytes 97, 98, 99 -> classes 1, 2, 0
+    assert core.classify(FirstByteClassifier(), tok, texts, ["x", "y", "z"]) == [1, 2, 0, 1]
+    # a plain LM that loves 'b' picks the label that is made of b's
+    assert core.classify(Echo(), tok, texts, ["cat", "bb", "dog"]) == [1, 1, 1, 1]
+
+
+def test_generation_decodes_and_scores_like_sacrebleu() -> None:
+    hyps = core.generate_texts(Echo(), ByteTokenizer(), ["x", "y"], max_new_tokens=4)
+    assert hyps == ["bbbb", "bbbb"]
+    refs = [["bbbb", "b b"], ["bb bb"]]
+    result = core.evaluate_generation(hyps, refs)
+    streams = [["bbbb", "bb bb"], ["b b", None]]
+    assert result["metrics"]["bleu"] == pytest.approx(
+        sacrebleu.metrics.BLEU().corpus_score(hyps, streams).score
+    )
+    assert result["metrics"]["chrf"] == pytest.approx(
+        sacrebleu.metrics.CHRF().corpus_score(hyps, streams).score
+    )
+    assert result["details"]["signatures"]["ter"].startswith("nrefs:var|case:lc|tok:tercom")
