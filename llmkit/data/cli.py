@@ -29,8 +29,8 @@ def _common(fn: Any) -> Any:
         click.option("--input", "input", multiple=True, help="Input files, globs or directories."),
         click.option(
             "--format",
-            type=click.Choice(["text", "jsonl", "csv", "tsv"]),
-            help="Input format (default text).",
+            type=click.Choice(["text", "jsonl", "csv", "tsv", "parallel"]),
+            help="Input format (default text); parallel: 'source<sep>target' lines.",
         ),
         click.option("--field", help="JSONL field / CSV column with the text (default text)."),
         click.option("--label-field", help="JSONL field / CSV column with a label."),
@@ -40,6 +40,7 @@ def _common(fn: Any) -> Any:
             type=click.Choice(["file", "paragraph", "line"]),
             help="Plain text: a document per file, blank-line paragraph or line.",
         ),
+        click.option("--separator", help="Parallel format: separator of the two sides (tab)."),
         click.option("--include", multiple=True, help="Only files matching this glob."),
         click.option("--exclude", multiple=True, help="Skip files matching this glob."),
         click.option(

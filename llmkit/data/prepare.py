@@ -51,6 +51,7 @@ class PrepareConfig:
     include: list[str] = dataclasses.field(default_factory=list)
     exclude: list[str] = dataclasses.field(default_factory=list)
     delimiter: str | None = None
+    separator: str = "\t"
     on_error: str = "error"
     clean: list[Any] = dataclasses.field(default_factory=lambda: list(DEFAULT_CLEAN))
     tokenizer: str | None = None
@@ -85,9 +86,9 @@ class PrepareConfig:
 
     def check(self, source: str = "config") -> None:
         """Reject values that cannot work, naming the key."""
-        if self.format not in ("text", "jsonl", "csv", "tsv"):
+        if self.format not in ("text", "jsonl", "csv", "tsv", "parallel"):
             raise UsageError(
-                f"{source}: format '{self.format}' unknown; use text, jsonl, csv or tsv"
+                f"{source}: format '{self.format}' unknown; use text, jsonl, csv, tsv or parallel"
             )
         if self.unit not in ("file", "paragraph", "line"):
             raise UsageError(f"{source}: unit '{self.unit}' unknown; use file, paragraph or line")
@@ -145,6 +146,8 @@ def make_reader(cfg: PrepareConfig) -> Any:
             on_error=cfg.on_error,
             **common,
         )
+    if cfg.format == "parallel":
+        return llmkit.create("dataset", "parallel", paths=list(cfg.inputs), separator=cfg.separator)
     delimiter = cfg.delimiter or ("\t" if cfg.format == "tsv" else None)
     return llmkit.create(
         "dataset",

@@ -196,6 +196,8 @@ class JsonlReader:
         target_field: The field holding a target text (seq2seq).
         on_error: A line that is not a JSON object: ``error`` stops naming file and line; ``skip``
             skips it and counts it in the report.
+        include: Glob patterns a file found in a directory or glob must match.
+        exclude: Glob patterns of files to skip.
     """
 
     def __init__(
@@ -273,6 +275,8 @@ class CsvReader:
         label_column: Column holding a class label.
         target_column: Column holding a target text (seq2seq).
         delimiter: Field separator; default a tab for ``.tsv``/``.tab`` files, else a comma.
+        include: Glob patterns a file found in a directory or glob must match.
+        exclude: Glob patterns of files to skip.
     """
 
     def __init__(
