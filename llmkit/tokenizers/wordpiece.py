@@ -1,0 +1,511 @@
+"""WordPiece tokenizer (BERT): typed facade over the Rust core in `llmkit._rust`.
+
+Same ids as Hugging Face `tokenizers` (`WordPiece` + `BertNormalizer` + `BertPreTokenizer`) for
+the same vocabulary; training follows `tokenizers`' `WordPieceTrainer`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llmkit.errors import UsageError
+
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+FORMAT = "llmkit-tokenizer"
+FORMAT_VERSION = 1
+_BATCH_CHARS = 8 << 20
+_BATCH_TEXTS = 20_000
+
+T = TypeVar("T")
+
+
+def _usage(call: Callable[[], T]) -> T:
+    """Run a core call, turning its ValueError/OSError into a one-line UsageError."""
+    try:
+        return call()
+    except (ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _corpus_files(corpus: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Expand file names and globs; a missing file is a UsageError that says how to pass texts."""
+    items = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
+    files: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, Path)):
+            raise UsageError(f"corpus item {item!r} is not a file name; pass paths or an iterator")
+        name = str(item)
+        if isinstance(item, str) and glob.has_magic(name):
+            matches = sorted(glob.glob(name, recursive=True))
+            if not matches:
+                raise UsageError(f"corpus glob {name!r} matches no file")
+            files.extend(Path(m) for m in matches if Path(m).is_file())
+        elif Path(name).is_file():
+            files.append(Path(name))
+        else:
+            hint = name if len(name) <= 60 else name[:57] + "..."
+            raise UsageError(
+                f"corpus file {hint!r} not found (to train on texts, pass an iterator of "
+                "strings, e.g. iter(texts))"
+            )
+    return files
+
+
+class WordPieceTokenizer:
+    """BERT's WordPiece: normalize, split on whitespace/punctuation/CJK, greedy longest match.
+
+    Args:
+        vocab: Tokens in id order.
+        lowercase: Lowercase the text.
+        strip_accents: Remove accents (NFD, drop non-spacing marks); None follows `lowercase`.
+        clean_text: Drop control characters and map every whitespace to a space.
+        handle_chinese_chars: Make each CJK ideograph its own word.
+        unk_token: Token of words that cannot be split; must be in `vocab`.
+        continuing_subword_prefix: Prefix of pieces that continue a word.
+        max_input_chars_per_word: Longer words become `unk_token`.
+        special_tokens: Tokens recognized verbatim in text and skippable when decoding; None means
+            those of [PAD], [UNK], [CLS], [SEP], [MASK] that `vocab` has.
+        cls_token: Put first by `add_special_tokens=True`.
+        sep_token: Put last by `add_special_tokens=True`.
+    """
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        *,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        clean_text: bool = True,
+        handle_chinese_chars: bool = True,
+        unk_token: str = "[UNK]",
+        continuing_subword_prefix: str = "##",
+        max_input_chars_per_word: int = 100,
+        special_tokens: Sequence[str] | None = None,
+        cls_token: str = "[CLS]",
+        sep_token: str = "[SEP]",
+    ) -> None:
+        self._init(
+            list(vocab),
+            None,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            clean_text=clean_text,
+            handle_chinese_chars=handle_chinese_chars,
+            unk_token=unk_token,
+            continuing_subword_prefix=continuing_subword_prefix,
+            max_input_chars_per_word=max_input_chars_per_word,
+            special_tokens=special_tokens,
+            cls_token=cls_token,
+            sep_token=sep_token,
+        )
+
+    def _init(
+        self,
+        vocab: list[str] | None,
+        path: Path | None,
+        *,
+        special_tokens: Sequence[str] | None,
+        max_input_chars_per_word: int,
+        **options: Any,
+    ) -> None:
+        from llmkit import _rust
+
+        if isinstance(max_input_chars_per_word, bool) or max_input_chars_per_word < 1:
+            raise UsageError(
+                f"max_input_chars_per_word must be a positive integer, got "
+                f"{max_input_chars_per_word!r}"
+            )
+        explicit = special_tokens is not None
+        specials = list(DEFAULT_SPECIAL_TOKENS if special_tokens is None else special_tokens)
+        if not explicit:
+            known = (
+                set(vocab)
+                if vocab is not None
+                else set(self._read_tokens(path) if path is not None else [])
+            )
+            specials = [s for s in specials if s in known]
+        self._core = _usage(
+            lambda: _rust.WordPiece(
+                vocab,
+                path=path,
+                special_tokens=specials,
+                max_input_chars_per_word=max_input_chars_per_word,
+                **options,
+            )
+        )
+
+    @staticmethod
+    def _read_tokens(path: Path) -> list[str]:
+        """Tokens of a vocab.txt, leniently (just to pick default special tokens)."""
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise UsageError(f"{path}: {e.strerror or e}") from None
+        return [line.rstrip() for line in text.splitlines()]
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_vocab(
+        cls,
+        path: str | Path,
+        *,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        clean_text: bool = True,
+        handle_chinese_chars: bool = True,
+        unk_token: str = "[UNK]",
+        continuing_subword_prefix: str = "##",
+        max_input_chars_per_word: int = 100,
+        special_tokens: Sequence[str] | None = None,
+        cls_token: str = "[CLS]",
+        sep_token: str = "[SEP]",
+    ) -> WordPieceTokenizer:
+        """Read a BERT `vocab.txt` (one token per line); a bad line is an error naming it."""
+        self = cls.__new__(cls)
+        self._init(
+            None,
+            Path(path),
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            clean_text=clean_text,
+            handle_chinese_chars=handle_chinese_chars,
+            unk_token=unk_token,
+            continuing_subword_prefix=continuing_subword_prefix,
+            max_input_chars_per_word=max_input_chars_per_word,
+            special_tokens=special_tokens,
+            cls_token=cls_token,
+            sep_token=sep_token,
+        )
+        return self
+
+    @classmethod
+    def train(
+        cls,
+        corpus: str | Path | Sequence[str | Path] | Iterator[str],
+        vocab_size: int = 30_000,
+        *,
+        min_frequency: int = 0,
+        special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
+        limit_alphabet: int | None = None,
+        initial_alphabet: Iterable[str] = (),
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        clean_text: bool = True,
+        handle_chinese_chars: bool = True,
+        unk_token: str = "[UNK]",
+        continuing_subword_prefix: str = "##",
+        max_input_chars_per_word: int = 100,
+        cls_token: str = "[CLS]",
+        sep_token: str = "[SEP]",
+    ) -> WordPieceTokenizer:
+        """Learn a vocabulary as `tokenizers`' WordPieceTrainer does (BPE over words with `##`).
+
+        `corpus` is a file name, a glob, a list of them, or an iterator of texts. Files are read
+        as UTF-8 in parallel; invalid sequences are replaced (and dropped by the normalizer) with
+        a warning giving their number. Deterministic: the same corpus gives the same vocabulary.
+
+        Args:
+            corpus: Files/globs, or an iterator of strings.
+            vocab_size: Number of tokens wanted, special tokens included.
+            min_frequency: Stop at the first pair seen fewer times than this.
+            special_tokens: The first ids; must include `unk_token`.
+            limit_alphabet: Keep only this many characters (the most frequent).
+            initial_alphabet: Characters always kept.
+            lowercase: Lowercase the text.
+            strip_accents: Remove accents; None follows `lowercase`.
+            clean_text: Drop control characters, map whitespace to spaces.
+            handle_chinese_chars: Make each CJK ideograph its own word.
+            unk_token: Token of words that cannot be split.
+            continuing_subword_prefix: Prefix of pieces that continue a word.
+            max_input_chars_per_word: Longer words become `unk_token` when encoding.
+            cls_token: Put first by `add_special_tokens=True`.
+            sep_token: Put last by `add_special_tokens=True`.
+        """
+        from llmkit import _rust
+
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise UsageError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        if min_frequency < 0:
+            raise UsageError(f"min_frequency must be >= 0, got {min_frequency}")
+        specials = list(special_tokens)
+        if unk_token not in specials:
+            raise UsageError(
+                f"special_tokens {specials} must include unk_token {unk_token!r} "
+                "(words that cannot be split need it)"
+            )
+        alphabet = list(initial_alphabet)
+        for ch in alphabet:
+            if not isinstance(ch, str) or len(ch) != 1:
+                raise UsageError(f"initial_alphabet item {ch!r} is not a single character")
+        trainer = _rust.WordPieceTrainer(
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            clean_text=clean_text,
+            handle_chinese_chars=handle_chinese_chars,
+        )
+        if isinstance(corpus, Iterator):
+            cls._feed_texts(trainer, corpus)
+        else:
+            files = _corpus_files(corpus)
+            _usage(lambda: trainer.feed_files([str(f) for f in files]))
+            if trainer.invalid_utf8:
+                warnings.warn(
+                    f"training corpus had {trainer.invalid_utf8} invalid UTF-8 sequence(s); "
+                    "each was replaced by U+FFFD, which the normalizer drops",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        vocab = _usage(
+            lambda: trainer.train(
+                vocab_size,
+                min_frequency=min_frequency,
+                special_tokens=specials,
+                limit_alphabet=limit_alphabet,
+                initial_alphabet=alphabet,
+                continuing_subword_prefix=continuing_subword_prefix,
+            )
+        )
+        return cls(
+            vocab,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            clean_text=clean_text,
+            handle_chinese_chars=handle_chinese_chars,
+            unk_token=unk_token,
+            continuing_subword_prefix=continuing_subword_prefix,
+            max_input_chars_per_word=max_input_chars_per_word,
+            special_tokens=specials,
+            cls_token=cls_token,
+            sep_token=sep_token,
+        )
+
+    @staticmethod
+    def _feed_texts(trainer: Any, texts: Iterator[str]) -> None:
+        """Feed an iterator of strings in batches (memory bounded by batch + distinct words)."""
+        batch: list[str] = []
+        size = 0
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise UsageError(f"training text #{i} is {type(text).__name__}, not str")
+            batch.append(text)
+            size += len(text)
+            if size >= _BATCH_CHARS or len(batch) >= _BATCH_TEXTS:
+                trainer.feed(batch)
+                batch, size = [], 0
+        if batch:
+            trainer.feed(batch)
+
+    # ------------------------------------------------------------------ save / load
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings (the keyword arguments of the constructor)."""
+        return dict(self._core.config())
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: `*.txt` as a BERT vocab.txt (tokens only), else llmkit's JSON."""
+        path = Path(path)
+        if path.suffix == ".txt":
+            self.save_vocab(path)
+            return
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "type": "wordpiece",
+            "config": self.config,
+            "vocab": self._core.vocab(),
+        }
+        _write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+
+    def save_vocab(self, path: str | Path) -> None:
+        """Write the vocabulary as `vocab.txt` (one token per line, in id order), atomically."""
+        _write_atomic(Path(path), self._core.to_vocab_txt())
+
+    @classmethod
+    def load(cls, path: str | Path) -> WordPieceTokenizer:
+        """Read what `save` wrote: llmkit JSON, or a `vocab.txt` with default settings."""
+        path = Path(path)
+        if path.suffix == ".txt":
+            return cls.from_vocab(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UsageError(f"{path}: {e.strerror or e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"{path}: not a llmkit tokenizer JSON file ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise UsageError(f'{path}: not a llmkit tokenizer file (no "format": "{FORMAT}")')
+        if doc.get("type") != "wordpiece":
+            raise UsageError(f"{path}: a {doc.get('type')!r} tokenizer, not 'wordpiece'")
+        if doc.get("version") != FORMAT_VERSION:
+            raise UsageError(
+                f"{path}: format version {doc.get('version')!r}; this llmkit reads {FORMAT_VERSION}"
+            )
+        vocab, config = doc.get("vocab"), doc.get("config")
+        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+            raise UsageError(f"{path}: field 'vocab' must be a list of strings")
+        if not isinstance(config, dict):
+            raise UsageError(f"{path}: field 'config' must be an object")
+        known = {
+            "lowercase",
+            "strip_accents",
+            "clean_text",
+            "handle_chinese_chars",
+            "unk_token",
+            "continuing_subword_prefix",
+            "max_input_chars_per_word",
+            "special_tokens",
+            "cls_token",
+            "sep_token",
+        }
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise UsageError(f"{path}: unknown config field(s) {unknown}")
+        try:
+            return cls(vocab, **config)
+        except UsageError as e:
+            raise UsageError(f"{path}: {e}") from None
+        except TypeError as e:
+            raise UsageError(f"{path}: bad config ({e})") from None
+
+    # ------------------------------------------------------------------ encode / decode
+
+    def encode(
+        self, text: str, *, add_special_tokens: bool = False, split_special_tokens: bool = True
+    ) -> list[int]:
+        """Ids of `text`.
+
+        Args:
+            text: The text.
+            add_special_tokens: Put `cls_token` first and `sep_token` last (BERT's template).
+            split_special_tokens: Special tokens written in the text (e.g. "[MASK]") become their
+                ids, as in `tokenizers`; False encodes them as ordinary text.
+        """
+        if add_special_tokens:
+            self._check_template()
+        return self._core.encode(text, add_special_tokens, split_special_tokens)
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        add_special_tokens: bool = False,
+        split_special_tokens: bool = True,
+    ) -> list[list[int]]:
+        """Ids of each text, encoded in parallel on all cores with the GIL released."""
+        if add_special_tokens:
+            self._check_template()
+        if isinstance(texts, str):
+            raise UsageError("encode_batch takes a sequence of texts, not one string")
+        return self._core.encode_batch(list(texts), add_special_tokens, split_special_tokens)
+
+    def _check_template(self) -> None:
+        cls_id, sep_id = self._core.cls_sep_ids
+        if cls_id is None or sep_id is None:
+            c = self._core.config()
+            raise UsageError(
+                f"add_special_tokens needs cls_token {c['cls_token']!r} and sep_token "
+                f"{c['sep_token']!r} in the vocabulary"
+            )
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = False) -> list[str]:
+        """Token strings of `text` (what `encode` gives, as text)."""
+        if add_special_tokens:
+            self._check_template()
+        return self._core.tokenize(text, add_special_tokens)
+
+    def decode(
+        self, ids: Iterable[int], *, skip_special_tokens: bool = False, cleanup: bool = True
+    ) -> str:
+        """Text of `ids`: `##` pieces rejoined, other tokens separated by spaces.
+
+        Args:
+            ids: Token ids.
+            skip_special_tokens: Leave out special tokens.
+            cleanup: Remove spaces before punctuation and in contractions, as `tokenizers`'
+                WordPiece decoder does ("hello , world" -> "hello, world").
+        """
+        return _usage(lambda: self._core.decode(list(ids), skip_special_tokens, cleanup))
+
+    def normalize(self, text: str) -> str:
+        """`text` after BERT normalization (cleanup, CJK spacing, accents, case)."""
+        return self._core.normalize(text)
+
+    def pre_tokenize(self, text: str) -> list[str]:
+        """The words `text` is split into before WordPiece."""
+        return self._core.pre_tokenize(text)
+
+    # ------------------------------------------------------------------ vocabulary
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+        return self._core.vocab_size
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token text -> id."""
+        return dict(self._core.special_tokens)
+
+    @property
+    def unk_token_id(self) -> int:
+        """Id of the unknown token."""
+        return self._core.unk_id
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of `token`, or None if it is not in the vocabulary."""
+        return self._core.token_to_id(token)
+
+    def id_to_token(self, id: int) -> str | None:
+        """The token of `id`, or None if it is out of range."""
+        return self._core.id_to_token(id)
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token -> id for the whole vocabulary."""
+        return {t: i for i, t in enumerate(self._core.vocab())}
+
+    def __len__(self) -> int:
+        return self._core.vocab_size
+
+    def __repr__(self) -> str:
+        c = self._core.config()
+        return (
+            f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={c['lowercase']}, "
+            f"strip_accents={c['strip_accents']})"
+        )
+
+
+def load_wordpiece(path: str, lowercase: bool = True) -> WordPieceTokenizer:
+    """The `wordpiece` tokenizer component: llmkit JSON, or a BERT vocab.txt.
+
+    Args:
+        path: A file written by `WordPieceTokenizer.save`, or a `vocab.txt`.
+        lowercase: For a vocab.txt: lowercase (uncased model) or not (cased).
+    """
+    if Path(path).suffix == ".txt":
+        return WordPieceTokenizer.from_vocab(path, lowercase=lowercase)
+    return WordPieceTokenizer.load(path)
+
+
+__all__: list[str] = ["DEFAULT_SPECIAL_TOKENS", "WordPieceTokenizer", "load_wordpiece"]
