@@ -256,3 +256,94 @@ def test_generation_decodes_and_scores_like_sacrebleu() -> None:
         sacrebleu.metrics.CHRF().corpus_score(hyps, streams).score
     )
     assert result["details"]["signatures"]["ter"].startswith("nrefs:var|case:lc|tok:tercom")
+
+
+TOKENIZER_MODULE = """
+import json
+from pathlib import Path
+
+
+class SavedByteTokenizer:
+    vocab_size = 257
+    special_tokens = {"<|endoftext|>": 256}
+
+    def encode(self, text):
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts):
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids):
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({"kind": "bytes"}))
+
+    @classmethod
+    def load(cls, path):
+        assert json.loads(Path(path).read_text()) == {"kind": "bytes"}
+        return cls()
+"""
+
+
+def test_eval_cli_classification_and_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "evaltok_bytes.py").write_text(TOKENIZER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import evaltok_bytes
+
+    llmkit.register("tokenizer", "evaltok_bytes", "evaltok_bytes:SavedByteTokenizer")
+    torch.manual_seed(0)
+    model = llmkit.create(
+        "model", "gpt", vocab_size=257, max_positions=64, n_layers=1, n_heads=2, d_model=16
+    )
+    ckpt = llmkit.save_model(model, tmp_path / "ckpt", tokenizer=evaltok_bytes.SavedByteTokenizer())
+    texts = ["good film", "bad film", "great", "awful", "fine", "meh"]
+    gold = ["pos", "neg", "pos", "neg", "pos", "neg"]
+    data = tmp_path / "cls.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": t, "label": g}) + "\n" for t, g in zip(texts, gold, strict=True)
+        )
+    )
+    png = tmp_path / "cm.png"
+    result = CliRunner().invoke(
+        cli,
+        ["eval", str(ckpt), "--task", "classification", "--data", str(data), "--device", "cpu",
+         "--png", str(png), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    names = ["neg", "pos"]
+    tok = llmkit.load_tokenizer(ckpt)
+    preds = core.classify(llmkit.load_model(ckpt), tok, texts, names)
+    expected = core.evaluate_classification(preds, [names.index(g) for g in gold], names)
+    assert got["metrics"] == pytest.approx(expected["metrics"])
+    assert got["details"]["confusion_matrix"]["labels"] == names
+    assert _read_png(png.read_bytes()).shape[2] == 3
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x"}\n')
+    err = CliRunner().invoke(
+        cli, ["eval", str(ckpt), "--task", "classification", "--data", str(bad), "--device", "cpu"]
+    )
+    assert err.exit_code == 2 and f"{bad}:1: no field 'label'" in err.output
+
+    gen = tmp_path / "gen.jsonl"
+    rows = [("Q: 1+1?", "2"), ("Say hi", ["hi", "hello"]), ("Name a colour", "red")]
+    gen.write_text("".join(json.dumps({"prompt": p, "reference": r}) + "\n" for p, r in rows))
+    out = CliRunner().invoke(
+        cli,
+        ["eval", str(ckpt), "--task", "generation", "--data", str(gen), "--device", "cpu",
+         "--max-new-tokens", "6", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.output)
+    hyps = [e["hypothesis"] for e in res["details"]["examples"]]
+    assert len(hyps) == 3
+    streams = [["2", "hi", "red"], [None, "hello", None]]
+    assert res["metrics"]["bleu"] == pytest.approx(
+        sacrebleu.metrics.BLEU().corpus_score(hyps, streams).score
+    )
+    assert res["details"]["decoding"]["temperature"] == 0.0
