@@ -2,7 +2,8 @@
 
 A pipeline names its components by registry name and passes them keyword parameters, which are
 checked against each component's own signature before anything runs (`llmkit validate`).
-Command-line overrides use dotted keys: `train.max_steps=10 train.optimizer.lr=3e-4`.
+Command-line overrides use dotted keys: `train.max_steps=10 train.optimizer.lr=3e-4`, and
+`~eval` removes a key or section.
 """
 
 from __future__ import annotations
@@ -165,6 +166,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
     result = copy.deepcopy(data)
     for text in overrides:
+        if text.startswith("~"):  # `~train.scheduler` removes a key or a whole section
+            *parents, last = text[1:].split(".")
+            node: Any = result
+            for key in parents:
+                node = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or last not in node:
+                raise UsageError(f"override {text!r}: there is no key '{text[1:]}' to remove")
+            del node[last]
+            continue
         keys, value = parse_override(text)
         node = result
         for key in keys[:-1]:

@@ -166,3 +166,36 @@ def test_broken_plugin_does_not_break_cli(tmp_path: Path) -> None:
     line = next(x for x in proc.stdout.splitlines() if x.startswith("broken "))
     assert "ERROR failed to load: RuntimeError: this plugin is broken" in line
     assert _llmkit("describe", "optimizer", "adamw", env=env).returncode == 0
+
+
+def test_example_plugin_attention_in_a_model(
+    example_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmkit import plugins
+
+    monkeypatch.syspath_prepend(str(example_plugin_dir))
+    monkeypatch.setenv("LLMKIT_PLUGINS", "example")
+    plugins.reset()
+    import torch
+
+    torch.manual_seed(0)
+    attn = llmkit.create("attention", "quiet", d_model=8, n_heads=2, causal=True)
+    x = torch.randn(1, 5, 8)
+    # The defining formula, written independently: softmax over the scores plus one zero logit.
+    q, k, v = attn.qkv(x).split(8, dim=-1)
+    q, k, v = (t.view(1, 5, 2, 4).transpose(1, 2) for t in (q, k, v))
+    scores = (q @ k.transpose(-2, -1)) / 2.0
+    scores = scores.masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    weights = scores.exp() / (1 + scores.exp().sum(-1, keepdim=True))
+    expected = attn.out((weights @ v).transpose(1, 2).reshape(1, 5, 8))
+    torch.testing.assert_close(attn(x), expected, atol=1e-6, rtol=1e-5)
+    assert float(weights.detach().sum(-1).max()) < 1.0
+
+    model = llmkit.create(
+        "model", "gpt", vocab_size=40, d_model=16, n_layers=1, n_heads=2, attention="quiet"
+    )
+    ids = torch.randint(0, 40, (2, 6))
+    full = model(ids)
+    cache = model.new_cache(2)
+    steps = [model(ids[:, i : i + 1], cache=cache) for i in range(6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)

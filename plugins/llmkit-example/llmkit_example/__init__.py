@@ -1,1 +1,1 @@
-"""An example llmkit plugin: a metric, an optimizer and a CLI command."""
+"""An example llmkit plugin: a metric, an optimizer, an attention variant and a CLI command."""

@@ -20,6 +20,15 @@ def register_optimizers(register: Any) -> None:
 
 
 @llmkit.hookimpl
+def register_attentions(register: Any) -> None:
+    register(
+        "quiet",
+        "llmkit_example.attention:QuietAttention",
+        summary="Softmax-plus-one attention: a head may attend to nothing",
+    )
+
+
+@llmkit.hookimpl
 def register_commands(cli: Any) -> None:
     from llmkit_example.command import example_jaccard
 

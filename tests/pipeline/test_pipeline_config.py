@@ -1,0 +1,79 @@
+"""Pipeline files: schema errors name the file and field; overrides; validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llmkit.cli import cli
+from llmkit.errors import UsageError
+from llmkit.pipeline import config
+
+GOOD = """
+name: t
+tokenizer: {name: byte}
+train:
+  model: {name: gpt, d_model: 32, n_layers: 1, n_heads: 2}
+  optimizer: {name: adamw, lr: 1.0e-3}
+  max_steps: 3
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_loads_and_applies_overrides(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, GOOD), ["train.max_steps=7", "train.optimizer.lr=0.5", "seed=3"])
+    assert cfg.train is not None
+    assert cfg.train.max_steps == 7 and cfg.seed == 3
+    assert cfg.train.optimizer.params == {"lr": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD.replace("max_steps: 3", "max_step: 3"), "unknown key 'train.max_step'; did you mean 'max_steps'?"),
+        (GOOD.replace("max_steps: 3", "max_steps: many"), "train.max_steps: input should be a valid integer"),
+        (GOOD.replace("name: t", "nmae: t"), "unknown key 'nmae'; did you mean 'name'?"),
+        (GOOD + "  precision: fp8\n", "train.precision: input should be 'fp32', 'bf16' or 'fp16'"),
+        ("train:\n  max_steps: 3\n", "train: give exactly one of model"),
+        ("tokenizer: {}\n", "tokenizer: give exactly one of path"),
+        ("train: [1, 2\n", "invalid YAML"),
+        ("- a\n- b\n", "a pipeline must be a mapping of sections"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as info:
+        config.load(path)
+    assert str(info.value).startswith(f"{path}:")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_and_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="pipeline file not found"):
+        config.load(tmp_path / "nope.yaml")
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        config.load(write(tmp_path, GOOD), ["train.max_steps"])
+    with pytest.raises(UsageError, match="'name' is not a section"):
+        config.load(write(tmp_path, GOOD), ["name.x=1"])
+
+
+def test_validate_command(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.stdout and "train: causal_lm, model gpt, 3 steps" in result.stdout
+    bad = CliRunner().invoke(cli, ["validate", str(path), "train.optimizer.lr=fast"])
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "Error: optimizer 'adamw': lr: expected a number, got 'fast'"
+    bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.name=gtp"])
+    assert bad.exit_code == 2 and "did you mean 'gpt'?" in bad.stderr
+    bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.n_layer=2"])
+    assert bad.exit_code == 2 and "unknown parameter 'n_layer'; did you mean 'n_layers'?" in bad.stderr

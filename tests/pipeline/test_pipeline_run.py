@@ -1,0 +1,117 @@
+"""End-to-end pipelines on small real text: pretrain, resume exactly, fine-tune a classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import llmkit
+from llmkit.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "examples" / "data" / "python-reference.txt"
+
+PRETRAIN = f"""
+name: tiny
+output: {{out}}
+tokenizer: {{{{name: byte}}}}
+data:
+  inputs: [{CORPUS}]
+  unit: paragraph
+  clean: [nfc, whitespace]
+  validation: 0.1
+train:
+  model: {{{{name: gpt, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32}}}}
+  optimizer: {{{{name: adamw, lr: 3.0e-3}}}}
+  scheduler: {{{{name: cosine, warmup_steps: 2}}}}
+  context: 32
+  batch_size: 4
+  max_steps: 12
+  log_every: 4
+  checkpoint_every: 6
+  eval_batches: 4
+eval:
+  metrics: [perplexity]
+  batches: 4
+"""
+
+
+def run(pipeline: Path, *overrides: str) -> str:
+    result = CliRunner().invoke(cli, ["run", str(pipeline), *overrides])
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    return result.stdout
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_pretrain_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pipe = write(tmp_path, "p.yaml", PRETRAIN.format(out=out))
+    log = run(pipe)
+    assert "train: 12 steps" in log
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [4, 8, 12]
+    assert history[-1]["loss"] < history[0]["loss"]
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert math.isfinite(evaluation["perplexity"]) and evaluation["perplexity"] < 256
+    model = llmkit.load_model(out / "model")
+    assert model(torch.tensor([[1, 2, 3]])).shape == (1, 3, llmkit.load_tokenizer(out / "model").vocab_size)
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-0000012"
+    again = run(pipe)
+    assert "data: up to date" in again and "already at step 12" in again
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    run(write(tmp_path, "a.yaml", PRETRAIN.format(out=straight)), "~eval")
+    resumed = tmp_path / "resumed"
+    pipe = write(tmp_path, "b.yaml", PRETRAIN.format(out=resumed))
+    run(pipe, "train.max_steps=6")
+    log = run(pipe, "train.max_steps=12")
+    assert "resumed from" in log and "step-0000006" in log
+    a = llmkit.load_model(straight / "model").state_dict()
+    b = llmkit.load_model(resumed / "model").state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_classification_finetune(tmp_path: Path) -> None:
+    rows = ["text,label"]
+    for i in range(60):
+        rows.append(f"the film was wonderful and moving {i},good")
+        rows.append(f"a dull and tedious mess {i},bad")
+    csv = write(tmp_path, "reviews.csv", "\n".join(rows) + "\n")
+    out = tmp_path / "cls"
+    pipe = write(
+        tmp_path,
+        "c.yaml",
+        f"""
+output: {out}
+tokenizer: {{name: byte}}
+data: {{inputs: [{csv}], format: csv, field: text, label_field: label, validation: 0.2, clean: [missing]}}
+train:
+  objective: classification
+  model: {{name: bert, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 64}}
+  optimizer: {{name: adamw, lr: 2.0e-3}}
+  batch_size: 16
+  max_length: 48
+  max_steps: 40
+  log_every: 10
+eval:
+  metrics: [accuracy]
+""",
+    )
+    run(pipe)
+    assert json.loads((out / "eval.json").read_text())["accuracy"] > 0.9
+    assert json.loads((out / "model" / "labels.json").read_text()) == ["bad", "good"]
