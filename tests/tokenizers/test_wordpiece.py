@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from pydoc_data.topics import topics
+from typing import Any
 
 import pytest
-from pydoc_data.topics import topics
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -55,13 +56,18 @@ def hf_tokenizer(
     return tok
 
 
-def hf_train(texts: list[str], vocab_size: int, lowercase: bool, **kw: int) -> Tokenizer:
+def hf_train(
+    texts: list[str], vocab_size: int, lowercase: bool, min_frequency: int = 0
+) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False, **kw
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        min_frequency=min_frequency,
     )
     tok.train_from_iterator(TEXTS, trainer)
     return tok
@@ -183,12 +189,13 @@ def test_train_bad_settings(kwargs: dict, message: str) -> None:
 
 
 def test_train_missing_file_says_how_to_pass_texts(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="not found .*iterator"):
+    with pytest.raises(UsageError, match=r"not found .*iterator"):
         WordPieceTokenizer.train(["the quick brown fox"], vocab_size=100)
     with pytest.raises(UsageError, match="matches no file"):
         WordPieceTokenizer.train(str(tmp_path / "*.txt"), vocab_size=100)
     with pytest.raises(UsageError, match="not str"):
-        WordPieceTokenizer.train(iter(["ok", b"bytes"]), vocab_size=100)  # type: ignore[list-item]
+        bad: list[Any] = ["ok", b"bytes"]
+        WordPieceTokenizer.train(iter(bad), vocab_size=100)
 
 
 # ---------------------------------------------------------------------------------- encoding
@@ -342,7 +349,7 @@ def test_bad_vocab_files(tmp_path: Path, content: bytes, message: str) -> None:
 
 
 def test_vocab_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="missing.txt"):
+    with pytest.raises(UsageError, match=r"missing\.txt"):
         WordPieceTokenizer.from_vocab(tmp_path / "missing.txt")
     path = tmp_path / "vocab.txt"
     path.write_text("[UNK]\nthe \r\n##s\n", encoding="utf-8")  # trailing blanks dropped, as HF
@@ -391,4 +398,5 @@ def test_protocol_and_vocabulary_accessors(uncased: tuple[Tokenizer, WordPieceTo
     assert ours.special_tokens == {s: hf.token_to_id(s) for s in SPECIALS}
     assert ours.token_to_id("the") == hf.token_to_id("the")
     assert ours.id_to_token(ours.vocab_size) is None and ours.token_to_id("no such") is None
-    assert ours.id_to_token(hf.token_to_id("##s")) == "##s"
+    s_id = hf.token_to_id("##s")
+    assert s_id is not None and ours.id_to_token(s_id) == "##s"
