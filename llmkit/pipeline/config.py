@@ -209,7 +209,9 @@ def load(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UsageError(f"{file}: a pipeline must be a mapping of sections, got {type(data).__name__}")
+        raise UsageError(
+            f"{file}: a pipeline must be a mapping of sections, got {type(data).__name__}"
+        )
     data = apply_overrides(data, overrides or [])
     try:
         config = PipelineConfig.model_validate(data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,7 +45,9 @@ def check(config: PipelineConfig) -> list[str]:
         t = config.tokenizer
         if t.name:
             llmkit.get("tokenizer", t.name)
-        plan.append(f"tokenizer: {t.path or t.name or f'train {t.type} on {len(t.train_files)} file patterns'}")
+        plan.append(
+            f"tokenizer: {t.path or t.name or f'train {t.type} on {len(t.train_files)} file patterns'}"
+        )
     if config.data is not None:
         from llmkit.data.prepare import PrepareConfig
 
@@ -59,15 +60,15 @@ def check(config: PipelineConfig) -> list[str]:
                 llmkit.get("cleaner", name)
         plan.append(f"data: {len(config.data.get('inputs', []) or [])} input patterns")
     if config.train is not None:
-        t = config.train
-        if t.model is not None:
-            _validate_spec("model", t.model, validate, positional=0)
-        _validate_spec("optimizer", t.optimizer, validate, positional=1)
-        if t.scheduler is not None:
-            _validate_spec("scheduler", t.scheduler, validate, positional=1)
-        _validate_spec("loss", t.loss, validate, positional=0)
-        source = f"model {t.model.name}" if t.model else f"init_from {t.init_from}"
-        plan.append(f"train: {t.objective}, {source}, {t.max_steps} steps")
+        tr = config.train
+        if tr.model is not None:
+            _validate_spec("model", tr.model, validate, positional=0)
+        _validate_spec("optimizer", tr.optimizer, validate, positional=1)
+        if tr.scheduler is not None:
+            _validate_spec("scheduler", tr.scheduler, validate, positional=1)
+        _validate_spec("loss", tr.loss, validate, positional=0)
+        source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
+        plan.append(f"train: {tr.objective}, {source}, {tr.max_steps} steps")
     if config.eval is not None:
         for metric in config.eval.metrics:
             llmkit.get("metric", metric)
@@ -95,9 +96,7 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
     t = config.tokenizer
     assert t is not None
     target = out / "tokenizer.json"
-    fingerprint = hashlib.sha256(
-        json.dumps(t.model_dump(), sort_keys=True).encode()
-    ).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(t.model_dump(), sort_keys=True).encode()).hexdigest()
     stamp = out / "tokenizer.fingerprint"
     if target.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
         log(f"tokenizer: up to date ({target})")
@@ -114,8 +113,11 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
             from llmkit.tokenizers.bpe import BPETokenizer
 
             tok = BPETokenizer.train(
-                files, vocab_size=t.vocab_size, pattern=t.pattern,
-                special_tokens=list(t.special_tokens), min_frequency=t.min_frequency,
+                files,
+                vocab_size=t.vocab_size,
+                pattern=t.pattern,
+                special_tokens=list(t.special_tokens),
+                min_frequency=t.min_frequency,
             )
         else:
             from llmkit.tokenizers.wordpiece import WordPieceTokenizer
@@ -151,7 +153,8 @@ def _records(config: PipelineConfig, base: Path) -> tuple[list[Any], list[Any]]:
     data["inputs"] = [_resolve(base, p) for p in (data.get("inputs") or [])]
     cfg = PrepareConfig.from_mapping(data, source="data")
     records = CleaningPipeline(make_cleaners(cfg.clean)).run(iter(make_reader(cfg)))
-    train, valid = [], []
+    train: list[Any] = []
+    valid: list[Any] = []
     for rec in records:
         key = (rec.text or "") + "\x00" + (rec.target or "")
         (valid if is_validation(key, cfg.seed, cfg.validation) else train).append(rec)
@@ -162,60 +165,84 @@ def _records(config: PipelineConfig, base: Path) -> tuple[list[Any], list[Any]]:
 
 def _batches(
     config: PipelineConfig, base: Path, data_dir: Path | None, tokenizer: Any, seed: int
-) -> tuple[Iterator[Any], Callable[[], Iterator[Any]] | None, dict[str, Any]]:
+) -> tuple[Any, Callable[[], Iterator[Any]] | None, dict[str, Any]]:
     """Training batches, a maker of evaluation batches, and facts the model needs (labels)."""
     from llmkit.data import batching
 
     t = config.train
     assert t is not None
-    facts: dict[str, Any] = {}
-    if t.objective in ("causal_lm", "masked_lm"):
+    if t.objective == "causal_lm" or t.objective == "masked_lm":
         if data_dir is None:
             raise UsageError(f"train: objective {t.objective} needs a data section to read shards")
-        cls = batching.CausalLMBatches if t.objective == "causal_lm" else batching.MaskedLMBatches
-        extra = {"tokenizer": tokenizer} if t.objective == "masked_lm" else {}
-        train = cls(str(data_dir), t.context, t.batch_size, split="train", seed=seed, epochs=None, **extra)
+        shards = str(data_dir)
 
-        def evaluation() -> Iterator[Any]:
-            return cls(
-                str(data_dir), t.context, t.batch_size, split="validation", mode="sequential",
-                seed=seed, epochs=1, **extra,
+        def windows(split: str, mode: Any, epochs: int | None) -> Any:
+            if t.objective == "causal_lm":
+                return batching.CausalLMBatches(
+                    shards,
+                    t.context,
+                    t.batch_size,
+                    split=split,
+                    mode=mode,
+                    seed=seed,
+                    epochs=epochs,
+                )
+            return batching.MaskedLMBatches(
+                shards,
+                t.context,
+                t.batch_size,
+                tokenizer=tokenizer,
+                split=split,
+                mode=mode,
+                seed=seed,
+                epochs=epochs,
             )
 
-        return train, evaluation, facts
+        return windows("train", "random", None), lambda: windows("validation", "sequential", 1), {}
     train_records, valid_records = _records(config, base)
     if t.objective == "classification":
         train = batching.ClassificationBatches(
             train_records, tokenizer, t.batch_size, max_length=t.max_length, seed=seed, epochs=None
         )
         labels = train.label_vocab
-        facts["n_labels"] = len(labels)
-        facts["labels"] = labels
 
-        def evaluation() -> Iterator[Any]:
+        def held_out() -> Iterator[Any]:
             return batching.ClassificationBatches(
-                valid_records, tokenizer, t.batch_size, max_length=t.max_length,
-                labels=labels, shuffle=False, epochs=1,
+                valid_records,
+                tokenizer,
+                t.batch_size,
+                max_length=t.max_length,
+                labels=labels,
+                shuffle=False,
+                epochs=1,
             )
 
-        return train, (evaluation if valid_records else None), facts
-    train = batching.Seq2SeqBatches(
-        train_records, tokenizer, t.batch_size, max_source_len=t.max_length,
-        max_target_len=t.max_length, seed=seed, epochs=None,
-    )
+        facts = {"n_labels": len(labels), "labels": labels}
+        return train, (held_out if valid_records else None), facts
 
-    def evaluation() -> Iterator[Any]:
+    def pairs(records: list[Any], epochs: int | None, shuffle: bool) -> Any:
         return batching.Seq2SeqBatches(
-            valid_records, tokenizer, t.batch_size, max_source_len=t.max_length,
-            max_target_len=t.max_length, shuffle=False, epochs=1,
+            records,
+            tokenizer,
+            t.batch_size,
+            max_source_len=t.max_length,
+            max_target_len=t.max_length,
+            shuffle=shuffle,
+            seed=seed,
+            epochs=epochs,
         )
 
-    return train, (evaluation if valid_records else None), facts
+    held = (lambda: pairs(valid_records, 1, False)) if valid_records else None
+    return pairs(train_records, None, True), held, {}
 
 
 def stage_train(
-    config: PipelineConfig, base: Path, out: Path, data_dir: Path | None,
-    tokenizer_path: Path | None, log: Log,
+    config: PipelineConfig,
+    base: Path,
+    out: Path,
+    data_dir: Path | None,
+    tokenizer_path: Path | None,
+    log: Log,
 ) -> dict[str, Any]:
     """Build model, optimizer, schedule and loss from the registry and train; returns the result."""
     import torch
@@ -237,8 +264,12 @@ def stage_train(
         elif t.init_from:
             tokenizer = llmkit.load_tokenizer(_resolve(base, t.init_from))
         if tokenizer is None:
-            raise UsageError("train: no tokenizer; add a tokenizer section or init_from a checkpoint with one")
-        train_batches, eval_batches, facts = _batches(config, base, data_dir, tokenizer, config.seed)
+            raise UsageError(
+                "train: no tokenizer; add a tokenizer section or init_from a checkpoint with one"
+            )
+        train_batches, eval_batches, facts = _batches(
+            config, base, data_dir, tokenizer, config.seed
+        )
         if t.model is not None:
             params = {"vocab_size": tokenizer.vocab_size, **t.model.params}
             if "n_labels" in facts and t.model.name == "bert":
@@ -248,7 +279,9 @@ def stage_train(
             model = llmkit.load_model(_resolve(base, str(t.init_from)))
             model.train()
         model = model.to(dist.device)
-        optimizer = llmkit.create("optimizer", t.optimizer.name, model.parameters(), **t.optimizer.params)
+        optimizer = llmkit.create(
+            "optimizer", t.optimizer.name, model.parameters(), **t.optimizer.params
+        )
         scheduler = None
         if t.scheduler is not None:
             sched_params = dict(t.scheduler.params)
@@ -257,14 +290,30 @@ def stage_train(
             scheduler = llmkit.create("scheduler", t.scheduler.name, optimizer, **sched_params)
         loss = llmkit.create("loss", t.loss.name, **t.loss.params)
         settings = TrainSettings(
-            max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=t.grad_clip,
-            precision=t.precision, compile=t.compile, log_every=t.log_every,
-            eval_every=t.eval_every, eval_batches=t.eval_batches,
-            checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+            max_steps=t.max_steps,
+            grad_accum=t.grad_accum,
+            grad_clip=t.grad_clip,
+            precision=t.precision,
+            compile=t.compile,
+            log_every=t.log_every,
+            eval_every=t.eval_every,
+            eval_batches=t.eval_batches,
+            checkpoint_every=t.checkpoint_every,
+            keep_checkpoints=t.keep_checkpoints,
         )
         trainer = Trainer(
-            model, t.objective, optimizer, scheduler, loss, train_batches, settings, out, dist,
-            eval_batches=eval_batches, tokenizer=tokenizer, log=log,
+            model,
+            t.objective,
+            optimizer,
+            scheduler,
+            loss,
+            train_batches,
+            settings,
+            out,
+            dist,
+            eval_batches=eval_batches,
+            tokenizer=tokenizer,
+            log=log,
         )
         if t.resume:
             trainer.resume()
@@ -278,10 +327,14 @@ def stage_train(
                 from llmkit.inference.checkpoint import save_model
 
                 save_model(model, out / "model", tokenizer=tokenizer)
-                if facts.get("labels"):
-                    _atomic_json(out / "model" / "labels.json", facts["labels"])
+                if facts.get("labels"):  # `llmkit eval` reads class names from the config
+                    config_file = out / "model" / "config.json"
+                    saved = json.loads(config_file.read_text())
+                    _atomic_json(config_file, {**saved, "labels": facts["labels"]})
             summary.update(
-                steps=result.steps, train_loss=result.train_loss, eval_loss=result.eval_loss,
+                steps=result.steps,
+                train_loss=result.train_loss,
+                eval_loss=result.eval_loss,
                 tokens_per_second=result.tokens_per_second,
             )
             log(
@@ -294,66 +347,70 @@ def stage_train(
         distributed.teardown()
 
 
-def stage_eval(config: PipelineConfig, base: Path, out: Path, data_dir: Path | None, log: Log) -> dict[str, Any]:
-    """Evaluate `out/model` on the held-out split with the configured metrics."""
-    import torch
-
+def stage_eval(
+    config: PipelineConfig, base: Path, out: Path, data_dir: Path | None, log: Log
+) -> dict[str, Any]:
+    """Evaluate `out/model` on the held-out split (perplexity, or classification metrics)."""
     import llmkit
+    from llmkit.data import batching
+    from llmkit.evaluation.core import evaluate_classification, evaluate_lm, token_byte_lengths
 
     e = config.eval
     assert e is not None
     model_dir = out / "model"
     model = llmkit.load_model(model_dir)
     tokenizer = llmkit.load_tokenizer(model_dir)
-    objective = config.train.objective if config.train else "causal_lm"
-    results: dict[str, Any] = {}
-    if objective in ("causal_lm", "masked_lm"):
+    t = config.train
+    objective = t.objective if t is not None else "causal_lm"
+    batch_size = e.batch_size or (t.batch_size if t is not None else 8)
+    if objective == "causal_lm":
         if data_dir is None:
             raise UsageError("eval: needs the data section (held-out shards)")
-        from llmkit.data.batching import CausalLMBatches, MaskedLMBatches
-
-        context = config.train.context if config.train else 256
-        batch_size = e.batch_size or (config.train.batch_size if config.train else 8)
-        cls = CausalLMBatches if objective == "causal_lm" else MaskedLMBatches
-        extra = {"tokenizer": tokenizer} if objective == "masked_lm" else {}
-        batches = cls(str(data_dir), context, batch_size, split="validation", mode="sequential", epochs=1, **extra)
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for i, batch in enumerate(batches):
-                if i >= e.batches:
-                    break
-                logits = model(batch["input_ids"]) if objective == "causal_lm" else model(batch["input_ids"], attention_mask=batch.get("attention_mask"))
-                keep = batch["labels"] != -100
-                nll = torch.nn.functional.cross_entropy(
-                    logits[keep].float(), batch["labels"][keep], reduction="sum"
-                )
-                total += float(nll)
-                count += int(keep.sum())
-        if count == 0:
-            raise UsageError("eval: the validation split has no full window; lower context or add data")
-        results["loss"] = total / count
-        results["perplexity"] = math.exp(total / count)
-    else:
+        windows = batching.CausalLMBatches(
+            str(data_dir),
+            t.context if t is not None else 256,
+            batch_size,
+            split="validation",
+            mode="sequential",
+            epochs=1,
+        )
+        result = evaluate_lm(
+            model, windows, token_bytes=token_byte_lengths(tokenizer), max_batches=e.batches
+        )
+    elif objective == "classification":
         _, valid = _records(config, base)
         if not valid:
             raise UsageError("eval: no validation records; raise data.validation")
-        labels = json.loads((model_dir / "labels.json").read_text())
-        from llmkit.data.batching import ClassificationBatches
-
-        batches = ClassificationBatches(valid, tokenizer, e.batch_size or 32, labels=labels, shuffle=False, epochs=1)
-        predictions, targets = [], []
-        with torch.no_grad():
+        labels = json.loads((model_dir / "config.json").read_text()).get("labels")
+        batches = batching.ClassificationBatches(
+            valid, tokenizer, batch_size, labels=labels, shuffle=False, epochs=1
+        )
+        predictions: list[int] = []
+        targets: list[int] = []
+        classify: Any = model.classify
+        with torch_no_grad():
             for batch in batches:
-                predictions += model.classify(batch["input_ids"], attention_mask=batch["attention_mask"]).argmax(-1).tolist()
+                logits = classify(batch["input_ids"], attention_mask=batch["attention_mask"])
+                predictions += logits.argmax(-1).tolist()
                 targets += batch["labels"].tolist()
-        for name in e.metrics:
-            metric = llmkit.create("metric", name)
-            metric.update(predictions, targets)
-            value = metric.compute()
-            results[name] = float(value) if isinstance(value, (int, float)) or hasattr(value, "__float__") else value
-    _atomic_json(out / "eval.json", results)
-    log("eval: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
-    return results
+        result = evaluate_classification(predictions, targets, labels)
+    else:
+        raise UsageError(
+            f"eval: objective {objective} is evaluated with `llmkit eval` (generation or "
+            "masked-LM tasks); remove the eval section or use that command"
+        )
+    metrics = {k: v for k, v in result["metrics"].items() if k in e.metrics or not e.metrics}
+    metrics = metrics or result["metrics"]
+    _atomic_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
+    log("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return metrics
+
+
+def torch_no_grad() -> Any:
+    """torch.no_grad(), imported when evaluation runs."""
+    import torch
+
+    return torch.no_grad()
 
 
 def run(
@@ -366,17 +423,25 @@ def run(
         raise UsageError(f"unknown stage '{unknown[0]}'; stages: {', '.join(STAGES)}")
     missing = [s for s in wanted if getattr(config, s) is None]
     if missing:
-        raise UsageError(f"stage '{missing[0]}' asked for, but the pipeline has no '{missing[0]}' section")
+        raise UsageError(
+            f"stage '{missing[0]}' asked for, but the pipeline has no '{missing[0]}' section"
+        )
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"name": config.name, "output": str(out)}
     tokenizer_path = out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
     data_dir = out / "data" if (out / "data").is_dir() else None
-    if config.data is not None and config.train is not None and config.train.objective in ("classification", "seq2seq"):
+    if (
+        config.data is not None
+        and config.train is not None
+        and config.train.objective in ("classification", "seq2seq")
+    ):
         data_dir = None
     if "tokenizer" in wanted:
         tokenizer_path = stage_tokenizer(config, base, out, log)
-    if "data" in wanted and not (config.train and config.train.objective in ("classification", "seq2seq")):
+    if "data" in wanted and not (
+        config.train and config.train.objective in ("classification", "seq2seq")
+    ):
         if tokenizer_path is None:
             raise UsageError("data: needs a tokenizer; add a tokenizer section")
         data_dir = stage_data(config, base, out, tokenizer_path, log)

@@ -6,7 +6,7 @@ wrapper around it sees every call (a model's `classify` head included) and syncs
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -46,5 +46,5 @@ class Objective(nn.Module):
                 tgt_mask=batch.get("decoder_attention_mask"),
             )
             return logits, batch["labels"]
-        classify = self.model.classify  # (B, n_labels)
-        return classify(batch["input_ids"], attention_mask=mask), batch["labels"]
+        classify: Any = self.model.classify
+        return classify(batch["input_ids"], attention_mask=mask), batch["labels"]  # (B, n_labels)

@@ -158,7 +158,12 @@ class Trainer:
                 else None
             )
             ckpt.save_checkpoint(
-                directory, self.model, self.optimizer, self.scheduler, self.step, data_state,
+                directory,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.step,
+                data_state,
                 extra={"history": self.history, "settings": asdict(self.settings)},
                 tokenizer=self.tokenizer,
             )
@@ -195,7 +200,9 @@ class Trainer:
             count += 1
         self.objective.train()
         if count == 0:
-            raise UsageError("evaluation data gave no batch; add validation data or lower batch_size")
+            raise UsageError(
+                "evaluation data gave no batch; add validation data or lower batch_size"
+            )
         return mean_across_ranks(total / count, self.dist)
 
     def _next_batch(self) -> dict[str, torch.Tensor]:

@@ -28,7 +28,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_loads_and_applies_overrides(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, GOOD), ["train.max_steps=7", "train.optimizer.lr=0.5", "seed=3"])
+    cfg = config.load(
+        write(tmp_path, GOOD), ["train.max_steps=7", "train.optimizer.lr=0.5", "seed=3"]
+    )
     assert cfg.train is not None
     assert cfg.train.max_steps == 7 and cfg.seed == 3
     assert cfg.train.optimizer.params == {"lr": 0.5}
@@ -37,8 +39,14 @@ def test_loads_and_applies_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (GOOD.replace("max_steps: 3", "max_step: 3"), "unknown key 'train.max_step'; did you mean 'max_steps'?"),
-        (GOOD.replace("max_steps: 3", "max_steps: many"), "train.max_steps: input should be a valid integer"),
+        (
+            GOOD.replace("max_steps: 3", "max_step: 3"),
+            "unknown key 'train.max_step'; did you mean 'max_steps'?",
+        ),
+        (
+            GOOD.replace("max_steps: 3", "max_steps: many"),
+            "train.max_steps: input should be a valid integer",
+        ),
         (GOOD.replace("name: t", "nmae: t"), "unknown key 'nmae'; did you mean 'name'?"),
         (GOOD + "  precision: fp8\n", "train.precision: input should be 'fp32', 'bf16' or 'fp16'"),
         ("train:\n  max_steps: 3\n", "train: give exactly one of model"),
@@ -76,4 +84,6 @@ def test_validate_command(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.name=gtp"])
     assert bad.exit_code == 2 and "did you mean 'gpt'?" in bad.stderr
     bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.n_layer=2"])
-    assert bad.exit_code == 2 and "unknown parameter 'n_layer'; did you mean 'n_layers'?" in bad.stderr
+    assert (
+        bad.exit_code == 2 and "unknown parameter 'n_layer'; did you mean 'n_layers'?" in bad.stderr
+    )

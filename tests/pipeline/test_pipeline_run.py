@@ -61,10 +61,14 @@ def test_pretrain_end_to_end(tmp_path: Path) -> None:
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [4, 8, 12]
     assert history[-1]["loss"] < history[0]["loss"]
-    evaluation = json.loads((out / "eval.json").read_text())
+    evaluation = json.loads((out / "eval.json").read_text())["metrics"]
     assert math.isfinite(evaluation["perplexity"]) and evaluation["perplexity"] < 256
     model = llmkit.load_model(out / "model")
-    assert model(torch.tensor([[1, 2, 3]])).shape == (1, 3, llmkit.load_tokenizer(out / "model").vocab_size)
+    assert model(torch.tensor([[1, 2, 3]])).shape == (
+        1,
+        3,
+        llmkit.load_tokenizer(out / "model").vocab_size,
+    )
     assert (out / "checkpoints" / "latest").read_text().strip() == "step-0000012"
     again = run(pipe)
     assert "data: up to date" in again and "already at step 12" in again
@@ -113,5 +117,5 @@ eval:
 """,
     )
     run(pipe)
-    assert json.loads((out / "eval.json").read_text())["accuracy"] > 0.9
-    assert json.loads((out / "model" / "labels.json").read_text()) == ["bad", "good"]
+    assert json.loads((out / "eval.json").read_text())["metrics"]["accuracy"] > 0.9
+    assert json.loads((out / "model" / "config.json").read_text())["labels"] == ["bad", "good"]
