@@ -146,7 +146,10 @@ def describe(kind: str, name: str) -> None:
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option(
-    "--stage", "stages", multiple=True, type=click.Choice(["tokenizer", "data", "train", "eval"]),
+    "--stage",
+    "stages",
+    multiple=True,
+    type=click.Choice(["tokenizer", "data", "train", "eval"]),
     help="Run only these stages (repeatable); default: every stage the file has.",
 )
 def run(pipeline: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
