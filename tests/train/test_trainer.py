@@ -1,0 +1,111 @@
+"""The training loop: accumulation equals a big batch, DDP equals one process, errors are clear."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import llmkit
+from llmkit.errors import UsageError
+from llmkit.train import distributed
+from llmkit.train.trainer import Trainer, TrainSettings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from trainer_helpers import FixedBatches, tiny_gpt
+
+
+def train(tmp_path: Path, batches: FixedBatches, **settings: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = tiny_gpt()
+    optimizer = llmkit.create("optimizer", "sgd", model.parameters(), lr=0.5)
+    loss = llmkit.create("loss", "cross_entropy")
+    trainer = Trainer(
+        model,
+        "causal_lm",
+        optimizer,
+        None,
+        loss,
+        batches,
+        TrainSettings(grad_clip=None, log_every=1, **settings),  # type: ignore[arg-type]
+        tmp_path,
+        distributed.setup("cpu"),
+        log=lambda line: None,
+    )
+    trainer.fit()
+    return model
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
+    big = train(tmp_path / "a", FixedBatches(rows=8), max_steps=3)
+
+    # Two micro-batches of 4 rows per step: rows 0::2 then 1::2 of the same block.
+    class Halves(FixedBatches):
+        def __next__(self) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(1000 + self.step // 2)
+            block = torch.randint(0, 32, (8, 9), generator=g)[self.step % 2 :: 2]
+            self.step += 1
+            return {"input_ids": block[:, :-1], "labels": block[:, 1:]}
+
+    small = train(tmp_path / "b", Halves(), max_steps=3, grad_accum=2)
+    for (name, a), b in zip(big.state_dict().items(), small.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_training_reduces_loss_and_writes_a_checkpoint(tmp_path: Path) -> None:
+    train(tmp_path, FixedBatches(), max_steps=4)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    assert (tmp_path / "checkpoints" / "step-0000004" / "model.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-0000004"
+
+
+def test_running_out_of_data_is_a_clear_error(tmp_path: Path) -> None:
+    class Short(FixedBatches):
+        def __next__(self) -> dict[str, torch.Tensor]:
+            if self.step >= 2:
+                raise StopIteration
+            return super().__next__()
+
+    with pytest.raises(UsageError, match="training data ran out at step 2 of 5"):
+        train(tmp_path, Short(), max_steps=5)
+
+
+def test_fp16_on_cpu_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
+        train(tmp_path, FixedBatches(), max_steps=1, precision="fp16")
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    single = train(tmp_path / "single", FixedBatches(), max_steps=3)
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(Path(__file__).parent / "ddp_worker.py"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_file(str(out / "weights.safetensors"))
+    reference = single.state_dict()
+    for key, value in ddp.items():
+        torch.testing.assert_close(value, reference[key], atol=1e-5, rtol=1e-4, msg=key)
