@@ -346,6 +346,14 @@ impl PyBpeTrainer {
         py.allow_threads(|| run(&pool, || counter.feed_file(path))).map_err(py_err)
     }
 
+    /// Count the lines of a chunk of a file (cut at a line end), e.g. from a decompressor.
+    fn feed_bytes(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let pool = self.pool.clone();
+        let counter = self.counter()?;
+        py.allow_threads(|| run(&pool, || counter.feed_lines(data)));
+        Ok(())
+    }
+
     /// (bytes, lines or texts, lines with invalid UTF-8) read so far.
     fn stats(&self) -> (u64, u64, u64) {
         match &self.counter {
