@@ -410,8 +410,9 @@ def format_results(result: dict[str, Any]) -> str:
     }
     if extra:
         parts.append(", ".join(f"{k}: {v}" for k, v in extra.items()))
-    for name, sig in details.get("signatures", {}).items():
-        parts.append(f"{name} signature: {sig}")
+    signatures = details.get("signatures", {})
+    if signatures:
+        parts.append("\n".join(f"{name} signature: {sig}" for name, sig in signatures.items()))
     if details.get("per_class"):
         parts.append(per_class_table(details["per_class"]))
     if details.get("confusion_matrix"):

@@ -271,7 +271,10 @@ class _PRF(_ConfusionCounts):
     def compute(self) -> Score:
         """The averaged score, with per-class precision/recall/F and support in `details`."""
         labels, c = self._scores()
-        per_class = self._prf(c["tp"], c["pred"], c["true"])
+        with warnings.catch_warnings():
+            if self.average == "micro":  # per-class values are only details: warn for the total
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+            per_class = self._prf(c["tp"], c["pred"], c["true"])
         if self.average == "micro":
             totals = self._prf(
                 c["tp"].sum(keepdims=True),
@@ -281,9 +284,7 @@ class _PRF(_ConfusionCounts):
             averaged = {k: float(v[0]) for k, v in totals.items()}
         else:
             weights = c["true"] if self.average == "weighted" else None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UndefinedMetricWarning)
-                averaged = {k: self._average(v, weights) for k, v in per_class.items()}
+            averaged = {k: self._average(v, weights) for k, v in per_class.items()}
         key = {"precision": "precision", "recall": "recall"}.get(self._which, "f")
         details: dict[str, Any] = {
             "average": self.average,

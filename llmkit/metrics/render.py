@@ -10,7 +10,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "nan"
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4f}"
+        return f"{value:.4f}"
     return "-" if value is None else str(value)
 
 

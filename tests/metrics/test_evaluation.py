@@ -125,7 +125,7 @@ def test_eval_lm_cli_equals_independent_perplexity(tmp_path: Path) -> None:
     model = tmp_path / "a"  # the models the results came from name the columns
     assert lines[-6:-4] == [f"A: {model}", f"B: {model}"]  # the side-by-side table ends the output
     assert lines[-4].split() == ["metric", "A", "B", "B", "-", "A"]
-    assert lines[-3].split()[0] == "perplexity" and lines[-3].split()[-1] == "0"
+    assert lines[-3].split()[0] == "perplexity" and lines[-3].split()[-1] == "0.0000"
 
 
 def test_eval_cli_errors(tmp_path: Path) -> None:

@@ -194,6 +194,28 @@ def test_class_never_predicted_warns_like_sklearn() -> None:
         )
 
 
+def test_warnings_match_sklearn_on_random_labels() -> None:
+    """An UndefinedMetricWarning is raised exactly when scikit-learn raises one."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        n = int(rng.integers(1, 8))
+        golds, preds = rng.integers(0, 3, n).tolist(), rng.integers(0, 3, n).tolist()
+        name = str(rng.choice(sorted(SK_PRF)))
+        average = str(rng.choice(["binary", "micro", "macro", "weighted"]))
+        if average == "binary" and len(set(golds) | set(preds)) > 2:
+            continue
+        with warnings.catch_warnings(record=True) as theirs:
+            warnings.simplefilter("always")
+            SK_PRF[name](golds, preds, average=average)
+        m = llmkit.create("metric", name, average=average)
+        m.update(preds, golds)
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            m.compute()
+        sk_warned = any(issubclass(w.category, SkUndefined) for w in theirs)
+        assert bool(ours) == sk_warned, (name, average, golds, preds)
+
+
 def test_nan_zero_division_is_left_out_of_macro_average() -> None:
     f1 = llmkit.create("metric", "precision", average="macro", zero_division="nan")
     f1.update([0, 0, 0], [0, 1, 1])  # class 1 never predicted -> nan, ignored by the mean
