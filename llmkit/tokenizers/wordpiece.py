@@ -389,6 +389,122 @@ class WordPieceTokenizer:
         except TypeError as e:
             raise UsageError(f"{path}: bad config ({e})") from None
 
+    @classmethod
+    def from_hf(cls, path: str | Path) -> WordPieceTokenizer:
+        """Read a Hugging Face `tokenizer.json` with a WordPiece model (e.g. BERT's).
+
+        Supported: a `BertNormalizer` (or none), the `BertPreTokenizer`, special added tokens that
+        are in the vocabulary, and `BertProcessing`/`TemplateProcessing` for [CLS]/[SEP].
+        """
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UsageError(f"{path}: {e.strerror or e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"{path}: not a JSON file ({e})") from None
+        model = doc.get("model") if isinstance(doc, dict) else None
+        if not isinstance(model, dict) or model.get("type") != "WordPiece":
+            kind = model.get("type") if isinstance(model, dict) else None
+            raise UsageError(f"{path}: model type {kind!r}, not a WordPiece tokenizer.json")
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+            raise UsageError(f"{path}: model.vocab must map tokens to the ids 0..n-1")
+        options: dict[str, Any] = {
+            "unk_token": model.get("unk_token", "[UNK]"),
+            "continuing_subword_prefix": model.get("continuing_subword_prefix", "##"),
+            "max_input_chars_per_word": model.get("max_input_chars_per_word", 100),
+        }
+        norm = doc.get("normalizer")
+        if norm is None:
+            options.update(
+                lowercase=False, strip_accents=False, clean_text=False, handle_chinese_chars=False
+            )
+        elif norm.get("type") == "BertNormalizer":
+            options.update(
+                lowercase=bool(norm.get("lowercase", True)),
+                strip_accents=norm.get("strip_accents"),
+                clean_text=bool(norm.get("clean_text", True)),
+                handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
+            )
+        else:
+            raise UsageError(f"{path}: normalizer {norm.get('type')!r} is not supported")
+        pre = doc.get("pre_tokenizer")
+        if not isinstance(pre, dict) or pre.get("type") != "BertPreTokenizer":
+            kind = pre.get("type") if isinstance(pre, dict) else None
+            raise UsageError(f"{path}: pre_tokenizer {kind!r} is not supported (BertPreTokenizer)")
+        specials = []
+        for added in doc.get("added_tokens") or []:
+            content = added.get("content")
+            if vocab.get(content) != added.get("id"):
+                raise UsageError(f"{path}: added token {content!r} is not in model.vocab")
+            if added.get("special"):
+                specials.append(content)
+        post = doc.get("post_processor") or {}
+        if post.get("type") == "BertProcessing":
+            options.update(cls_token=post["cls"][0], sep_token=post["sep"][0])
+        elif post.get("type") == "TemplateProcessing":
+            single = [
+                p["SpecialToken"]["id"] for p in post.get("single", []) if "SpecialToken" in p
+            ]
+            if len(single) == 2:
+                options.update(cls_token=single[0], sep_token=single[1])
+        try:
+            return cls(sorted(vocab, key=vocab.__getitem__), special_tokens=specials, **options)
+        except UsageError as e:
+            raise UsageError(f"{path}: {e}") from None
+
+    def to_hf(self, path: str | Path) -> None:
+        """Write a Hugging Face `tokenizer.json` that `tokenizers` loads to the same ids."""
+        c = self._core.config()
+        cls_id, sep_id = self._core.cls_sep_ids
+        post = None
+        if cls_id is not None and sep_id is not None:
+            post = {
+                "type": "BertProcessing",
+                "sep": [c["sep_token"], sep_id],
+                "cls": [c["cls_token"], cls_id],
+            }
+        doc = {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": [
+                {
+                    "id": i,
+                    "content": t,
+                    "single_word": False,
+                    "lstrip": False,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": True,
+                }
+                for t, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1])
+            ],
+            "normalizer": {
+                "type": "BertNormalizer",
+                "clean_text": c["clean_text"],
+                "handle_chinese_chars": c["handle_chinese_chars"],
+                "strip_accents": c["strip_accents"],
+                "lowercase": c["lowercase"],
+            },
+            "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "post_processor": post,
+            "decoder": {
+                "type": "WordPiece",
+                "prefix": c["continuing_subword_prefix"],
+                "cleanup": True,
+            },
+            "model": {
+                "type": "WordPiece",
+                "unk_token": c["unk_token"],
+                "continuing_subword_prefix": c["continuing_subword_prefix"],
+                "max_input_chars_per_word": c["max_input_chars_per_word"],
+                "vocab": self.get_vocab(),
+            },
+        }
+        _write_atomic(Path(path), json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+
     # ------------------------------------------------------------------ encode / decode
 
     def encode(

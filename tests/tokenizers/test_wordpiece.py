@@ -400,3 +400,48 @@ def test_protocol_and_vocabulary_accessors(uncased: tuple[Tokenizer, WordPieceTo
     assert ours.id_to_token(ours.vocab_size) is None and ours.token_to_id("no such") is None
     s_id = hf.token_to_id("##s")
     assert s_id is not None and ours.id_to_token(s_id) == "##s"
+
+
+# ---------------------------------------------------------------------------------- HF files
+
+
+def test_to_hf_loads_in_tokenizers_with_the_same_ids(
+    uncased: tuple[Tokenizer, WordPieceTokenizer], tmp_path: Path
+) -> None:
+    _, ours = uncased
+    path = tmp_path / "tokenizer.json"
+    ours.to_hf(path)
+    hf = Tokenizer.from_file(str(path))
+    texts = MIXED + TEXTS[:100]
+    assert [e.ids for e in hf.encode_batch(texts)] == ours.encode_batch(
+        texts, add_special_tokens=True
+    )
+    ids = ours.encode(MIXED[0], add_special_tokens=True)
+    assert hf.decode(ids) == ours.decode(ids, skip_special_tokens=True)
+
+
+def test_from_hf_reads_tokenizers_files(
+    cased: tuple[Tokenizer, WordPieceTokenizer], tmp_path: Path
+) -> None:
+    hf, _ = cased
+    vocab = hf.get_vocab()
+    hf.post_processor = processors.BertProcessing(
+        ("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"])
+    )
+    path = tmp_path / "tokenizer.json"
+    hf.save(str(path))
+    ours = WordPieceTokenizer.from_hf(path)
+    assert ours.config["lowercase"] is False and ours.special_tokens == {
+        s: vocab[s] for s in SPECIALS
+    }
+    for text in MIXED:
+        assert ours.encode(text, add_special_tokens=True) == hf.encode(text).ids, text
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["pre_tokenizer"] = {"type": "Whitespace"}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UsageError, match="pre_tokenizer 'Whitespace' is not supported"):
+        WordPieceTokenizer.from_hf(path)
+    doc["model"]["type"] = "BPE"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UsageError, match="model type 'BPE', not a WordPiece"):
+        WordPieceTokenizer.from_hf(path)
