@@ -59,6 +59,10 @@ import click
 @click.option("--temperature", type=float, default=None, help="generation: 0 = greedy (default).")
 @click.option("--top-k", type=int, default=None, help="generation: sample from the k best.")
 @click.option("--top-p", type=float, default=None, help="generation: nucleus sampling mass.")
+@click.option("--beams", type=int, default=None, help="generation: beam search width (1 = none).")
+@click.option(
+    "--length-penalty", type=float, default=1.0, show_default=True, help="beam score / len**this."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="generation: sampling seed.")
 @click.option(
     "--limit", type=int, default=None, help="classification/generation: first N examples."

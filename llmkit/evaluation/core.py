@@ -327,6 +327,20 @@ def evaluate_generation(
     }
 
 
+def _special_id(tokenizer: Any, names: Sequence[str]) -> int | None:
+    special = dict(getattr(tokenizer, "special_tokens", {}) or {})
+    for name in names:
+        if name in special:
+            return int(special[name])
+    return None
+
+
+def _cut(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the first stop string."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
 def generate_texts(
     model: nn.Module,
     tokenizer: Any,
@@ -336,29 +350,64 @@ def generate_texts(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    beams: int = 1,
+    length_penalty: float = 1.0,
     stop: Sequence[str] = ("\n",),
     seed: int | None = 0,
 ) -> list[str]:
-    """The continuation of each prompt, decoded with the given strategy (greedy by default)."""
-    from llmkit.inference.generation import generate_text
+    """The output for each prompt: greedy by default, sampled, or by beam search (`beams` > 1).
 
-    special = dict(getattr(tokenizer, "special_tokens", {}) or {})
-    stop_ids = [v for k, v in special.items() if k in ("<|endoftext|>", "</s>", "<eos>", "[SEP]")]
-    return [
-        generate_text(
-            model,
-            tokenizer,
-            prompt,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            stop=list(stop),
-            stop_token_ids=stop_ids,
-            seed=seed,
-        ).strip()
-        for prompt in prompts
-    ]
+    Decoder-only models continue the prompt (truncated on the left to fit the context); an
+    encoder-decoder model (with `encode`/`decode`) translates it by beam search from its BOS
+    (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it). Output stops at an end token
+    or at the first of the `stop` strings.
+    """
+    from llmkit.data.batching import BOS_CANDIDATES, EOS_CANDIDATES, PAD_CANDIDATES
+    from llmkit.inference.generation import beam_search, context_length, generate_text
+
+    eos = _special_id(tokenizer, EOS_CANDIDATES)
+    seq2seq = hasattr(model, "encode") and hasattr(model, "decode")
+    limit = context_length(model)
+    outputs: list[str] = []
+    for prompt in prompts:
+        ids = list(tokenizer.encode(prompt))
+        if not seq2seq and limit is not None:
+            ids = ids[-max(1, limit - max_new_tokens) :]
+        if not ids:
+            ids = [eos if eos is not None else 0]
+        if seq2seq or beams > 1:
+            bos = _special_id(tokenizer, BOS_CANDIDATES)
+            if bos is None:
+                bos = _special_id(tokenizer, PAD_CANDIDATES)
+            if bos is None:
+                bos = eos
+            if seq2seq and bos is None:
+                raise UsageError("the tokenizer has no BOS, PAD or EOS token to start decoding")
+            best = beam_search(
+                model,
+                [ids],
+                beam_size=max(1, beams),
+                max_new_tokens=max_new_tokens,
+                bos_token_id=bos,
+                eos_token_id=eos,
+                length_penalty=length_penalty,
+            )[0][0]
+            text = tokenizer.decode(best.tokens)
+        else:
+            text = generate_text(
+                model,
+                tokenizer,
+                ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                stop=list(stop),
+                stop_token_ids=[] if eos is None else [eos],
+                seed=seed,
+            )
+        outputs.append(_cut(text, stop).strip())
+    return outputs
 
 
 # -- results --------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class EvalOptions:
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
+    beams: int | None = None
+    length_penalty: float = 1.0
     stop: list[str] = field(default_factory=lambda: ["\n"])
     seed: int = 0
     limit: int | None = None
@@ -170,6 +172,7 @@ def evaluate_checkpoint(
             tokenizer,
             [str(r[opts.prompt_field]) for r in rows],
             max_new_tokens=opts.max_new_tokens,
+            length_penalty=opts.length_penalty,
             stop=opts.stop,
             seed=opts.seed,
             **sampling,
@@ -234,9 +237,10 @@ def _sampling(ckpt: Path, opts: EvalOptions) -> dict[str, Any]:
     if not isinstance(configured, dict):
         configured = {}
     out: dict[str, Any] = {}
-    for key in ("temperature", "top_k", "top_p"):
+    for key in ("temperature", "top_k", "top_p", "beams"):
         value = getattr(opts, key)
         out[key] = value if value is not None else configured.get(key)
     if out["temperature"] is None:
         out["temperature"] = 0.0
+    out["beams"] = int(out["beams"] or 1)
     return out

@@ -347,3 +347,25 @@ def test_eval_cli_classification_and_generation(
         sacrebleu.metrics.BLEU().corpus_score(hyps, streams).score
     )
     assert res["details"]["decoding"]["temperature"] == 0.0
+
+
+def test_generation_by_beam_search_and_with_an_encoder_decoder() -> None:
+    tok = ByteTokenizer()
+    assert core.generate_texts(Echo(), tok, ["x", ""], max_new_tokens=3, beams=2) == ["bbb"] * 2
+    torch.manual_seed(0)
+    seq2seq = llmkit.create(
+        "model",
+        "transformer",
+        vocab_size=257,
+        max_positions=64,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        n_heads=2,
+        d_model=16,
+        d_ff=32,
+        dropout=0.0,
+    )
+    outs = core.generate_texts(seq2seq, tok, ["hello", "world"], max_new_tokens=5, stop=())
+    assert len(outs) == 2 and all(isinstance(o, str) and len(o.encode()) <= 5 * 3 for o in outs)
+    again = core.generate_texts(seq2seq, tok, ["hello", "world"], max_new_tokens=5, stop=())
+    assert outs == again  # beam search is deterministic
