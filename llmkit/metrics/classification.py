@@ -26,8 +26,6 @@ from llmkit.metrics.base import (
 )
 
 Label = int | str
-ZeroDivision = Literal["warn", 0, 1, "nan"]
-Average = Literal["binary", "micro", "macro", "weighted"]
 
 
 def _labels_from(
@@ -182,10 +180,10 @@ class _PRF(_ConfusionCounts):
 
     def __init__(
         self,
-        average: Average = "binary",
-        pos_label: Label = 1,
+        average: Literal["binary", "micro", "macro", "weighted"] = "binary",
+        pos_label: int | str = 1,
         labels: list[int] | list[str] | None = None,
-        zero_division: ZeroDivision = "warn",
+        zero_division: Literal["warn", 0, 1, "nan"] = "warn",
         beta: float = 1.0,
         ignore_index: int | None = None,
     ) -> None:

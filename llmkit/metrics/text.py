@@ -15,10 +15,6 @@ import numpy as np
 from llmkit.errors import UsageError
 from llmkit.metrics.base import Metric, Score, as_strings
 
-BleuTokenizer = Literal[
-    "none", "zh", "13a", "intl", "char", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200"
-]
-
 
 class _SacreMetric(Metric):
     """Keeps the summed sacrebleu statistics and the set of reference counts (for the signature)."""
@@ -127,7 +123,19 @@ class BLEU(_SacreMetric):
     def __init__(
         self,
         lowercase: bool = False,
-        tokenize: BleuTokenizer | None = None,
+        tokenize: Literal[
+            "none",
+            "zh",
+            "13a",
+            "intl",
+            "char",
+            "ja-mecab",
+            "ko-mecab",
+            "spm",
+            "flores101",
+            "flores200",
+        ]
+        | None = None,
         smooth_method: Literal["exp", "floor", "add-k", "none"] = "exp",
         smooth_value: float | None = None,
         max_ngram_order: int = 4,
