@@ -67,6 +67,11 @@ import click
 @click.option(
     "--limit", type=int, default=None, help="classification/generation: first N examples."
 )
+@click.option(
+    "--predictions-out",
+    default=None,
+    help="classification/generation: write one prediction per line here (for `llmkit score`).",
+)
 def evaluate(
     checkpoint: str,
     data: str | None,

@@ -247,12 +247,12 @@ def classify(
             options = [tokenizer.encode(" " + str(name)) for name in label_names]
             if any(not o for o in options):
                 raise UsageError("a label encodes to no tokens; give non-empty label names")
+            from llmkit.inference.generation import context_length
+
+            limit = min(max_length, context_length(model) or max_length)
             for text in texts:
-                prompt = tokenizer.encode(template.format(text=text))
-                scores = [
-                    _continuation_logprob(model, prompt, option, max_length, device)
-                    for option in options
-                ]
+                prompt = list(tokenizer.encode(template.format(text=text)))
+                scores = _option_logprobs(model, prompt, options, limit, device)
                 predictions.append(max(range(len(scores)), key=scores.__getitem__))
     finally:
         model.train(was_training)
@@ -285,19 +285,34 @@ def _pad(rows: list[list[int]], pad: int, device: Any) -> tuple[torch.Tensor, to
     return ids.to(device), mask.to(device)
 
 
-def _continuation_logprob(
-    model: nn.Module, prompt: list[int], option: list[int], max_length: int, device: Any
-) -> float:
-    """Sum of log p(option tokens | prompt), the prompt truncated on the left to fit."""
+def _option_logprobs(
+    model: nn.Module, prompt: list[int], options: list[list[int]], limit: int, device: Any
+) -> list[float]:
+    """Sum of log p(option | prompt) for each option, in one right-padded batch.
+
+    The prompt is cut on the left so that prompt + option fits in `limit` tokens; right padding
+    cannot change a causal model's earlier positions.
+    """
     import torch
 
-    keep = max(1, max_length - len(option))
-    ids = (prompt[-keep:] if prompt else [0]) + option
-    x = torch.tensor([ids], dtype=torch.long, device=device)
-    logp = torch.log_softmax(_logits(model(x[:, :-1])).float(), dim=-1)[0]
-    start = len(ids) - len(option) - 1
-    targets = torch.tensor(option, device=device)
-    return float(logp[start : start + len(option)].gather(1, targets[:, None]).sum())
+    rows, starts = [], []
+    for option in options:
+        keep = max(1, limit - len(option))
+        ids = (prompt[-keep:] if prompt else [0]) + option
+        rows.append(ids)
+        starts.append(len(ids) - len(option) - 1)
+    width = max(len(r) for r in rows)
+    x = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    x = x.to(device)
+    with torch.inference_mode():
+        logp = torch.log_softmax(_logits(model(x[:, :-1])).float(), dim=-1)
+    scores = []
+    for i, (start, option) in enumerate(zip(starts, options, strict=True)):
+        targets = torch.tensor(option, device=device)[:, None]
+        scores.append(float(logp[i, start : start + len(option)].gather(1, targets).sum()))
+    return scores
 
 
 # -- generation -----------------------------------------------------------------------------------
@@ -306,20 +321,24 @@ def _continuation_logprob(
 def evaluate_generation(
     hypotheses: Sequence[str],
     references: Sequence[str] | Sequence[Sequence[str]],
-    metrics: Sequence[str] = ("bleu", "chrf", "ter"),
+    metrics: Sequence[str] = ("bleu", "chrf", "ter", "exact_match"),
 ) -> dict[str, Any]:
-    """Corpus BLEU/chrF/TER (sacrebleu) of `hypotheses`; each reference a string or list of them."""
+    """Corpus BLEU/chrF/TER (sacrebleu, with signatures) and exact match of `hypotheses`.
+
+    Each reference is a string or a list of acceptable references.
+    """
     out: dict[str, float] = {}
     signatures: dict[str, str] = {}
+    refs = [[r] if isinstance(r, str) else [str(x) for x in r] for r in references]
     for name in metrics:
-        metric = llmkit.create("metric", name)
-        metric.update(
-            list(hypotheses), [[r] if isinstance(r, str) else list(r) for r in references]
-        )
+        kwargs = {"multiple_targets": True} if name == "exact_match" else {}
+        metric = llmkit.create("metric", name, **kwargs)
+        metric.update(list(hypotheses), refs)
         metric.sync()
         result = metric.compute()
         out[name] = float(result)
-        signatures[name] = str(result.signature)
+        if result.signature is not None:
+            signatures[name] = result.signature
     return {
         "task": "generation",
         "metrics": out,

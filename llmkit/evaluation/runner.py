@@ -50,6 +50,7 @@ class EvalOptions:
     stop: list[str] = field(default_factory=lambda: ["\n"])
     seed: int = 0
     limit: int | None = None
+    predictions_out: str | None = None
 
 
 def read_jsonl(
@@ -126,6 +127,8 @@ def evaluate_checkpoint(
 
     if opts.task not in TASKS:
         raise UsageError(f"--task {opts.task}: choose one of {', '.join(TASKS)}")
+    if opts.predictions_out and opts.task == "lm":
+        raise UsageError("--predictions-out: only for the classification and generation tasks")
     ckpt = Path(checkpoint)
     model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
     if opts.task == "lm":
@@ -163,6 +166,7 @@ def evaluate_checkpoint(
             template=opts.template,
         )
         result = core.evaluate_classification(preds, [index[g] for g in gold], names)
+        _write_lines(opts.predictions_out, [names[p] for p in preds])
     else:
         tokenizer = _tokenizer(ckpt, "generation")
         rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
@@ -178,6 +182,7 @@ def evaluate_checkpoint(
             **sampling,
         )
         refs = [r[opts.reference_field] for r in rows]
+        _write_lines(opts.predictions_out, hyps)
         result = core.evaluate_generation(hyps, refs)
         result["details"]["decoding"] = {"max_new_tokens": opts.max_new_tokens, **sampling}
         result["details"]["examples"] = [
@@ -212,6 +217,16 @@ def lm_windows(
         yield torch.from_numpy(np.stack(block))
     for s in tail:
         yield torch.from_numpy(shards.window(s, n - s)[None])
+
+
+def _write_lines(path: str | None, lines: list[str]) -> None:
+    """One prediction per line (newlines inside a prediction become spaces), written atomically."""
+    if not path:
+        return
+    from llmkit.evaluation.png import write_atomic
+
+    text = "".join(" ".join(line.splitlines()) + "\n" for line in lines)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _checkpoint_labels(ckpt: Path) -> list[str] | None:

@@ -243,6 +243,23 @@ def test_classify_with_head_and_by_label_likelihood() -> None:
     assert core.classify(Echo(), tok, texts, ["cat", "bb", "dog"]) == [1, 1, 1, 1]
 
 
+def test_label_scoring_batch_equals_one_sequence_at_a_time() -> None:
+    """Right-padded option batches give each option's exact log-probability."""
+    torch.manual_seed(0)
+    model = llmkit.create(
+        "model", "gpt", vocab_size=257, max_positions=32, n_layers=1, n_heads=2, d_model=16
+    ).eval()
+    prompt = list(b"a long prompt that must be cut on the left")
+    options = [list(b" yes"), list(b" no"), list(b" maybe not")]
+    scores = core._option_logprobs(model, prompt, options, 32, "cpu")
+    for option, score in zip(options, scores, strict=True):
+        ids = prompt[-(32 - len(option)) :] + option
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0], dim=-1)
+        expected = sum(logp[len(ids) - len(option) - 1 + j, t].item() for j, t in enumerate(option))
+        assert score == pytest.approx(expected, abs=1e-4)
+
+
 def test_generation_decodes_and_scores_like_sacrebleu() -> None:
     hyps = core.generate_texts(Echo(), ByteTokenizer(), ["x", "y"], max_new_tokens=4)
     assert hyps == ["bbbb", "bbbb"]
@@ -336,12 +353,16 @@ def test_eval_cli_classification_and_generation(
     out = CliRunner().invoke(
         cli,
         ["eval", str(ckpt), "--task", "generation", "--data", str(gen), "--device", "cpu",
-         "--max-new-tokens", "6", "--json"],
+         "--max-new-tokens", "6", "--json", "--predictions-out", str(tmp_path / "hyp.txt")],
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     res = json.loads(out.output)
     hyps = [e["hypothesis"] for e in res["details"]["examples"]]
     assert len(hyps) == 3
+    assert (tmp_path / "hyp.txt").read_text(encoding="utf-8").split("\n")[:3] == hyps
+    assert res["metrics"]["exact_match"] == sum(
+        h in ([r] if isinstance(r, str) else r) for h, (_, r) in zip(hyps, rows, strict=True)
+    ) / len(rows)
     streams = [["2", "hi", "red"], [None, "hello", None]]
     assert res["metrics"]["bleu"] == pytest.approx(
         sacrebleu.metrics.BLEU().corpus_score(hyps, streams).score
