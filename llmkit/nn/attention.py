@@ -429,48 +429,44 @@ class SlidingWindowAttention(SDPAttention):
         positions: Positions | None,
     ) -> Tensor:
         """Full-sequence local attention in blocks of `window` queries; O(T * window)."""
-        B, nh, T, hs = q.shape
+        B, nh, T, _ = q.shape
         W = self.window
-        n = -(-T // W)  # blocks
+        n = -(-T // W)  # number of blocks
         pad = n * W - T
+        sides = 2 if self.causal else 3  # key blocks per query block: previous, own (, next)
         k, v = repeat_kv(k, nh), repeat_kv(v, nh)
         keep_keys = torch.ones(B, T, dtype=torch.bool, device=q.device)
         if attention_mask is not None:
             if attention_mask.dim() != 2:
                 raise UsageError("sliding_window takes a (B, T) attention_mask")
             keep_keys = padding_mask(attention_mask, T, B)[:, 0, 0]
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-        keep_keys = F.pad(keep_keys, (W, pad + W), value=False)  # (B, W + nW + W)
-        zeros = torch.zeros(B, nh, W, hs, dtype=q.dtype, device=q.device)
-        k, v = torch.cat((zeros, k, zeros), dim=2), torch.cat((zeros, v, zeros), dim=2)
-        sides = 2 if self.causal else 3  # previous + own (+ next) block
-        kb = torch.cat([k[:, :, i * W : (i + n) * W].unflatten(2, (n, W)) for i in range(sides)], 3)
-        vb = torch.cat([v[:, :, i * W : (i + n) * W].unflatten(2, (n, W)) for i in range(sides)], 3)
+        # One empty block before the first and after the last, so every block has neighbours.
+        q = F.pad(q, (0, 0, 0, pad))
+        k, v = (F.pad(t, (0, 0, W, pad + W)) for t in (k, v))  # (B, nh, (n + 2) * W, hs)
+        keep_keys = F.pad(keep_keys, (W, pad + W), value=False)  # (B, (n + 2) * W)
+
+        def with_neighbours(t: Tensor) -> Tensor:  # (B, nh, (n+2)W, hs) -> (B*n, nh, sides*W, hs)
+            parts = [t[:, :, i * W : (i + n) * W].unflatten(2, (n, W)) for i in range(sides)]
+            return torch.cat(parts, dim=3).transpose(1, 2).flatten(0, 1)
+
+        qb = q.unflatten(2, (n, W)).transpose(1, 2).flatten(0, 1)  # (B*n, nh, W, hs)
+        kb, vb = with_neighbours(k), with_neighbours(v)  # (B*n, nh, sides*W, hs)
         keep = torch.cat(
-            [keep_keys[:, i * W : (i + n) * W].unflatten(1, (n, W)) for i in range(sides)], 2
-        )  # (B, n, sides*W)
-        qb = q.unflatten(2, (n, W))  # (B, nh, n, W, hs)
-        # Offsets inside a block: query a sits at W + a on the key axis; key c at c.
-        rel = (
-            torch.arange(W, device=q.device)[:, None] + W - torch.arange(sides * W, device=q.device)
-        )
-        local = (rel >= 0) & (rel < W) if self.causal else rel.abs() < W  # (W, sides*W)
-        allowed = local[None, None] & keep[:, :, None, :]  # (B, n, W, sides*W)
-        bias = None
-        if (
-            positions is not None
-        ):  # ALiBi depends only on distance: one (nh, W, sides*W) for all blocks
-            bias = positions.bias(
-                torch.arange(W, device=q.device) + W,
-                torch.arange(sides * W, device=q.device),
-                self.causal,
-            )
-            bias = None if bias is None else bias[:, None]  # (nh, 1, W, sides*W)
-        mask = additive_mask(allowed[:, None], bias, q.dtype)  # (B, nh|1, n, W, sides*W)
+            [keep_keys[:, i * W : (i + n) * W].unflatten(1, (n, W)) for i in range(sides)], dim=2
+        ).flatten(0, 1)  # (B*n, sides*W)
+        # Inside a block, query a sits at W + a on the key axis and key c at c.
+        q_at = torch.arange(W, device=q.device) + W
+        k_at = torch.arange(sides * W, device=q.device)
+        rel = q_at[:, None] - k_at[None, :]  # (W, sides*W)
+        local = (rel >= 0) & (rel < W) if self.causal else rel.abs() < W
+        allowed = local[None] & keep[:, None, :]  # (B*n, W, sides*W)
+        # ALiBi depends only on the distance, so one (nh, W, sides*W) bias serves every block.
+        bias = None if positions is None else positions.bias(q_at, k_at, self.causal)
+        mask = additive_mask(allowed[:, None], bias, q.dtype)  # (B*n, nh|1, W, sides*W)
         y = F.scaled_dot_product_attention(
             qb, kb, vb, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, nh, n, W, hs)
-        return y.flatten(2, 3)[:, :, :T]
+        )  # (B*n, nh, W, hs)
+        return y.unflatten(0, (B, n)).transpose(1, 2).flatten(2, 3)[:, :, :T]
 
 
 class LinearAttention(Attention):

@@ -1,0 +1,329 @@
+"""Model benchmarks, side by side in one run (CPU, fp32).
+
+1. Training step of a small GPT (vocab 8192, 4 layers, d 256, 4 heads, context 256, batch 8):
+   llmkit `gpt` against transformers' GPT2LMHeadModel (attn_implementation="sdpa") with the same
+   config and weights layout, the same AdamW (foreach) and the same loss code. Steps alternate
+   between the two models in rounds, so load on the machine hits both alike; medians are reported.
+   Peak memory is the growth of peak RSS in a fresh process over three steps (weights, gradients,
+   optimizer state, activations). MFU = achieved model FLOP/s / measured fp32 matmul peak.
+2. Attention variants by sequence length (256..8192, batch 1, d 256, 4 heads, causal, forward
+   under no_grad): time and peak-memory growth per variant; one fresh process per variant.
+
+    python benches/models.py                  # both parts (a few minutes on 2 cores)
+    python benches/models.py --part train --threads 1
+    python benches/models.py --part attention --max-len 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+VOCAB, LAYERS, D, HEADS, CTX, BATCH = 8192, 4, 256, 4, 256, 8
+ATTN_VARIANTS: dict[str, dict[str, Any]] = {
+    "mha": {},
+    "sdpa": {},
+    "gqa": {"n_kv_heads": 1},
+    "sliding_window": {"window": 256},
+    "linear": {},
+}
+
+
+def rss_peak_mb() -> float:
+    """Peak resident set size of this process so far, MiB (VmHWM: unlike ru_maxrss, not inherited
+    from the parent across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(side: str) -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    if side == "llmkit":
+        import llmkit
+
+        return llmkit.create(
+            "model",
+            "gpt",
+            vocab_size=VOCAB,
+            max_positions=CTX,
+            n_layers=LAYERS,
+            d_model=D,
+            n_heads=HEADS,
+            dropout=0.0,
+        )
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=CTX,
+        n_embd=D,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="sdpa",
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    assert model.config._attn_implementation == "sdpa", model.config._attn_implementation
+    return model
+
+
+def make_step(side: str) -> Any:
+    """One training step closure (forward, loss, backward, AdamW) on a fixed random batch."""
+    import torch
+    import torch.nn.functional as F
+
+    model = build(side).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    gen = torch.Generator().manual_seed(1)
+    data = torch.randint(0, VOCAB, (BATCH, CTX + 1), generator=gen)
+    x, y = data[:, :-1], data[:, 1:]
+
+    def step() -> float:
+        out = model(x)
+        logits = out if side == "llmkit" else out.logits
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, model
+
+
+def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
+    """Best fp32 matmul FLOP/s over a few n x n x n products (the MFU denominator)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def model_flops_per_token() -> float:
+    """Training FLOPs per token: 6 x matmul parameters (blocks + tied LM head) + attention scores."""
+    block_params = LAYERS * 12 * D * D  # qkv 3D^2 + out D^2 + MLP 8D^2 (biases/norms negligible)
+    head = VOCAB * D
+    attention = 12 * LAYERS * D * CTX  # QK^T and AV, forward + backward (PaLM appendix B)
+    return 6 * (block_params + head) + attention
+
+
+def memory_child(side: str, threads: int) -> None:
+    """Print the peak-RSS growth (MiB) of three training steps in this fresh process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    import transformers  # noqa: F401  (import cost counted in the baseline for both sides)
+
+    import llmkit  # noqa: F401
+
+    base = rss_peak_mb()
+    step, _ = make_step(side)
+    for _ in range(3):
+        step()
+    print(json.dumps({"peak_mb": rss_peak_mb() - base}))
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_train(threads: int, rounds: int, steps: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    sides = ["llmkit", "hf"]
+    runners = {side: make_step(side) for side in sides}
+    params = {side: sum(p.numel() for p in runners[side][1].parameters()) for side in sides}
+    for side in sides:  # warm-up
+        for _ in range(2):
+            runners[side][0]()
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else reversed(sides):
+            step = runners[side][0]
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[side].append((time.perf_counter() - t0) / steps)
+    peak = matmul_peak(threads)
+    flops = model_flops_per_token()
+    result: dict[str, Any] = {"threads": threads, "matmul_peak_gflops": peak / 1e9, "sides": {}}
+    for side in sides:
+        step_s = statistics.median(times[side])
+        tok_s = BATCH * CTX / step_s
+        mem = run_child(["--memory-child", side, "--threads", str(threads)])["peak_mb"]
+        result["sides"][side] = {
+            "params": params[side],
+            "step_ms": 1e3 * step_s,
+            "tokens_per_s": tok_s,
+            "mfu": tok_s * flops / peak,
+            "peak_mb": mem,
+        }
+    s = result["sides"]
+    result["speedup"] = s["llmkit"]["tokens_per_s"] / s["hf"]["tokens_per_s"]
+    result["memory_ratio"] = s["llmkit"]["peak_mb"] / s["hf"]["peak_mb"]
+    return result
+
+
+def attention_child(variant: str, threads: int, lengths: list[int]) -> None:
+    """Time and peak-RSS growth of one attention variant at each length, shortest first."""
+    import torch
+
+    import llmkit
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    kwargs = dict(ATTN_VARIANTS[variant])
+    attn = llmkit.create("attention", variant, d_model=D, n_heads=HEADS, causal=True, **kwargs)
+    attn.eval()
+    base = rss_peak_mb()
+    rows = []
+    for n in lengths:
+        x = torch.randn(1, n, D)
+        reps = 5 if n <= 1024 else 2 if n <= 4096 else 1
+        with torch.no_grad():
+            attn(x)  # warm-up (also the first peak)
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                attn(x)
+                best = min(best, time.perf_counter() - t0)
+        rows.append({"len": n, "ms": 1e3 * best, "peak_mb": rss_peak_mb() - base})
+    print(json.dumps(rows))
+
+
+def bench_attention(threads: int, max_len: int) -> dict[str, list[dict[str, float]]]:
+    lengths = [n for n in (256, 512, 1024, 2048, 4096, 8192) if n <= max_len]
+    out = {}
+    for variant in ATTN_VARIANTS:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--attention-child",
+                variant,
+                "--threads",
+                str(threads),
+                "--lengths",
+                ",".join(map(str, lengths)),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def print_train(r: dict[str, Any]) -> None:
+    print(
+        f"\n## Training step: GPT vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads, "
+        f"context {CTX}, batch {BATCH}, fp32, CPU, {r['threads']} thread(s)"
+    )
+    print(
+        f"matmul peak (fp32, 1024^3): {r['matmul_peak_gflops']:.1f} GFLOP/s; "
+        f"model FLOPs/token {model_flops_per_token() / 1e6:.1f} M"
+    )
+    print("| model | params | step ms | tokens/s | MFU | peak RSS growth MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for side, label in (("llmkit", "llmkit gpt"), ("hf", "transformers GPT2LMHeadModel (sdpa)")):
+        s = r["sides"][side]
+        print(
+            f"| {label} | {s['params'] / 1e6:.2f} M | {s['step_ms']:.0f} | "
+            f"{s['tokens_per_s']:,.0f} | {100 * s['mfu']:.0f}% | {s['peak_mb']:.0f} |"
+        )
+    print(f"speed ratio llmkit/HF: {r['speedup']:.2f}x; memory ratio: {r['memory_ratio']:.2f}")
+
+
+def print_attention(rows: dict[str, list[dict[str, float]]], threads: int) -> None:
+    print(
+        f"\n## Attention by sequence length: batch 1, d {D}, {HEADS} heads, causal, forward, "
+        f"fp32, {threads} thread(s); time ms / peak RSS growth MiB"
+    )
+    lengths = [row["len"] for row in rows["mha"]]
+    print("| variant | " + " | ".join(str(int(n)) for n in lengths) + " |")
+    print("|---|" + "---:|" * len(lengths))
+    for variant, data in rows.items():
+        label = variant + (
+            f" (window {ATTN_VARIANTS[variant]['window']})" if variant == "sliding_window" else ""
+        )
+        cells = [f"{row['ms']:.1f} / {row['peak_mb']:.0f}" for row in data]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    for fast in ("linear", "sliding_window"):
+        for ref in ("sdpa", "mha"):
+            over = next(
+                (
+                    int(a["len"])
+                    for a, b in zip(rows[fast], rows[ref], strict=True)
+                    if a["ms"] < b["ms"]
+                ),
+                None,
+            )
+            print(f"{fast} faster than {ref} from length: {over if over else 'not within range'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["all", "train", "attention"], default="all")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--max-len", type=int, default=8192)
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--attention-child", help=argparse.SUPPRESS)
+    parser.add_argument("--lengths", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("LLMKIT_PLUGINS", "")
+    if args.memory_child:
+        memory_child(args.memory_child, args.threads)
+        return
+    if args.attention_child:
+        attention_child(
+            args.attention_child, args.threads, [int(n) for n in args.lengths.split(",")]
+        )
+        return
+    results: dict[str, Any] = {}
+    if args.part in ("all", "train"):
+        results["train"] = bench_train(args.threads, args.rounds, args.steps)
+        print_train(results["train"])
+    if args.part in ("all", "attention"):
+        results["attention"] = bench_attention(args.threads, args.max_len)
+        print_attention(results["attention"], args.threads)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
