@@ -71,8 +71,16 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     return result
 
 
-def save_model(model: nn.Module, directory: str | Path, tokenizer: Tokenizer | None = None) -> Path:
-    """Write `model` (and `tokenizer`) as an llmkit checkpoint directory, atomically; returns it."""
+def save_model(
+    model: nn.Module,
+    directory: str | Path,
+    tokenizer: Tokenizer | None = None,
+    generation: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` (and `tokenizer`) as an llmkit checkpoint directory, atomically; returns it.
+
+    `generation` holds what generation needs beyond the model config (eos/bos ids, chat template).
+    """
     from safetensors.torch import save_file
 
     target = Path(directory)
@@ -82,6 +90,8 @@ def save_model(model: nn.Module, directory: str | Path, tokenizer: Tokenizer | N
     config["format"] = FORMAT
     if tied:
         config["tied_weights"] = tied
+    if generation:
+        config["generation"] = dict(generation)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -98,11 +108,21 @@ def save_model(model: nn.Module, directory: str | Path, tokenizer: Tokenizer | N
             metadata={"format": "pt", "llmkit_format": str(FORMAT)},
         )
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        _default_permissions(tmp)
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _default_permissions(directory: Path) -> None:
+    """Give the directory and its files the modes the umask allows (mkdtemp makes them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for file in directory.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -163,7 +183,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     model_config = {
         k: v
         for k, v in config.items()
-        if k not in ("llmkit_version", "format", "tied_weights", "tokenizer")
+        if k not in ("llmkit_version", "format", "tied_weights", "tokenizer", "generation")
     }
     return _build(model_config)
 
@@ -231,6 +251,15 @@ def load_model(
     if device is not None or torch_dtype is not None:
         model = model.to(device=device, dtype=torch_dtype)
     return model.eval()
+
+
+def load_generation_config(directory: str | Path) -> dict[str, Any]:
+    """The generation defaults stored with a checkpoint (eos/bos ids, chat template), maybe {}."""
+    config = read_config(directory)
+    value = config.get("generation") or {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{Path(directory) / CONFIG_FILE}: field 'generation' must be an object")
+    return value
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:

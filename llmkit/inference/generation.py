@@ -99,6 +99,7 @@ def context_length(model: nn.Module) -> int | None:
     """The longest sequence the model's positions allow, if its config says (None = unbounded)."""
     config = getattr(model, "config", None)
     for name in (
+        "max_positions",
         "max_seq_len",
         "block_size",
         "context_length",
@@ -273,7 +274,14 @@ def stream_text(
 
     Pieces never split a UTF-8 character and never show the start of a stop string.
     """
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    ids = (
+        encode_prompt(tokenizer, prompt, vocab_size=vocab)
+        if isinstance(prompt, str)
+        else list(prompt)
+    )
+    if not ids:
+        raise UsageError("the prompt is empty after tokenization; give some text")
     stop_ids = set(stop_token_ids)
     stop_strings = [s for s in stop if s]
     generated: list[int] = []
@@ -317,6 +325,33 @@ def generate_text(
 ) -> str:
     """The text generated after `prompt` (options as in `stream_text`)."""
     return "".join(stream_text(model, tokenizer, prompt, **options))
+
+
+def encode_prompt(
+    tokenizer: Tokenizer, text: str, special: bool = True, vocab_size: int | None = None
+) -> list[int]:
+    """Ids of `text`; with `special`, special-token texts in it (e.g. `<|im_start|>`) become their ids.
+
+    Ids at or past `vocab_size` (bytes a model's vocabulary lacks) are dropped.
+    """
+    import re
+
+    specials = tokenizer.special_tokens if special else {}
+    ids: list[int] = []
+    if specials:
+        pattern = (
+            "(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")"
+        )
+        for i, piece in enumerate(re.split(pattern, text)):
+            if i % 2:
+                ids.append(specials[piece])
+            elif piece:
+                ids.extend(tokenizer.encode(piece))
+    else:
+        ids = tokenizer.encode(text)
+    if vocab_size is not None:
+        ids = [i for i in ids if i < vocab_size]
+    return ids
 
 
 def apply_chat_template(

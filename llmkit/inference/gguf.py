@@ -9,6 +9,7 @@ llmkit model from it. The embedded byte-level BPE tokenizer becomes an llmkit `B
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,12 +324,26 @@ def _check_shapes(config: dict[str, Any], state: dict[str, torch.Tensor], file: 
         raise UsageError(f"{file}: tensors missing: " + ", ".join(missing[:5]))
 
 
+def missing_byte_tokens(tokens: Sequence[str]) -> list[str]:
+    """Byte-level texts of the single bytes that have no token (SmolLM2 lacks 21 of the 256)."""
+    from llmkit.tokenizers.bpe import bytes_to_text
+
+    present = set(tokens)
+    return [t for t in (bytes_to_text(bytes([b])) for b in range(256)) if t not in present]
+
+
 def build_tokenizer(spec: GGUFTokenizerSpec) -> Tokenizer:
-    """An llmkit BPETokenizer holding the GGUF vocabulary, merges, pattern and special tokens."""
+    """An llmkit BPETokenizer holding the GGUF vocabulary, merges, pattern and special tokens.
+
+    Byte-level BPE needs a token for each of the 256 bytes; bytes the vocabulary lacks get ids
+    after the model's vocabulary. Such bytes never occur in UTF-8 text except as rare control
+    characters; `encode_prompt` drops them, as llama.cpp and Hugging Face do.
+    """
     from llmkit.tokenizers.bpe import BPETokenizer
 
+    tokens = [*spec.tokens, *missing_byte_tokens(spec.tokens)]
     return BPETokenizer.from_tokens_and_merges(
-        spec.tokens, spec.merges, pattern=spec.pattern, special_tokens=spec.special_tokens
+        tokens, spec.merges, pattern=spec.pattern, special_tokens=spec.special_tokens
     )
 
 

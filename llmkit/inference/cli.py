@@ -1,0 +1,226 @@
+"""`llmkit import hf|gguf`, `llmkit export hf` and `llmkit generate`.
+
+Only click is imported here; torch and the models load when a command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group("import")
+def import_group() -> None:
+    """Convert outside weights (Hugging Face, GGUF) into llmkit checkpoints."""
+
+
+@import_group.command("hf")
+@click.argument("src_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Checkpoint directory to write.",
+)
+def import_hf(src_dir: Path, output: Path) -> None:
+    """Import a Hugging Face GPT-2/BERT/Llama directory (config.json + safetensors).
+
+    A byte-level BPE `tokenizer.json` beside the weights is imported too.
+    """
+    from llmkit.errors import UsageError
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.models.hf import from_hf, read_hf_dir
+
+    if not src_dir.is_dir():
+        raise UsageError(f"{src_dir}: not a directory (expected a Hugging Face model directory)")
+    config, weights = read_hf_dir(src_dir)
+    model = from_hf(config, weights)
+    tokenizer = None
+    tok_file = src_dir / "tokenizer.json"
+    if tok_file.is_file():
+        from llmkit.tokenizers.bpe import BPETokenizer
+
+        try:
+            tokenizer = BPETokenizer.from_hf(tok_file)
+        except UsageError as exc:
+            click.echo(f"warning: tokenizer not imported: {exc}", err=True)
+    generation = {
+        k: config[k] for k in ("bos_token_id", "eos_token_id") if config.get(k) is not None
+    }
+    save_model(model, output, tokenizer=tokenizer, generation=generation)
+    _report(model, output, tokenizer)
+
+
+@import_group.command("gguf")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Checkpoint directory to write.",
+)
+def import_gguf_command(file: Path, output: Path) -> None:
+    """Import a Llama-family GGUF file (any quantisation gguf can dequantise) and its tokenizer."""
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.inference.gguf import generation_defaults, import_gguf
+
+    model, tokenizer, read = import_gguf(file)
+    save_model(model, output, tokenizer=tokenizer, generation=generation_defaults(read))
+    _report(model, output, tokenizer)
+
+
+def _report(model: Any, output: Path, tokenizer: Any) -> None:
+    n = sum(p.numel() for p in model.parameters())
+    tok = f", tokenizer with {tokenizer.vocab_size} ids" if tokenizer is not None else ""
+    click.echo(f"wrote {output}: {model.config.model_name}, {n / 1e6:.1f}M parameters{tok}")
+
+
+@click.group("export")
+def export_group() -> None:
+    """Write llmkit checkpoints in other layouts."""
+
+
+@export_group.command("hf")
+@click.argument("ckpt_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for config.json + model.safetensors (transformers' from_pretrained layout).",
+)
+def export_hf(ckpt_dir: Path, output: Path) -> None:
+    """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
+    from llmkit.inference.checkpoint import load_model, read_config
+    from llmkit.models.hf import save_hf
+
+    model = load_model(ckpt_dir)
+    save_hf(model, output)
+    config = read_config(ckpt_dir)
+    if config.get("tokenizer"):
+        from llmkit.inference.checkpoint import load_tokenizer
+
+        tokenizer = load_tokenizer(ckpt_dir)
+        to_hf = getattr(tokenizer, "to_hf", None)
+        if to_hf is not None:
+            to_hf(output / "tokenizer.json")
+    click.echo(f"wrote {output}")
+
+
+@click.command("generate")
+@click.argument("ckpt", type=click.Path(path_type=Path))
+@click.option("-p", "--prompt", default=None, help="Prompt text ('-' or absent: read stdin).")
+@click.option("-n", "--max-new-tokens", default=128, show_default=True, type=click.IntRange(0))
+@click.option(
+    "-t",
+    "--temperature",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="0 = greedy.",
+)
+@click.option("--top-k", default=None, type=click.IntRange(1), help="Sample among the k likeliest.")
+@click.option(
+    "--top-p",
+    default=None,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Sample within the smallest set with this probability mass.",
+)
+@click.option("--seed", default=None, type=int, help="Seed for sampling (reproducible output).")
+@click.option("--stop", multiple=True, help="Stop before this text (repeatable).")
+@click.option(
+    "--stop-token-id",
+    "stop_token_ids",
+    multiple=True,
+    type=int,
+    help="Stop at this token id (repeatable; the checkpoint's eos id is always one).",
+)
+@click.option("--chat", is_flag=True, help="Wrap the prompt in the checkpoint's chat template.")
+@click.option("--system", default=None, help="System message for --chat.")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option(
+    "--dtype",
+    default=None,
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Weights dtype (default: as stored).",
+)
+def generate_command(
+    ckpt: Path,
+    prompt: str | None,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+    stop: tuple[str, ...],
+    stop_token_ids: tuple[int, ...],
+    chat: bool,
+    system: str | None,
+    device: str | None,
+    dtype: str | None,
+) -> None:
+    """Generate text from a checkpoint, streaming tokens to stdout as they come."""
+    import torch
+
+    from llmkit.errors import UsageError
+    from llmkit.inference.checkpoint import (
+        load_generation_config,
+        load_model,
+        load_tokenizer,
+        read_config,
+    )
+    from llmkit.inference.generation import apply_chat_template, stream_text
+
+    config = read_config(ckpt)
+    if not config.get("tokenizer"):
+        raise UsageError(f"{ckpt}: the checkpoint carries no tokenizer; generate needs one")
+    if prompt is None or prompt == "-":
+        prompt = sys.stdin.read()
+    gen = load_generation_config(ckpt)
+    if chat:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        prompt = apply_chat_template(messages, gen.get("chat_template"))
+    elif system:
+        raise UsageError("--system needs --chat")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(ckpt, device=device, dtype=dtype)
+    tokenizer = load_tokenizer(ckpt)
+    stops = set(stop_token_ids)
+    eos = gen.get("eos_token_id")
+    stops.update([eos] if isinstance(eos, int) else (eos or []))
+    if chat and "<|im_end|>" in tokenizer.special_tokens:
+        stops.add(tokenizer.special_tokens["<|im_end|>"])
+    out = sys.stdout
+    for piece in stream_text(
+        model,
+        tokenizer,
+        prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        stop_token_ids=stops,
+        seed=seed,
+    ):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def add_commands(cli: click.Group) -> None:
+    """Add import, export and generate to the `llmkit` command group."""
+    cli.add_command(import_group)
+    cli.add_command(export_group)
+    cli.add_command(generate_command)
