@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-_METRICS = ("bleu", "chrf", "ter", "accuracy", "precision", "recall", "f1", "exact_match")
+_METRICS = (
+    "bleu",
+    "chrf",
+    "ter",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "confusion_matrix",
+    "exact_match",
+)
 
 
 @click.command()
@@ -36,6 +46,7 @@ _METRICS = ("bleu", "chrf", "ter", "accuracy", "precision", "recall", "f1", "exa
     help="precision/recall/f1 averaging over the labels.",
 )
 @click.option("--pos-label", default=None, help="Positive label for --average binary.")
+@click.option("--per-class", is_flag=True, help="precision/recall/f1: also a per-label table.")
 def score(
     metrics: tuple[str, ...],
     hypothesis: str,
@@ -48,11 +59,13 @@ def score(
     ter_case_sensitive: bool,
     average: str,
     pos_label: str | None,
+    per_class: bool,
 ) -> None:
     """Score HYPOTHESIS against REFERENCES (one segment or label per line), as sacrebleu does.
 
     Text metrics (bleu, chrf, ter) take one or more reference files and print sacrebleu's score
-    and signature; label metrics (accuracy, precision, recall, f1, exact_match) take one file.
+    and signature; label metrics (accuracy, precision, recall, f1, confusion_matrix) take one
+    file of labels; exact_match takes one or more (a line matches if it equals any).
     """
     from llmkit.metrics.scoring import format_result, score_files
 
@@ -72,7 +85,7 @@ def score(
         import json
 
         payload = [r.to_dict() for r in results]
-        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=1))
+        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return
     for result in results:
-        click.echo(format_result(result, width))
+        click.echo(format_result(result, width, per_class))

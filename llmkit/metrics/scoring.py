@@ -13,7 +13,7 @@ from typing import Any
 from llmkit.errors import UsageError
 
 TEXT_METRICS = ("bleu", "chrf", "ter")
-LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "exact_match")
+LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix", "exact_match")
 SCORE_METRICS = TEXT_METRICS + LABEL_METRICS
 
 
@@ -76,7 +76,13 @@ def score_files(
         if name in TEXT_METRICS:
             metric.update(hyps, [list(seg) for seg in zip(*refs, strict=True)])
         elif name == "exact_match":
-            metric.update(hyps, refs[0])
+            if len(refs) > 1:
+                metric = llmkit.create(
+                    "metric", name, **{**options.get(name, {}), "multiple_targets": True}
+                )
+                metric.update(hyps, [list(seg) for seg in zip(*refs, strict=True)])
+            else:
+                metric.update(hyps, refs[0])
         else:
             if len(refs) > 1:
                 raise UsageError(f"--metric {name}: takes exactly one reference (label) file")
@@ -89,10 +95,15 @@ def score_files(
     return results
 
 
-def format_result(result: Any, width: int = 1) -> str:
-    """One line per result: sacrebleu's format for text metrics, `name = value (...)` otherwise."""
-    name = getattr(result, "name", "metric")
-    details = getattr(result, "details", {})
+def format_result(result: Any, width: int = 1, per_class: bool = False) -> str:
+    """Sacrebleu's line for text metrics, `name = value (...)` for the others.
+
+    A confusion matrix prints as a table; `per_class` adds the per-class table of P/R/F1.
+    """
+    if not hasattr(result, "name"):  # a ConfusionMatrixResult
+        return "confusion matrix (rows true, columns predicted):\n" + result.to_text()
+    name = result.name
+    details = result.details
     if name in TEXT_METRICS:
         from llmkit.metrics.text import format_sacre
 
@@ -100,6 +111,23 @@ def format_result(result: Any, width: int = 1) -> str:
     value = f"{float(result):.{max(width, 4)}f}"
     if name in ("precision", "recall", "f1"):
         extra = f" (average={details['average']}, n={details['num_samples']})"
+        if per_class:
+            from llmkit.metrics.render import table
+
+            pc = details["per_class"]
+            rows = [
+                [str(label), p, r, f, n]
+                for label, p, r, f, n in zip(
+                    pc["labels"],
+                    pc["precision"],
+                    pc["recall"],
+                    pc["f_score"],
+                    pc["support"],
+                    strict=True,
+                )
+            ]
+            body = table(["label", "precision", "recall", "f1", "support"], rows)
+            return f"{name} = {value}{extra}\n{body}"
     else:
         extra = f" ({details.get('correct')}/{details.get('total')})"
     return f"{name} = {value}{extra}"

@@ -199,3 +199,27 @@ def test_score_cli_labels(tmp_path: Path) -> None:
         cli, ["score", "-m", "f1", "--average", "weighted", str(hyp), str(ref)]
     )
     assert text.output.startswith("f1 = 0.") and "average=weighted" in text.output
+
+
+def test_score_cli_confusion_matrix_per_class_and_exact_match(tmp_path: Path) -> None:
+    from sklearn.metrics import confusion_matrix
+
+    golds = ["pos", "neg", "neg", "pos", "neu", "neu"]
+    preds = ["pos", "neg", "pos", "pos", "neu", "neg"]
+    hyp = _write(tmp_path / "pred.txt", preds)
+    ref = _write(tmp_path / "gold.txt", golds)
+    runner = CliRunner()
+    cm = runner.invoke(cli, ["score", "-m", "confusion_matrix", "--json", str(hyp), str(ref)])
+    assert cm.exit_code == 0, cm.output
+    data = json.loads(cm.output)
+    assert data["labels"] == ["neg", "neu", "pos"]
+    assert data["matrix"] == confusion_matrix(golds, preds).tolist()
+    table = runner.invoke(cli, ["score", "-m", "recall", "--per-class", str(hyp), str(ref)])
+    lines = table.output.splitlines()
+    assert lines[1].split() == ["label", "precision", "recall", "f1", "support"]
+    assert lines[2].split() == ["neg", "0.5000", "0.5000", "0.5000", "2"]
+    alt = _write(tmp_path / "alt.txt", ["x", "neg", "pos", "y", "y", "neg"])
+    em = runner.invoke(cli, ["score", "-m", "exact_match", "--json", str(hyp), str(ref), str(alt)])
+    assert json.loads(em.output)["correct"] == 6  # lines 3 and 6 match only the second reference
+    two = runner.invoke(cli, ["score", "-m", "f1", str(hyp), str(ref), str(alt)])
+    assert two.exit_code == 2 and "exactly one reference" in two.output
