@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning as SkUndefined
@@ -54,7 +54,7 @@ label_lists = st.integers(1, 40).flatmap(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=label_lists,
     name=st.sampled_from(sorted(SK_PRF)),
@@ -73,7 +73,7 @@ def test_prf_equals_sklearn_on_random_labels(
     assert _same(ours, theirs)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     preds=st.lists(st.sampled_from([0, 1]), min_size=1, max_size=30),
     golds_seed=st.integers(0, 2**16),
@@ -100,7 +100,7 @@ def test_binary_equals_sklearn(
     assert _same(float(metric.compute()), theirs)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=label_lists)
 def test_accuracy_and_confusion_matrix_equal_sklearn(
     data: tuple[list[int], list[int], list[int]],
@@ -120,7 +120,7 @@ def test_accuracy_and_confusion_matrix_equal_sklearn(
         )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=label_lists, name=st.sampled_from(sorted(SK_PRF)))
 def test_merged_shards_equal_whole(data: tuple[list[int], list[int], list[int]], name: str) -> None:
     """Counts summed over shards (as DDP ranks would) give the result on all of the data."""

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmkit
 from llmkit.cli import cli
@@ -126,6 +128,29 @@ def test_streamed_equals_sacrebleu_corpus_score(name: str, kwargs: dict, referen
     ours = metric.compute()
     assert float(ours) == pytest.approx(theirs.score, abs=1e-12)
     assert ours.signature == str(reference.get_signature())  # type: ignore[attr-defined]
+
+
+sentences = st.lists(st.sampled_from(WORDS), min_size=0, max_size=8).map(" ".join)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pairs=st.lists(st.tuples(sentences, sentences), min_size=1, max_size=12),
+    cut=st.integers(0, 12),
+    name=st.sampled_from(["bleu", "chrf", "ter"]),
+)
+def test_any_split_equals_sacrebleu(pairs: list[tuple[str, str]], cut: int, name: str) -> None:
+    hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
+    reference = {"bleu": sacrebleu.metrics.BLEU, "chrf": sacrebleu.metrics.CHRF}.get(
+        name, sacrebleu.metrics.TER
+    )()
+    theirs = reference.corpus_score(hyps, [refs]).score
+    a, b = llmkit.create("metric", name), llmkit.create("metric", name)
+    cut = min(cut, len(hyps))
+    a.update(hyps[:cut], refs[:cut])
+    b.update(hyps[cut:], refs[cut:])
+    a.merge(b)
+    assert float(a.compute()) == pytest.approx(theirs, abs=1e-9)
 
 
 def test_shards_merge_and_variable_references() -> None:
