@@ -12,8 +12,9 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from llmkit.errors import UsageError
 
@@ -508,7 +509,12 @@ class WordPieceTokenizer:
     # ------------------------------------------------------------------ encode / decode
 
     def encode(
-        self, text: str, *, add_special_tokens: bool = False, split_special_tokens: bool = True
+        self,
+        text: str,
+        *,
+        add_special_tokens: bool = False,
+        split_special_tokens: bool = True,
+        allowed_special: Literal["all"] | AbstractSet[str] | None = None,
     ) -> list[int]:
         """Ids of `text`.
 
@@ -517,10 +523,20 @@ class WordPieceTokenizer:
             add_special_tokens: Put `cls_token` first and `sep_token` last (BERT's template).
             split_special_tokens: Special tokens written in the text (e.g. "[MASK]") become their
                 ids, as in `tokenizers`; False encodes them as ordinary text.
+            allowed_special: tiktoken-style override: "all", or the special tokens that become
+                ids (the others are text).
         """
         if add_special_tokens:
             self._check_template()
-        return self._core.encode(text, add_special_tokens, split_special_tokens)
+        allowed = self._allowed_ids(allowed_special)
+        try:
+            return self._core.encode(text, add_special_tokens, split_special_tokens, allowed)
+        except UnicodeEncodeError as e:
+            raise UsageError(f"text is not valid Unicode: {e.reason} at {e.start}") from None
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of `text` with special tokens written in it encoded as ordinary text."""
+        return self.encode(text, split_special_tokens=False)
 
     def encode_batch(
         self,
@@ -528,13 +544,34 @@ class WordPieceTokenizer:
         *,
         add_special_tokens: bool = False,
         split_special_tokens: bool = True,
+        allowed_special: Literal["all"] | AbstractSet[str] | None = None,
     ) -> list[list[int]]:
         """Ids of each text, encoded in parallel on all cores with the GIL released."""
         if add_special_tokens:
             self._check_template()
         if isinstance(texts, str):
             raise UsageError("encode_batch takes a sequence of texts, not one string")
-        return self._core.encode_batch(list(texts), add_special_tokens, split_special_tokens)
+        allowed = self._allowed_ids(allowed_special)
+        try:
+            return self._core.encode_batch(
+                list(texts), add_special_tokens, split_special_tokens, allowed
+            )
+        except (TypeError, UnicodeEncodeError) as e:
+            raise UsageError(f"encode_batch takes valid Unicode strings ({e})") from None
+
+    def _allowed_ids(self, allowed: Literal["all"] | AbstractSet[str] | None) -> list[int] | None:
+        """Ids of the allowed special tokens (None: follow `split_special_tokens`)."""
+        if allowed is None:
+            return None
+        specials = self._core.special_tokens
+        if allowed == "all":
+            return list(specials.values())
+        if isinstance(allowed, str):
+            raise UsageError(f'allowed_special must be "all" or a set of tokens, not {allowed!r}')
+        unknown = sorted(set(allowed) - set(specials))
+        if unknown:
+            raise UsageError(f"allowed_special {unknown} are not special tokens {list(specials)}")
+        return [specials[t] for t in allowed]
 
     def _check_template(self) -> None:
         cls_id, sep_id = self._core.cls_sep_ids

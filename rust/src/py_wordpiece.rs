@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::wordpiece::{self, Config, Normalizer, TrainConfig, WordCounts, WordPiece};
+use crate::wordpiece::{self, Config, Normalizer, Specials, TrainConfig, WordCounts, WordPiece};
 
 fn to_py(e: wordpiece::Error) -> PyErr {
     match e {
@@ -100,38 +100,48 @@ impl PyWordPiece {
         Ok(PyWordPiece { inner })
     }
 
-    /// Ids of `text` (see the facade `llmkit.tokenizers.WordPieceTokenizer.encode`).
-    #[pyo3(signature = (text, add_special_tokens = false, split_special_tokens = true))]
+    /// Ids of `text` (see the facade `llmkit.tokenizers.WordPieceTokenizer.encode`); `allowed`
+    /// (special-token ids) overrides `split_special_tokens`.
+    #[pyo3(signature = (text, add_special_tokens = false, split_special_tokens = true, allowed = None))]
     fn encode(
         &self,
         py: Python<'_>,
         text: &str,
         add_special_tokens: bool,
         split_special_tokens: bool,
+        allowed: Option<Vec<u32>>,
     ) -> Vec<u32> {
+        let run = || {
+            let specials = match &allowed {
+                Some(ids) => Specials::Only(ids),
+                None => Specials::split(split_special_tokens),
+            };
+            self.inner.encode_with(text, add_special_tokens, specials)
+        };
         if text.len() < 256 {
-            return self
-                .inner
-                .encode(text, add_special_tokens, split_special_tokens);
+            run()
+        } else {
+            py.allow_threads(run)
         }
-        py.allow_threads(|| {
-            self.inner
-                .encode(text, add_special_tokens, split_special_tokens)
-        })
     }
 
     /// Ids of each text, encoded in parallel with the GIL released.
-    #[pyo3(signature = (texts, add_special_tokens = false, split_special_tokens = true))]
+    #[pyo3(signature = (texts, add_special_tokens = false, split_special_tokens = true, allowed = None))]
     fn encode_batch(
         &self,
         py: Python<'_>,
         texts: Vec<String>,
         add_special_tokens: bool,
         split_special_tokens: bool,
+        allowed: Option<Vec<u32>>,
     ) -> Vec<Vec<u32>> {
         py.allow_threads(|| {
+            let specials = match &allowed {
+                Some(ids) => Specials::Only(ids),
+                None => Specials::split(split_special_tokens),
+            };
             self.inner
-                .encode_batch(&texts, add_special_tokens, split_special_tokens)
+                .encode_batch_with(&texts, add_special_tokens, specials)
         })
     }
 

@@ -279,6 +279,28 @@ pub fn pre_tokenize(text: &str) -> Vec<&str> {
 // The WordPiece model
 // ---------------------------------------------------------------------------------------------
 
+/// How special tokens written in a text are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Specials<'a> {
+    /// As ordinary text.
+    Text,
+    /// Every special token becomes its id.
+    All,
+    /// These special-token ids become ids; other special tokens are text.
+    Only(&'a [u32]),
+}
+
+impl Specials<'_> {
+    /// `All` if `split`, else `Text`.
+    pub fn split(split: bool) -> Self {
+        if split {
+            Specials::All
+        } else {
+            Specials::Text
+        }
+    }
+}
+
 /// Everything about a WordPiece tokenizer but its vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -566,19 +588,25 @@ impl WordPiece {
         &self,
         text: &str,
         add_special_tokens: bool,
-        split_special_tokens: bool,
+        specials: Specials<'_>,
         out: &mut Vec<u32>,
         scratch: &mut Scratch,
     ) {
         if add_special_tokens {
             out.extend(self.cls_id);
         }
-        match (&self.matcher, split_special_tokens) {
-            (Some(matcher), true) => {
+        match (&self.matcher, specials) {
+            (Some(matcher), Specials::All | Specials::Only(_)) => {
                 let mut last = 0;
                 for m in matcher.find_iter(text) {
+                    let id = self.special_ids[m.pattern().as_usize()];
+                    if let Specials::Only(allowed) = specials {
+                        if !allowed.contains(&id) {
+                            continue;
+                        }
+                    }
                     self.encode_ordinary_into(&text[last..m.start()], out, scratch);
-                    out.push(self.special_ids[m.pattern().as_usize()]);
+                    out.push(id);
                     last = m.end();
                 }
                 self.encode_ordinary_into(&text[last..], out, scratch);
@@ -590,6 +618,42 @@ impl WordPiece {
         }
     }
 
+    /// Ids of `text`, with special tokens written in it handled as `specials` says.
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        specials: Specials<'_>,
+    ) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 2);
+        self.encode_into(
+            text,
+            add_special_tokens,
+            specials,
+            &mut out,
+            &mut Scratch::default(),
+        );
+        out
+    }
+
+    /// Ids of each text (see [`WordPiece::encode_with`]), in parallel on rayon's pool.
+    pub fn encode_batch_with<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        add_special_tokens: bool,
+        specials: Specials<'_>,
+    ) -> Vec<Vec<u32>> {
+        texts
+            .par_iter()
+            .map_init(Scratch::default, |scratch, t| {
+                let t = t.as_ref();
+                let mut out = Vec::with_capacity(t.len() / 4 + 2);
+                self.encode_into(t, add_special_tokens, specials, &mut out, scratch);
+                out
+            })
+            .collect()
+    }
+
     /// Ids of `text`. With `add_special_tokens`, `[CLS] ... [SEP]` around it; with
     /// `split_special_tokens`, special tokens written in the text become their ids (as `tokenizers`
     /// does with its added special tokens), otherwise they are ordinary text.
@@ -599,15 +663,11 @@ impl WordPiece {
         add_special_tokens: bool,
         split_special_tokens: bool,
     ) -> Vec<u32> {
-        let mut out = Vec::with_capacity(text.len() / 4 + 2);
-        self.encode_into(
+        self.encode_with(
             text,
             add_special_tokens,
-            split_special_tokens,
-            &mut out,
-            &mut Scratch::default(),
-        );
-        out
+            Specials::split(split_special_tokens),
+        )
     }
 
     /// Ids of each text, in parallel on rayon's pool.
@@ -617,21 +677,11 @@ impl WordPiece {
         add_special_tokens: bool,
         split_special_tokens: bool,
     ) -> Vec<Vec<u32>> {
-        texts
-            .par_iter()
-            .map_init(Scratch::default, |scratch, t| {
-                let t = t.as_ref();
-                let mut out = Vec::with_capacity(t.len() / 4 + 2);
-                self.encode_into(
-                    t,
-                    add_special_tokens,
-                    split_special_tokens,
-                    &mut out,
-                    scratch,
-                );
-                out
-            })
-            .collect()
+        self.encode_batch_with(
+            texts,
+            add_special_tokens,
+            Specials::split(split_special_tokens),
+        )
     }
 
     /// Text of `ids`: `##` pieces glued to the previous piece, others separated by a space; with
@@ -1253,6 +1303,9 @@ mod tests {
         assert_eq!(toks(&wp, &ids), ["the", "[MASK]", "!"]);
         let ids = wp.encode("the [MASK]", false, false);
         assert_eq!(toks(&wp, &ids), ["the", "[UNK]", "[UNK]", "[UNK]"]);
+        let only = [wp.token_to_id("[SEP]").unwrap()];
+        let ids = wp.encode_with("[SEP][MASK]", false, Specials::Only(&only));
+        assert_eq!(toks(&wp, &ids), ["[SEP]", "[UNK]", "[UNK]", "[UNK]"]);
     }
 
     #[test]

@@ -445,3 +445,21 @@ def test_from_hf_reads_tokenizers_files(
     path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(UsageError, match="model type 'BPE', not a WordPiece"):
         WordPieceTokenizer.from_hf(path)
+
+
+def test_allowed_special_and_encode_ordinary(
+    uncased: tuple[Tokenizer, WordPieceTokenizer],
+) -> None:
+    _, ours = uncased
+    sp = ours.special_tokens
+    text = "a [MASK] b [SEP]"
+    assert ours.encode(text, allowed_special="all") == ours.encode(text)
+    assert ours.encode_ordinary(text) == ours.encode(text, split_special_tokens=False)
+    only_sep = ours.encode(text, allowed_special={"[SEP]"})
+    assert sp["[SEP]"] in only_sep and sp["[MASK]"] not in only_sep
+    assert ours.encode(text, allowed_special=set()) == ours.encode_ordinary(text)
+    assert ours.encode_batch([text], allowed_special={"[SEP]"}) == [only_sep]
+    with pytest.raises(UsageError, match=r"allowed_special \['<s>'\] are not special tokens"):
+        ours.encode(text, allowed_special={"<s>"})
+    with pytest.raises(UsageError, match="not valid Unicode"):
+        ours.encode("lone \ud800 surrogate")
