@@ -14,7 +14,6 @@ import glob
 import os
 import time
 from collections.abc import Callable
-
 from pydoc_data.topics import topics
 
 
