@@ -1,0 +1,145 @@
+"""`llmkit import hf|gguf`, `llmkit export hf` and `llmkit generate`, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from inference_helpers import TEXT, TinyGGUF
+
+from llmkit.cli import cli
+from llmkit.inference.checkpoint import load_model, load_tokenizer
+from llmkit.inference.generation import encode_prompt, generate_text
+
+IDS = torch.tensor([[5, 17, 33, 2, 40, 41, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8]])
+
+
+def invoke(*args: Any) -> Any:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def gguf_ckpt(tiny_gguf: TinyGGUF, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    result = invoke("import", "gguf", tiny_gguf.path, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    return out
+
+
+def test_gguf_import_matches_transformers(gguf_ckpt: Path, tiny_gguf: TinyGGUF) -> None:
+    model = load_model(gguf_ckpt)
+    with torch.no_grad():
+        diff = (model(IDS) - tiny_gguf.reference(IDS).logits).abs().max()
+    assert diff <= 1e-4
+
+
+def test_gguf_untied_f32_import(tiny_gguf_f32: TinyGGUF, tmp_path: Path) -> None:
+    assert invoke("import", "gguf", tiny_gguf_f32.path, "-o", tmp_path / "c").exit_code == 0
+    model = load_model(tmp_path / "c")
+    assert model.head.weight is not model.embed.weight
+    with torch.no_grad():
+        diff = (model(IDS) - tiny_gguf_f32.reference(IDS).logits).abs().max()
+    assert diff <= 1e-4
+
+
+def test_gguf_tokenizer_gives_the_reference_ids(gguf_ckpt: Path, tiny_gguf: TinyGGUF) -> None:
+    tok = load_tokenizer(gguf_ckpt)
+    samples = [
+        TEXT,
+        "In 1999  there were 42 cats",
+        "x  1",
+        "tabs\t\t2",
+        "don't   stop\n\n 7",
+        "<|im_start|>user\nhi<|im_end|>",
+    ]
+    for text in samples:
+        assert encode_prompt(tok, text) == tiny_gguf.hf_tokenizer.encode(text).ids, text
+        assert tok.decode(encode_prompt(tok, text)) == text
+
+
+def test_generate_streams_what_the_api_generates(gguf_ckpt: Path) -> None:
+    model, tok = load_model(gguf_ckpt), load_tokenizer(gguf_ckpt)
+    expected = generate_text(model, tok, "The capital of", max_new_tokens=12)
+    result = invoke("generate", gguf_ckpt, "-p", "The capital of", "-n", 12)
+    assert result.exit_code == 0, result.output
+    assert result.output == expected + "\n"
+    sampled = [
+        invoke("generate", gguf_ckpt, "-p", "The", "-n", 10, "-t", 1.0, "--top-p", 0.9, "--seed", 3)
+        for _ in range(2)
+    ]
+    assert sampled[0].output == sampled[1].output
+    chat = invoke("generate", gguf_ckpt, "--chat", "-p", "Hi", "-n", 5, "--stop", "a")
+    assert chat.exit_code == 0 and "a" not in chat.output
+    piped = CliRunner().invoke(cli, ["generate", str(gguf_ckpt), "-n", "3"], input="The capital")
+    assert piped.exit_code == 0
+
+
+def test_hf_import_and_export_round_trip(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4))
+    hf.eval().save_pretrained(tmp_path / "hf")
+    from inference_helpers import train_tokenizer
+
+    hf_tok = train_tokenizer()
+    from tokenizers import pre_tokenizers
+
+    hf_tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf_tok.save(str(tmp_path / "hf" / "tokenizer.json"))
+
+    result = invoke("import", "hf", tmp_path / "hf", "-o", tmp_path / "ckpt")
+    assert result.exit_code == 0, result.output
+    ours = load_model(tmp_path / "ckpt")
+    with torch.no_grad():
+        assert (ours(IDS) - hf(IDS).logits).abs().max() <= 1e-4
+    tok = load_tokenizer(tmp_path / "ckpt")
+    assert tok.encode("the capital of France") == hf_tok.encode("the capital of France").ids
+
+    result = invoke("export", "hf", tmp_path / "ckpt", "-o", tmp_path / "back")
+    assert result.exit_code == 0, result.output
+    again = GPT2LMHeadModel.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        assert (again(IDS).logits - hf(IDS).logits).abs().max() <= 1e-4
+    assert (tmp_path / "back" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["import", "gguf", "missing.gguf", "-o", "x"], "missing.gguf: GGUF file not found"),
+        (["import", "hf", "nowhere", "-o", "x"], "nowhere: not a directory"),
+        (["export", "hf", "nowhere", "-o", "x"], "nowhere: checkpoint directory not found"),
+        (["generate", "nowhere", "-p", "hi"], "nowhere: checkpoint directory not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {message}")
+
+
+def test_generate_needs_a_tokenizer(tmp_path: Path) -> None:
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.models.gpt import GPT, GPTConfig
+
+    save_model(GPT(GPTConfig(vocab_size=10, n_layers=1, n_heads=1, d_model=8)), tmp_path / "c")
+    result = CliRunner().invoke(cli, ["generate", str(tmp_path / "c"), "-p", "hi"])
+    assert result.exit_code == 2 and "carries no tokenizer" in result.output
+
+
+def test_cli_module_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, llmkit.inference.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
