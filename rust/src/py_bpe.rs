@@ -46,12 +46,18 @@ pub struct PyBpe {
 impl PyBpe {
     /// `None`/`False` -> no special token, `True` -> all, a list of texts -> those.
     fn special_set(&self, spec: Option<&Bound<'_, PyAny>>) -> PyResult<SpecialSet> {
-        let Some(obj) = spec else { return Ok(SpecialSet::None) };
+        let Some(obj) = spec else {
+            return Ok(SpecialSet::None);
+        };
         if obj.is_none() {
             return Ok(SpecialSet::None);
         }
         if let Ok(b) = obj.downcast::<PyBool>() {
-            return Ok(if b.is_true() { SpecialSet::All } else { SpecialSet::None });
+            return Ok(if b.is_true() {
+                SpecialSet::All
+            } else {
+                SpecialSet::None
+            });
         }
         let names: Vec<PyBackedStr> = obj.extract()?;
         let mut ids = FxHashSet::default();
@@ -110,8 +116,9 @@ impl PyBpe {
         pattern: &str,
     ) -> PyResult<Self> {
         let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
-        let inner =
-            py.allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok)).map_err(py_err)?;
+        let inner = py
+            .allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok))
+            .map_err(py_err)?;
         Ok(Self { inner })
     }
 
@@ -126,7 +133,13 @@ impl PyBpe {
     ) -> PyResult<Vec<u32>> {
         let allowed = self.special_set(allowed)?;
         let disallowed = self.special_set(disallowed)?;
-        py.allow_threads(|| self.inner.encode(text, &allowed, &disallowed)).map_err(py_err)
+        py.allow_threads(|| self.inner.encode(text, &allowed, &disallowed))
+            .map_err(py_err)
+    }
+
+    /// Ids of any byte string (invalid UTF-8 kept as raw bytes), so `decode_bytes` round-trips.
+    fn encode_bytes(&self, py: Python<'_>, data: &[u8]) -> Vec<u32> {
+        py.allow_threads(|| self.inner.encode_bytes(data))
     }
 
     /// Ids of `text` as little-endian uint32 bytes (for `numpy.frombuffer`, no list built).
@@ -141,7 +154,11 @@ impl PyBpe {
         let allowed = self.special_set(allowed)?;
         let disallowed = self.special_set(disallowed)?;
         let bytes = py
-            .allow_threads(|| self.inner.encode(text, &allowed, &disallowed).map(|ids| ids_to_bytes(&ids)))
+            .allow_threads(|| {
+                self.inner
+                    .encode(text, &allowed, &disallowed)
+                    .map(|ids| ids_to_bytes(&ids))
+            })
             .map_err(py_err)?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -161,7 +178,11 @@ impl PyBpe {
         let pool = pool(threads)?;
         let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
         let out = py
-            .allow_threads(|| run(&pool, || self.inner.encode_batch(&refs, &allowed, &disallowed)))
+            .allow_threads(|| {
+                run(&pool, || {
+                    self.inner.encode_batch(&refs, &allowed, &disallowed)
+                })
+            })
             .map_err(py_err)?;
         PyList::new(py, out)
     }
@@ -182,7 +203,10 @@ impl PyBpe {
         let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
         let (flat, ends) = py
             .allow_threads(|| {
-                run(&pool, || self.inner.encode_batch(&refs, &allowed, &disallowed)).map(|all| {
+                run(&pool, || {
+                    self.inner.encode_batch(&refs, &allowed, &disallowed)
+                })
+                .map(|all| {
                     let total: usize = all.iter().map(Vec::len).sum();
                     let mut flat = Vec::with_capacity(total * 4);
                     let mut ends = Vec::with_capacity(all.len() * 8);
@@ -203,14 +227,18 @@ impl PyBpe {
 
     /// Bytes of a sequence of ids.
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = py.allow_threads(|| self.inner.decode_bytes(&ids)).map_err(py_err)?;
+        let bytes = py
+            .allow_threads(|| self.inner.decode_bytes(&ids))
+            .map_err(py_err)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Bytes of ids given as little-endian uint32 bytes (a NumPy array's `tobytes()`).
     fn decode_bytes_u32<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         if data.len() % 4 != 0 {
-            return Err(PyValueError::new_err("uint32 id data must be a multiple of 4 bytes"));
+            return Err(PyValueError::new_err(
+                "uint32 id data must be a multiple of 4 bytes",
+            ));
         }
         let bytes = py
             .allow_threads(|| {
@@ -271,8 +299,12 @@ impl PyBpe {
 
     /// Ordinary tokens `(bytes, id)` in id order.
     fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items: Vec<(Bound<'py, PyBytes>, u32)> =
-            self.inner.tokens().into_iter().map(|(b, id)| (PyBytes::new(py, b), id)).collect();
+        let items: Vec<(Bound<'py, PyBytes>, u32)> = self
+            .inner
+            .tokens()
+            .into_iter()
+            .map(|(b, id)| (PyBytes::new(py, b), id))
+            .collect();
         PyList::new(py, items)
     }
 
@@ -288,7 +320,12 @@ impl PyBpe {
 
     /// Pieces of `text` under this model's pre-tokenizer.
     fn pretokenize(&self, text: &str) -> Vec<String> {
-        self.inner.pretokenizer().pieces(text).into_iter().map(String::from).collect()
+        self.inner
+            .pretokenizer()
+            .pieces(text)
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -297,7 +334,11 @@ impl PyBpe {
 #[pyo3(signature = (pattern, text, regex_only=false))]
 fn pretokenize(pattern: &str, text: &str, regex_only: bool) -> PyResult<Vec<String>> {
     let p = Pretokenizer::new(pattern).map_err(py_err)?;
-    let pieces = if regex_only { p.split_regex(text) } else { p.pieces(text) };
+    let pieces = if regex_only {
+        p.split_regex(text)
+    } else {
+        p.pieces(text)
+    };
     Ok(pieces.into_iter().map(String::from).collect())
 }
 
@@ -316,7 +357,9 @@ pub struct PyBpeTrainer {
 
 impl PyBpeTrainer {
     fn counter(&mut self) -> PyResult<&mut WordCounter> {
-        self.counter.as_mut().ok_or_else(|| PyValueError::new_err("this trainer has already trained"))
+        self.counter
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("this trainer has already trained"))
     }
 }
 
@@ -328,7 +371,10 @@ impl PyBpeTrainer {
         let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
         let pool = pool(threads)?;
         let counter = run(&pool, || WordCounter::new(pretok));
-        Ok(Self { counter: Some(counter), pool })
+        Ok(Self {
+            counter: Some(counter),
+            pool,
+        })
     }
 
     /// Count the pre-tokens of each text (a text is one sequence).
@@ -343,7 +389,8 @@ impl PyBpeTrainer {
     fn feed_file(&mut self, py: Python<'_>, path: &str) -> PyResult<()> {
         let pool = self.pool.clone();
         let counter = self.counter()?;
-        py.allow_threads(|| run(&pool, || counter.feed_file(path))).map_err(py_err)
+        py.allow_threads(|| run(&pool, || counter.feed_file(path)))
+            .map_err(py_err)
     }
 
     /// Count the lines of a chunk of a file (cut at a line end), e.g. from a decompressor.
@@ -381,14 +428,20 @@ impl PyBpeTrainer {
             .allow_threads(|| {
                 run(&pool, || {
                     let words = counter.into_words();
-                    train(words, vocab_size, min_frequency, &specials, |done, wanted| {
-                        if let Some(cb) = &progress {
-                            Python::with_gil(|py| {
-                                // A failing progress callback must not stop training.
-                                let _ = cb.call1(py, (done, wanted));
-                            });
-                        }
-                    })
+                    train(
+                        words,
+                        vocab_size,
+                        min_frequency,
+                        &specials,
+                        |done, wanted| {
+                            if let Some(cb) = &progress {
+                                Python::with_gil(|py| {
+                                    // A failing progress callback must not stop training.
+                                    let _ = cb.call1(py, (done, wanted));
+                                });
+                            }
+                        },
+                    )
                 })
             })
             .map_err(py_err)?;

