@@ -194,19 +194,10 @@ def load_tokenizer(spec: str) -> Any:
     if path.is_dir():
         return llmkit.load_tokenizer(path)
     if path.is_file():
-        name = path.name.lower()
+        from llmkit.tokenizers.loading import load_tokenizer as load_file
+
         try:
-            if name.endswith(".txt"):
-                from llmkit.tokenizers.wordpiece import load_wordpiece
-
-                return load_wordpiece(str(path))
-            if name.endswith(".json") and _json_type(path) == "wordpiece":
-                from llmkit.tokenizers.wordpiece import WordPieceTokenizer
-
-                return WordPieceTokenizer.load(path)
-            from llmkit.tokenizers.bpe import BPETokenizer
-
-            return BPETokenizer.load(path)
+            return load_file(path)
         except (OSError, ValueError) as exc:
             if isinstance(exc, UsageError):
                 raise
@@ -218,16 +209,6 @@ def load_tokenizer(spec: str) -> Any:
     if os.sep in spec or spec.endswith((".json", ".tiktoken", ".gz", ".txt")):
         raise UsageError(f"{spec}: no such tokenizer file")
     return llmkit.create("tokenizer", spec)
-
-
-def _json_type(path: Path) -> str | None:
-    """The "type" field near the top of a tokenizer JSON file, without parsing all of it."""
-    import re
-
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
-    match = re.search(r'"type"\s*:\s*"([^"]+)"', head)
-    return match.group(1) if match else None
 
 
 def _spec_file(spec: str) -> Path | None:

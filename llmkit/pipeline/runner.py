@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.errors import UsageError
-from llmkit.pipeline.config import ComponentSpec, PipelineConfig
+from llmkit.pipeline.config import ComponentSpec, PipelineConfig, TrainSection
 
 STAGES = ("tokenizer", "data", "train", "eval")
 Log = Callable[[str], None]
@@ -65,7 +65,7 @@ def check(config: PipelineConfig) -> list[str]:
             _validate_spec("model", tr.model, validate, positional=0)
         _validate_spec("optimizer", tr.optimizer, validate, positional=1)
         if tr.scheduler is not None:
-            _validate_spec("scheduler", tr.scheduler, validate, positional=1)
+            validate(llmkit.get("scheduler", tr.scheduler.name), (None,), _scheduler_params(tr))
         _validate_spec("loss", tr.loss, validate, positional=0)
         source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
         plan.append(f"train: {tr.objective}, {source}, {tr.max_steps} steps")
@@ -76,6 +76,15 @@ def check(config: PipelineConfig) -> list[str]:
     if not plan:
         raise UsageError("the pipeline has no stage; add tokenizer, data, train or eval")
     return plan
+
+
+def _scheduler_params(train: TrainSection) -> dict[str, Any]:
+    """The scheduler's parameters, with `total_steps` defaulting to the run's `max_steps`."""
+    assert train.scheduler is not None
+    params = dict(train.scheduler.params)
+    if train.scheduler.name in ("cosine", "linear"):
+        params.setdefault("total_steps", train.max_steps)
+    return params
 
 
 def _validate_spec(kind: str, spec: ComponentSpec, validate: Any, positional: int) -> None:
@@ -102,11 +111,13 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
         log(f"tokenizer: up to date ({target})")
         return target
     if t.path:
-        from llmkit.data.prepare import load_tokenizer
+        from llmkit.tokenizers.loading import load_tokenizer
 
         tok = load_tokenizer(_resolve(base, t.path))
     elif t.name:
-        tok = llmkit.create("tokenizer", t.name)
+        accepted = {p.name for p in llmkit.describe("tokenizer", t.name).params}
+        extra = {"special_tokens": list(t.special_tokens)} if "special_tokens" in accepted else {}
+        tok = llmkit.create("tokenizer", t.name, **extra)
     else:
         files = [_resolve(base, f) for f in t.train_files]
         if t.type == "bpe":
@@ -258,9 +269,9 @@ def stage_train(
         torch.manual_seed(config.seed)
         tokenizer = None
         if tokenizer_path is not None:
-            from llmkit.data.prepare import load_tokenizer
+            from llmkit.tokenizers.loading import load_tokenizer
 
-            tokenizer = load_tokenizer(str(tokenizer_path))
+            tokenizer = load_tokenizer(tokenizer_path)
         elif t.init_from:
             tokenizer = llmkit.load_tokenizer(_resolve(base, t.init_from))
         if tokenizer is None:
@@ -284,10 +295,9 @@ def stage_train(
         )
         scheduler = None
         if t.scheduler is not None:
-            sched_params = dict(t.scheduler.params)
-            if t.scheduler.name in ("cosine", "linear"):
-                sched_params.setdefault("total_steps", t.max_steps)
-            scheduler = llmkit.create("scheduler", t.scheduler.name, optimizer, **sched_params)
+            scheduler = llmkit.create(
+                "scheduler", t.scheduler.name, optimizer, **_scheduler_params(t)
+            )
         loss = llmkit.create("loss", t.loss.name, **t.loss.params)
         settings = TrainSettings(
             max_steps=t.max_steps,

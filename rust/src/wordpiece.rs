@@ -147,12 +147,54 @@ impl Normalizer {
     /// Normalize `text` into `out` (cleared first); `tmp` is scratch space.
     pub fn normalize_into(&self, text: &str, out: &mut String, tmp: &mut String) {
         out.clear();
-        if text.is_ascii() {
-            self.normalize_ascii(text.as_bytes(), out);
-            return;
+        out.reserve(text.len() + 16);
+        // ASCII runs take a fast path; the rest goes through the general one. Runs are cut only
+        // before a kept ASCII character (a starter that never decomposes), so NFD's canonical
+        // reordering never spans two runs and the result equals normalizing the whole text.
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let mut i = 0;
+        while i < n {
+            let start = i;
+            while i < n && bytes[i] < 0x80 && !self.drops_ascii(bytes[i]) {
+                i += 1;
+            }
+            if i > start {
+                self.push_ascii(&bytes[start..i], out);
+            }
+            let start = i;
+            while i < n && (bytes[i] >= 0x80 || self.drops_ascii(bytes[i])) {
+                i += 1;
+            }
+            if i > start {
+                self.push_general(&text[start..i], out, tmp);
+            }
         }
-        out.reserve(text.len());
-        for c in text.chars() {
+    }
+
+    #[inline]
+    fn drops_ascii(&self, b: u8) -> bool {
+        self.clean_text && ((b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
+    }
+
+    #[inline]
+    fn push_ascii(&self, bytes: &[u8], out: &mut String) {
+        let (clean, lower) = (self.clean_text, self.lowercase);
+        out.extend(bytes.iter().map(|&b| {
+            let b = if clean && matches!(b, b'\t' | b'\n' | b'\r') {
+                b' '
+            } else if lower {
+                b.to_ascii_lowercase()
+            } else {
+                b
+            };
+            char::from(b)
+        }));
+    }
+
+    fn push_general(&self, run: &str, out: &mut String, tmp: &mut String) {
+        tmp.clear();
+        for c in run.chars() {
             let k = class(c);
             if self.clean_text {
                 if c == '\0'
@@ -162,55 +204,36 @@ impl Normalizer {
                     continue;
                 }
                 if k & SPACE != 0 {
-                    out.push(' ');
+                    tmp.push(' ');
                     continue;
                 }
             }
             if self.handle_chinese_chars && k & CJK != 0 {
-                out.push(' ');
-                out.push(c);
-                out.push(' ');
+                tmp.push(' ');
+                tmp.push(c);
+                tmp.push(' ');
                 continue;
             }
-            out.push(c);
+            tmp.push(c);
         }
-        if self.strip_accents && !out.is_ascii() {
-            tmp.clear();
-            tmp.extend(out.nfd().map(|(c, _)| c).filter(|&c| class(c) & MARK == 0));
-            std::mem::swap(out, tmp);
-        }
-        if self.lowercase {
-            if out.is_ascii() {
-                out.make_ascii_lowercase();
+        let lower = self.lowercase;
+        let mut emit = |c: char| {
+            if lower && !c.is_ascii() {
+                out.extend(c.to_lowercase());
+            } else if lower {
+                out.push(c.to_ascii_lowercase());
             } else {
-                tmp.clear();
-                tmp.extend(out.chars().flat_map(char::to_lowercase));
-                std::mem::swap(out, tmp);
+                out.push(c);
             }
+        };
+        if self.strip_accents && !tmp.is_ascii() {
+            tmp.nfd()
+                .map(|(c, _)| c)
+                .filter(|&c| class(c) & MARK == 0)
+                .for_each(&mut emit);
+        } else {
+            tmp.chars().for_each(&mut emit);
         }
-    }
-
-    fn normalize_ascii(&self, bytes: &[u8], out: &mut String) {
-        let mut buf = std::mem::take(out).into_bytes();
-        buf.reserve(bytes.len());
-        for &b in bytes {
-            let b = if self.clean_text {
-                match b {
-                    b'\t' | b'\n' | b'\r' | b' ' => b' ',
-                    0..=0x1f | 0x7f => continue,
-                    _ => b,
-                }
-            } else {
-                b
-            };
-            buf.push(if self.lowercase {
-                b.to_ascii_lowercase()
-            } else {
-                b
-            });
-        }
-        // Only ASCII bytes were pushed.
-        *out = String::from_utf8(buf).unwrap_or_default();
     }
 
     /// The normalized form of `text`.

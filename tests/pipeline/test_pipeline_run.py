@@ -79,8 +79,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
     run(write(tmp_path, "a.yaml", PRETRAIN.format(out=straight)), "~eval")
     resumed = tmp_path / "resumed"
     pipe = write(tmp_path, "b.yaml", PRETRAIN.format(out=resumed))
-    run(pipe, "train.max_steps=6")
-    log = run(pipe, "train.max_steps=12")
+    # Stop after 6 of 12 steps (the schedule still spans 12), then run again to the end.
+    run(pipe, "train.max_steps=6", "train.scheduler.total_steps=12", "~eval")
+    log = run(pipe, "train.scheduler.total_steps=12", "~eval")
     assert "resumed from" in log and "step-0000006" in log
     a = llmkit.load_model(straight / "model").state_dict()
     b = llmkit.load_model(resumed / "model").state_dict()
