@@ -98,7 +98,7 @@ class Attention(nn.Module):
         offset = 0 if self.cross or cache is None else cache.length
         q_pos = torch.arange(offset, offset + T, device=x.device)
         if positions is not None and not self.cross:
-            q, k = positions.rotate(q, k, q_pos)
+            q, k = positions.rotate(q, k, offset)
         y = self.attend(q, k, v, q_pos, attention_mask, cache, positions)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.d_model)  # (B, T, D)
         return self.resid_dropout(self.out(y))
@@ -535,7 +535,7 @@ class LinearAttention(Attention):
         cache: LayerCache | None,
         positions: Positions | None,
     ) -> Tensor:
-        if positions is not None and positions.bias(q_pos[:1], q_pos[:1], self.causal) is not None:
+        if positions is not None and positions.has_bias:
             raise UsageError("linear attention cannot use ALiBi positions; choose rope or absolute")
         B, nh, T, _ = q.shape
         q, k = self.feature_map(q), self.feature_map(repeat_kv(k, nh))  # (B, nh, T|S, hs)

@@ -19,13 +19,14 @@ class Positions(nn.Module):
     """No position information (the base of every scheme)."""
 
     absolute = False
+    has_bias = False  # True when `bias` returns a score bias (ALiBi)
 
     def embed(self, x: Tensor, offset: int = 0) -> Tensor:
         """Add absolute position embeddings to x (B, T, D) from position `offset` (none here)."""
         return x
 
-    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Rotate queries/keys (B, nh, T, hs) at integer `positions` (T,) (identity here)."""
+    def rotate(self, q: Tensor, k: Tensor, offset: int) -> tuple[Tensor, Tensor]:
+        """Rotate queries/keys (B, nh, T, hs) at positions offset.. offset + T (identity here)."""
         return q, k
 
     def bias(self, q_pos: Tensor, k_pos: Tensor, causal: bool) -> Tensor | None:
@@ -94,38 +95,34 @@ class RotaryPositions(Positions):
     """Rotary position embeddings (RoPE, Su et al.) in the half-split layout of HF Llama.
 
     Channel i is paired with channel i + hs/2 and rotated by angle pos * theta^(-2i/hs).
+    The cos/sin tables stay float32 whatever the model's dtype (as in HF), so bf16 models do not
+    lose precision at large positions; they follow the inputs' device on first use.
     """
-
-    inv_freq: Tensor
-    cos: Tensor
-    sin: Tensor
 
     def __init__(
         self, head_dim: int, max_positions: int = 2048, theta: float = 10000.0, **_: object
-    ):
+    ) -> None:
         super().__init__()
         if head_dim % 2:
             raise UsageError(f"rope needs an even head size, got head_dim={head_dim}")
         self.head_dim = head_dim
         self.theta = theta
-        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._build(max_positions)
+        self.inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)  # as HF
+        self.cos, self.sin = self._tables(max_positions, torch.device("cpu"))
 
-    def _build(self, n: int) -> None:
+    def _tables(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
         freqs = torch.outer(
-            torch.arange(n, dtype=torch.float32, device=self.inv_freq.device), self.inv_freq.float()
+            torch.arange(n, dtype=torch.float32), self.inv_freq.float()
         )  # (n, hs/2)
         angles = torch.cat((freqs, freqs), dim=-1)  # (n, hs)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        return angles.cos().to(device), angles.sin().to(device)
 
-    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        needed = int(positions.max()) + 1 if positions.numel() else 0
-        if needed > self.cos.shape[0]:
-            self._build(2 * needed)
-        cos = self.cos[positions].to(q.dtype)  # (T, hs)
-        sin = self.sin[positions].to(q.dtype)
+    def rotate(self, q: Tensor, k: Tensor, offset: int) -> tuple[Tensor, Tensor]:
+        end = offset + q.shape[2]
+        if end > self.cos.shape[0] or self.cos.device != q.device:
+            self.cos, self.sin = self._tables(max(end, self.cos.shape[0]) * 2, q.device)
+        cos = self.cos[offset:end].to(q.dtype)  # (T, hs)
+        sin = self.sin[offset:end].to(q.dtype)
         return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
@@ -145,6 +142,8 @@ def alibi_slopes(n_heads: int) -> Tensor:
 
 class AlibiPositions(Positions):
     """ALiBi: no embeddings; each head's scores get -slope * distance between query and key."""
+
+    has_bias = True
 
     slopes: Tensor
 

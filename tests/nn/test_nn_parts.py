@@ -21,20 +21,20 @@ def test_rope_scores_depend_only_on_relative_position() -> None:
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
 
     def score(i: int, j: int) -> float:
-        qi, _ = rope.rotate(q, q, torch.tensor([i]))
-        _, kj = rope.rotate(k, k, torch.tensor([j]))
+        qi, _ = rope.rotate(q, q, i)
+        _, kj = rope.rotate(k, k, j)
         return float((qi * kj).sum())
 
     assert score(3, 1) == pytest.approx(score(12, 10), abs=1e-5)
     assert score(0, 0) == pytest.approx(float((q * k).sum()), abs=1e-6)
-    rotated, _ = rope.rotate(q, q, torch.tensor([7]))
+    rotated, _ = rope.rotate(q, q, 7)
     assert float(rotated.norm()) == pytest.approx(float(q.norm()), rel=1e-6)
 
 
 def test_rope_uses_the_half_split_layout() -> None:
     rope = build_positions("rope", d_model=4, n_heads=1, max_positions=8)
     q = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 4)
-    out, _ = rope.rotate(q, q, torch.tensor([1]))
+    out, _ = rope.rotate(q, q, 1)
     # Channel 0 pairs with channel 2 (not 1) and turns by 1 radian at position 1.
     assert out.flatten().tolist() == pytest.approx([math.cos(1), 0, math.sin(1), 0], abs=1e-6)
 
