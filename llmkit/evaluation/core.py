@@ -471,13 +471,14 @@ def format_results(result: dict[str, Any]) -> str:
     title = f"{result.get('task', 'eval')}" + (f": {result['model']}" if "model" in result else "")
     parts = [title, table(["metric", "value"], [[k, v] for k, v in result["metrics"].items()])]
     details = result.get("details", {})
-    extra = {
-        k: v
-        for k, v in details.items()
-        if k not in ("per_class", "confusion_matrix", "signatures") and not isinstance(v, dict)
-    }
+    extra = {k: v for k, v in details.items() if not isinstance(v, dict | list)}
     if extra:
         parts.append(", ".join(f"{k}: {v}" for k, v in extra.items()))
+    if isinstance(details.get("decoding"), dict):
+        parts.append("decoding: " + ", ".join(f"{k}={v}" for k, v in details["decoding"].items()))
+    if details.get("examples"):
+        shown = [f"{e['prompt']!r} -> {e['hypothesis']!r}" for e in details["examples"]]
+        parts.append("examples:\n" + "\n".join(shown))
     signatures = details.get("signatures", {})
     if signatures:
         parts.append("\n".join(f"{name} signature: {sig}" for name, sig in signatures.items()))
