@@ -114,6 +114,17 @@ def context_length(model: nn.Module) -> int | None:
     return None
 
 
+def _last_only(model: nn.Module) -> dict[str, int]:
+    """`logits_to_keep=1` if the model's forward accepts it: the prompt needs only its last logits."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     import torch
 
@@ -188,7 +199,7 @@ def stream(
                 cache = model.new_cache(  # type: ignore[operator]
                     batch_size=batch, max_length=ids.shape[1] + max_new_tokens
                 )
-                logits = _logits(model(ids, cache=cache))[:, -1]
+                logits = _logits(model(ids, cache=cache, **_last_only(model)))[:, -1]
             else:
                 seq = ids
                 logits = _logits(model(seq))[:, -1]

@@ -1,0 +1,134 @@
+"""Generation speed with the KV cache: llmkit against transformers' `generate`, side by side.
+
+The same small GPT weights run in both: an llmkit `gpt` (vocab 8192, 4 layers, d 256, 4 heads,
+context 256) and transformers' GPT2LMHeadModel (sdpa) loaded from `llmkit.models.hf.to_hf`.
+Greedy decoding of a fixed number of new tokens after a random prompt; the two sides alternate in
+rounds so machine load hits both alike, and medians are reported. Both must produce the same
+tokens (checked), so the comparison is like for like.
+
+    python benches/generation.py                          # batch 1 and 4, one thread
+    python benches/generation.py --threads 2 --new 256 --rounds 7 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+VOCAB, LAYERS, D, HEADS, CTX = 8192, 4, 256, 4, 256
+
+
+def build() -> tuple[Any, Any]:
+    """The llmkit GPT and a transformers GPT2LMHeadModel holding the same weights."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import llmkit
+    from llmkit.models.hf import to_hf
+
+    torch.manual_seed(0)
+    ours = llmkit.create(
+        "model",
+        "gpt",
+        vocab_size=VOCAB,
+        max_positions=CTX,
+        n_layers=LAYERS,
+        n_heads=HEADS,
+        d_model=D,
+        dropout=0.0,
+    ).eval()
+    config, state = to_hf(ours)
+    config = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
+    hf = GPT2LMHeadModel(GPT2Config(**config, attn_implementation="sdpa")).eval()
+    hf.load_state_dict(state, strict=False)
+    hf.tie_weights()
+    return ours, hf
+
+
+def run_llmkit(model: Any, prompt: Any, new: int) -> Any:
+    from llmkit.inference.generation import generate
+
+    return generate(model, prompt, max_new_tokens=new)
+
+
+def run_hf(model: Any, prompt: Any, new: int) -> Any:
+    import torch
+
+    with torch.inference_mode():
+        return model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
+
+
+def bench(batch: int, prompt_len: int, new: int, rounds: int) -> dict[str, Any]:
+    import torch
+
+    ours, hf = build()
+    prompt = torch.randint(
+        0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(1)
+    )
+    a, b = run_llmkit(ours, prompt, new), run_hf(hf, prompt, new)  # warm-up + equality check
+    same = torch.equal(a, b)
+    times: dict[str, list[float]] = {"llmkit": [], "transformers": []}
+    for _ in range(rounds):
+        for side, fn, model in (("llmkit", run_llmkit, ours), ("transformers", run_hf, hf)):
+            start = time.perf_counter()
+            fn(model, prompt, new)
+            times[side].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    tps = {k: batch * new / v for k, v in med.items()}
+    return {
+        "batch": batch,
+        "prompt": prompt_len,
+        "new_tokens": new,
+        "same_tokens": same,
+        "llmkit_tok_s": tps["llmkit"],
+        "transformers_tok_s": tps["transformers"],
+        "ratio": tps["llmkit"] / tps["transformers"],
+    }
+
+
+def main() -> None:
+    import torch
+    import transformers
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    rows = [bench(b, args.prompt, args.new, args.rounds) for b in args.batch]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(
+        f"greedy generation, GPT vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads, fp32 CPU, "
+        f"{args.threads} thread(s), prompt {args.prompt}, {args.new} new tokens, "
+        f"median of {args.rounds}; torch {torch.__version__}, transformers {transformers.__version__}"
+    )
+    print(
+        f"{'batch':>5}  {'llmkit tok/s':>12}  {'HF generate tok/s':>17}  {'ratio':>6}  same tokens"
+    )
+    for r in rows:
+        print(
+            f"{r['batch']:>5}  {r['llmkit_tok_s']:>12.0f}  {r['transformers_tok_s']:>17.0f}  "
+            f"{r['ratio']:>5.2f}x  {r['same_tokens']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
