@@ -114,7 +114,9 @@ def run_baseline(corpus: Path, out: Path) -> dict[str, Any]:
     raw = gzip.decompress(ranks_path().read_bytes())
     ranks = {base64.b64decode(t): int(r) for t, r in (ln.split() for ln in raw.splitlines() if ln)}
     enc = tiktoken.Encoding(
-        "cl100k_base", pat_str=CL100K_PATTERN, mergeable_ranks=ranks,
+        "cl100k_base",
+        pat_str=CL100K_PATTERN,
+        mergeable_ranks=ranks,
         special_tokens={"<|endoftext|>": EOT},
     )
     docs = []
@@ -159,14 +161,16 @@ def run_llmkit(corpus: Path, out: Path, clean: list[str]) -> dict[str, Any]:
         "bytes": nbytes,
         "tokens": tokens,
         "documents": result.report.get("documents"),
-        "records_in": result.report.get("records_in"),
+        "records_in": (result.report.get("reader") or {}).get("records"),
     }
 
 
 def child(kind: str, corpus: Path, out: Path, clean: str) -> None:
     steps = [s for s in clean.split(",") if s]
     res = run_baseline(corpus, out) if kind == "baseline" else run_llmkit(corpus, out, steps)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    res["peak_rss_mb"] = usage.ru_maxrss / 1024
+    res["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(res))
 
 
@@ -176,7 +180,9 @@ def measure(kind: str, corpus: Path, clean: str = "") -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--clean", clean]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
+        sys.exit(
+            f"{kind} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+        )
     res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     res["mb_per_s"] = res["bytes"] / 1e6 / res["seconds"]
     shutil.rmtree(out, ignore_errors=True)

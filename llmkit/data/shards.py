@@ -86,7 +86,8 @@ class ShardWriter:
         """Append one document's ids (a sequence or array), followed by the EOS id."""
         import numpy as np
 
-        arr = np.asarray(ids, dtype=self.dtype)
+        # a copy: a view would keep the whole chunk it came from alive until the next flush
+        arr = np.array(ids, dtype=self.dtype, copy=True)
         if self._fh is None:
             name = self._name(len(self.shards))
             tmp = self.out_dir / f"{name}.bin.tmp"
