@@ -143,3 +143,20 @@ def test_cli_module_imports_no_torch() -> None:
     code = "import sys, llmkit.inference.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_gguf_checkpoint_exports_to_transformers_llama(
+    gguf_ckpt: Path, tiny_gguf: TinyGGUF, tmp_path: Path
+) -> None:
+    from transformers import LlamaForCausalLM
+
+    result = invoke("export", "hf", gguf_ckpt, "-o", tmp_path / "hf")
+    assert result.exit_code == 0, result.output
+    again = LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        assert (again(IDS).logits - tiny_gguf.reference(IDS).logits).abs().max() <= 1e-4
+    from tokenizers import Tokenizer
+
+    exported = Tokenizer.from_file(str(tmp_path / "hf" / "tokenizer.json"))
+    text = "In 1999  there were 42 cats"
+    assert exported.encode(text).ids == tiny_gguf.hf_tokenizer.encode(text).ids
