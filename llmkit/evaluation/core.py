@@ -99,10 +99,13 @@ def evaluate_lm(
                 seen += 1
     finally:
         model.train(was_training)
-    if seen == 0:
-        raise UsageError("evaluate_lm: no batches: the data gave nothing to evaluate")
-    ppl.sync()
-    result = ppl.compute()
+    ppl.sync()  # every rank syncs, even one that had no batch, or the others would wait forever
+    if bpb is not None:
+        bpb.sync()
+    try:
+        result = ppl.compute()
+    except UsageError:
+        raise UsageError("evaluate_lm: no batches: the data gave nothing to evaluate") from None
     metrics = {
         "perplexity": float(result),
         "nll": result.details["nll"],
@@ -110,7 +113,6 @@ def evaluate_lm(
     }
     details: dict[str, Any] = {"tokens": result.details["tokens"], "batches": seen}
     if bpb is not None:
-        bpb.sync()
         bpb_result = bpb.compute()
         metrics["bits_per_byte"] = float(bpb_result)
         details["bytes"] = bpb_result.details["bytes"]
