@@ -27,31 +27,18 @@ def import_group() -> None:
     type=click.Path(path_type=Path),
     help="Checkpoint directory to write.",
 )
-def import_hf(src_dir: Path, output: Path) -> None:
+def import_hf_command(src_dir: Path, output: Path) -> None:
     """Import a Hugging Face GPT-2/BERT/Llama directory (config.json + safetensors).
 
-    A byte-level BPE `tokenizer.json` beside the weights is imported too.
+    A byte-level BPE `tokenizer.json` beside the weights is imported too, with the chat template
+    of `tokenizer_config.json` and the eos/bos ids.
     """
-    from llmkit.errors import UsageError
     from llmkit.inference.checkpoint import save_model
-    from llmkit.models.hf import from_hf, read_hf_dir
+    from llmkit.inference.hf import import_hf
 
-    if not src_dir.is_dir():
-        raise UsageError(f"{src_dir}: not a directory (expected a Hugging Face model directory)")
-    config, weights = read_hf_dir(src_dir)
-    model = from_hf(config, weights)
-    tokenizer = None
-    tok_file = src_dir / "tokenizer.json"
-    if tok_file.is_file():
-        from llmkit.tokenizers.bpe import BPETokenizer
-
-        try:
-            tokenizer = BPETokenizer.from_hf(tok_file)
-        except UsageError as exc:
-            click.echo(f"warning: tokenizer not imported: {exc}", err=True)
-    generation = {
-        k: config[k] for k in ("bos_token_id", "eos_token_id") if config.get(k) is not None
-    }
+    model, tokenizer, generation, skipped = import_hf(src_dir)
+    if skipped:
+        click.echo(f"warning: tokenizer not imported: {skipped}", err=True)
     save_model(model, output, tokenizer=tokenizer, generation=generation)
     _report(model, output, tokenizer)
 

@@ -160,3 +160,41 @@ def test_gguf_checkpoint_exports_to_transformers_llama(
     exported = Tokenizer.from_file(str(tmp_path / "hf" / "tokenizer.json"))
     text = "In 1999  there were 42 cats"
     assert exported.encode(text).ids == tiny_gguf.hf_tokenizer.encode(text).ids
+
+
+def test_hf_llama_import_with_smollm_style_tokenizer(tmp_path: Path) -> None:
+    import json
+
+    from inference_helpers import train_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmkit.inference.checkpoint import load_generation_config
+
+    hf_tok = train_tokenizer()  # Sequence[Digits(individual_digits), ByteLevel], as SmolLM2's
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=hf_tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        eos_token_id=2,
+    )
+    hf = LlamaForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    hf_tok.save(str(tmp_path / "hf" / "tokenizer.json"))
+    template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+
+    result = invoke("import", "hf", tmp_path / "hf", "-o", tmp_path / "ckpt")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    with torch.no_grad():
+        assert (load_model(tmp_path / "ckpt")(IDS) - hf(IDS).logits).abs().max() <= 1e-4
+    tok = load_tokenizer(tmp_path / "ckpt")
+    for text in ("In 1999  there were 42 cats", "x  1", "don't   stop\n\n 7"):
+        assert tok.encode(text) == hf_tok.encode(text).ids
+    gen = load_generation_config(tmp_path / "ckpt")
+    assert gen["eos_token_id"] == 2 and gen["chat_template"] == template
