@@ -241,10 +241,11 @@ class Emails(TextCleaner):
 BOILERPLATE_PATTERNS = [
     r"all rights reserved",
     r"^\W*(?:copyright|\(c\)|©)\s",
-    r"\bcookies?\b.*\b(?:use|accept|consent|policy)\b",
+    r"\b(?:we|this (?:site|website))\b.*\bcookies\b",
+    r"\bcookies?\b.*\b(?:accept|consent|preferences|cookie policy)\b",
     r"^\W*(?:privacy policy|terms of (?:use|service)|cookie policy)\W*$",
     r"^\W*(?:click|tap) here\b",
-    r"^\W*(?:subscribe|sign up|sign in|log ?in|register)\b.*\b(?:newsletter|account|free|now)?",
+    r"^\W*(?:subscribe|sign up|sign in|log ?in)\b.*\b(?:newsletter|account|free|now|today)\b",
     r"^\W*share (?:on|this|via)\b",
     r"^\W*(?:skip to (?:main )?content|back to top|read more|continue reading)\W*$",
     r"^\W*(?:follow us|like us) on\b",

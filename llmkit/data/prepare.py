@@ -279,6 +279,23 @@ def eos_id(tok: Any, eos: str | None) -> int:
     )
 
 
+def _with_eos(spec: str, eos: str | None) -> Any:
+    """A registered tokenizer that takes `special_tokens`, rebuilt with an end token (or None)."""
+    import inspect
+
+    import llmkit
+
+    if Path(spec).expanduser().exists() or spec in ENCODINGS:
+        return None
+    try:
+        params = inspect.signature(llmkit.get("tokenizer", spec).factory).parameters
+    except (UsageError, TypeError, ValueError):
+        return None
+    if "special_tokens" not in params:
+        return None
+    return llmkit.create("tokenizer", spec, special_tokens=[eos or EOS_CANDIDATES[0]])
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, read in blocks."""
     h = hashlib.sha256()
@@ -390,7 +407,13 @@ def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
 
     if tok is None:
         tok = load_tokenizer(cfg.tokenizer)
-    eos = eos_id(tok, cfg.eos)
+    try:
+        eos = eos_id(tok, cfg.eos)
+    except UsageError:
+        tok = _with_eos(cfg.tokenizer, cfg.eos)
+        if tok is None:
+            raise
+        eos = eos_id(tok, cfg.eos)
     vocab = int(tok.vocab_size)
     dtype = token_dtype(vocab)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -449,7 +472,11 @@ def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
             "dtype": dtype,
             "vocab_size": vocab,
             "eos_id": eos,
-            "tokenizer": {"spec": cfg.tokenizer, "sha256": tok_hash},
+            "tokenizer": {
+                "spec": cfg.tokenizer,
+                "sha256": tok_hash,
+                "special_tokens": dict(getattr(tok, "special_tokens", {}) or {}),
+            },
             "inputs": inputs,
             "config": settings,
             "splits": {

@@ -82,6 +82,8 @@ def test_boilerplate_lines() -> None:
         "The allocator keeps a privacy policy of its own for pages, which is a long sentence "
         "that mentions the privacy policy but is real content nonetheless.",
     ]
+    kernel = "Register the driver with the bus core.\nTCP SYN cookies use a keyed hash.\n"
+    assert run("boilerplate", [kernel]) == [kernel]
     assert run("boilerplate", ["Intro\nPowered by Foo\n"], patterns=["^powered by"]) == ["Intro\n"]
     with pytest.raises(UsageError, match="bad pattern"):
         llmkit.create("cleaner", "boilerplate", patterns=["(unclosed"])

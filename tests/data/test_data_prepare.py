@@ -265,3 +265,14 @@ def test_round_trip_with_the_rust_bpe_on_cl100k(tmp_path: Path) -> None:
         ]
     )
     assert int((flat == 100257).sum()) == len(texts)  # only the EOS the shards add is special
+
+
+def test_builtin_byte_tokenizer_gets_an_end_token(tmp_path: Path, corpus_dir: Path) -> None:
+    res = prepare(
+        PrepareConfig.from_mapping(
+            {"inputs": [str(corpus_dir)], "tokenizer": "byte", "output": str(tmp_path / "o")}
+        )
+    )
+    m = res.manifest
+    assert (m["vocab_size"], m["eos_id"], m["dtype"]) == (257, 256, "uint16")
+    assert m["tokenizer"]["special_tokens"] == {"<|endoftext|>": 256}
