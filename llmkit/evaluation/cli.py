@@ -27,6 +27,12 @@ import click
 @click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: as saved).")
 @click.option("--split", default="validation", show_default=True, help="lm: shard split.")
 @click.option("--context", type=int, default=None, help="lm: tokens per window (default: model's).")
+@click.option(
+    "--stride",
+    type=int,
+    default=None,
+    help="lm: start a window every N tokens (default: the context; smaller = more context per token).",
+)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Examples per batch.")
 @click.option("--max-batches", type=int, default=None, help="lm: stop after this many batches.")
 @click.option("--text-field", default="text", show_default=True, help="classification: text field.")

@@ -30,6 +30,7 @@ class EvalOptions:
     # lm
     split: str = "validation"
     context: int | None = None
+    stride: int | None = None
     batch_size: int = 8
     max_batches: int | None = None
     # classification
@@ -136,13 +137,14 @@ def evaluate_checkpoint(
 
         context = _context(model, opts.context)
         shards = TokenShards(data, opts.split)
-        batches = lm_windows(shards, context, opts.batch_size)
+        batches = lm_windows(shards, context, opts.batch_size, stride=opts.stride)
         tokenizer = _tokenizer(ckpt, None)
         token_bytes = core.token_byte_lengths(tokenizer) if tokenizer is not None else None
         result = core.evaluate_lm(
             model, batches, token_bytes=token_bytes, max_batches=opts.max_batches
         )
         result["details"]["context"] = context
+        result["details"]["stride"] = opts.stride or context
         result["details"]["split"] = opts.split
     elif opts.task == "classification":
         tokenizer = _tokenizer(ckpt, "classification")
@@ -193,30 +195,57 @@ def evaluate_checkpoint(
 
 
 def lm_windows(
-    shards: Any, context: int, batch_size: int, rank: int | None = None, world: int | None = None
-) -> Iterator[Any]:
-    """(B, <=context+1) token blocks covering the split so every token but the first is scored once.
+    shards: Any,
+    context: int,
+    batch_size: int,
+    stride: int | None = None,
+    rank: int | None = None,
+    world: int | None = None,
+) -> Iterator[tuple[Any, Any]]:
+    """(inputs, targets) batches over the split that score every token but the first exactly once.
 
-    Windows start every `context` tokens; the last, shorter window gets a batch of its own. With
-    torch.distributed, rank r takes windows r, r + world, ... (the metric sums ranks afterwards).
+    A window holds up to `context` input tokens and starts every `stride` tokens (default
+    `context`: no overlap). With a smaller stride each window re-reads `context - stride` tokens as
+    context only (their targets are -100), so every scored token sees at least that much context:
+    the strided perplexity evaluation of Hugging Face's guide. The last, shorter window gets a
+    batch of its own. With torch.distributed, rank r takes windows r, r + world, ...
     """
     import numpy as np
     import torch
 
     from llmkit.data.batching import dist_info
 
+    stride = context if stride is None else stride
+    if not 0 < stride <= context:
+        raise UsageError(f"--stride {stride}: must be between 1 and the context ({context})")
     rank, world = dist_info(rank, world)
     n = len(shards)
     if n < 2:
         raise UsageError(f"{shards.path} ({shards.split}): fewer than 2 tokens to evaluate")
-    starts = list(range(0, n - 1, context))[rank::world]
-    full = [s for s in starts if s + context + 1 <= n]
-    tail = [s for s in starts if s + context + 1 > n]
+    windows: list[tuple[int, int, int]] = []  # start, end, targets to mask
+    start, last = 0, 0
+    while True:
+        end = min(start + context + 1, n)
+        windows.append((start, end, max(0, last - start)))
+        last = end - 1
+        if end == n:
+            break
+        start += stride
+    mine = windows[rank::world]
+
+    def pair(rows: list[tuple[int, int, int]]) -> tuple[Any, Any]:
+        block = np.stack([shards.window(s, e - s) for s, e, _ in rows])
+        targets = block[:, 1:].copy()
+        for i, (_, _, masked) in enumerate(rows):
+            targets[i, :masked] = -100
+        return torch.from_numpy(block[:, :-1].copy()), torch.from_numpy(targets)
+
+    full = [w for w in mine if w[1] - w[0] == context + 1]
     for lo in range(0, len(full), batch_size):
-        block = [shards.window(s, context + 1) for s in full[lo : lo + batch_size]]
-        yield torch.from_numpy(np.stack(block))
-    for s in tail:
-        yield torch.from_numpy(shards.window(s, n - s)[None])
+        yield pair(full[lo : lo + batch_size])
+    for w in mine:
+        if w[1] - w[0] != context + 1:
+            yield pair([w])
 
 
 def _write_lines(path: str | None, lines: list[str]) -> None:

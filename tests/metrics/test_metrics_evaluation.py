@@ -390,3 +390,32 @@ def test_generation_by_beam_search_and_with_an_encoder_decoder() -> None:
     assert len(outs) == 2 and all(isinstance(o, str) and len(o.encode()) <= 5 * 3 for o in outs)
     again = core.generate_texts(seq2seq, tok, ["hello", "world"], max_new_tokens=5, stop=())
     assert outs == again  # beam search is deterministic
+
+
+@pytest.mark.parametrize(("context", "stride", "batch"), [(16, 16, 2), (16, 5, 3), (8, 1, 4)])
+def test_lm_windows_score_every_token_once_with_context(
+    tmp_path: Path, context: int, stride: int, batch: int
+) -> None:
+    from llmkit.data.shards import TokenShards
+    from llmkit.evaluation.runner import lm_windows
+
+    tokens = np.arange(1, 60)  # token value = its position + 1; EOS (0) appended: all distinct
+    shards = TokenShards(_shards(tmp_path / "d", tokens), "validation")
+    stream = shards.window(0, len(shards))
+    seen: list[int] = []
+    for inputs, targets in lm_windows(shards, context, batch, stride=stride):
+        assert inputs.shape == targets.shape and inputs.shape[1] <= context
+        for row_in, row_t in zip(inputs.tolist(), targets.tolist(), strict=True):
+            start = next(
+                s for s in range(len(stream)) if list(stream[s : s + len(row_in)]) == row_in
+            )
+            for j, t in enumerate(row_t):
+                if t == -100:
+                    continue
+                absolute = start + j + 1
+                assert stream[absolute] == t
+                assert j + 1 >= min(absolute, context - stride + 1)  # tokens of context it sees
+                seen.append(absolute)
+    assert sorted(seen) == list(range(1, len(stream)))
+    with pytest.raises(UsageError, match="--stride 17"):
+        next(lm_windows(shards, 16, 1, stride=17))
