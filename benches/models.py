@@ -69,7 +69,7 @@ def build(side: str) -> Any:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    config = transformers.GPT2Config(
+    config = transformers.GPT2Config(  # type: ignore[call-arg]
         vocab_size=VOCAB,
         n_positions=CTX,
         n_embd=D,
@@ -92,15 +92,16 @@ def make_step(side: str) -> Any:
     import torch
     import torch.nn.functional as F
 
-    model = build(side).train()
+    model = build("llmkit" if side == "llmkit+compile" else side).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    forward = torch.compile(model) if side == "llmkit+compile" else model
     gen = torch.Generator().manual_seed(1)
     data = torch.randint(0, VOCAB, (BATCH, CTX + 1), generator=gen)
     x, y = data[:, :-1], data[:, 1:]
 
     def step() -> float:
-        out = model(x)
-        logits = out if side == "llmkit" else out.logits
+        out = forward(x)
+        logits = out.logits if side == "hf" else out
         loss = F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -110,20 +111,21 @@ def make_step(side: str) -> Any:
     return step, model
 
 
-def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
-    """Best fp32 matmul FLOP/s over a few n x n x n products (the MFU denominator)."""
+def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> tuple[float, float]:
+    """Best fp32 matmul FLOP/s over n x n x n products, by wall clock and by process CPU time."""
     import torch
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         a @ b
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+        wall = min(wall, time.perf_counter() - w0)
+        cpu = min(cpu, (time.process_time() - c0) / threads)
+    return 2 * n**3 / wall, 2 * n**3 / cpu
 
 
 def model_flops_per_token() -> float:
@@ -154,43 +156,64 @@ def run_child(args: list[str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
-def bench_train(threads: int, rounds: int, steps: int) -> dict[str, Any]:
+def bench_train(threads: int, rounds: int, steps: int, compile_too: bool) -> dict[str, Any]:
+    """Alternate rounds of training steps between the sides; median wall and CPU time per step.
+
+    CPU time (process time / threads) is reported next to wall time because on a shared machine
+    other processes stretch wall time; with one thread it is the time the step actually computed.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    sides = ["llmkit", "hf"]
+    sides = ["llmkit", "hf"] + (["llmkit+compile"] if compile_too else [])
     runners = {side: make_step(side) for side in sides}
     params = {side: sum(p.numel() for p in runners[side][1].parameters()) for side in sides}
-    for side in sides:  # warm-up
+    for side in sides:  # warm-up (and compilation)
         for _ in range(2):
             runners[side][0]()
-    times: dict[str, list[float]] = {side: [] for side in sides}
+    wall: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     for r in range(rounds):
-        for side in sides if r % 2 == 0 else reversed(sides):
+        for side in sides if r % 2 == 0 else list(reversed(sides)):
             step = runners[side][0]
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
-            times[side].append((time.perf_counter() - t0) / steps)
-    peak = matmul_peak(threads)
+            wall[side].append((time.perf_counter() - w0) / steps)
+            cpu[side].append((time.process_time() - c0) / steps / threads)
+    peak_wall, peak_cpu = matmul_peak(threads)
     flops = model_flops_per_token()
-    result: dict[str, Any] = {"threads": threads, "matmul_peak_gflops": peak / 1e9, "sides": {}}
+    result: dict[str, Any] = {
+        "threads": threads,
+        "load_avg": os.getloadavg()[0],
+        "matmul_peak_gflops": {"wall": peak_wall / 1e9, "cpu": peak_cpu / 1e9},
+        "sides": {},
+    }
     for side in sides:
-        step_s = statistics.median(times[side])
-        tok_s = BATCH * CTX / step_s
-        mem = run_child(["--memory-child", side, "--threads", str(threads)])["peak_mb"]
+        tok_wall = BATCH * CTX / statistics.median(wall[side])
+        tok_cpu = BATCH * CTX / statistics.median(cpu[side])
+        compiled = side == "llmkit+compile"  # compiler memory would swamp the model's: not measured
+        mem = (
+            float("nan")
+            if compiled
+            else run_child(["--memory-child", side, "--threads", str(threads)])["peak_mb"]
+        )
         result["sides"][side] = {
             "params": params[side],
-            "step_ms": 1e3 * step_s,
-            "tokens_per_s": tok_s,
-            "mfu": tok_s * flops / peak,
+            "step_ms_wall": 1e3 * statistics.median(wall[side]),
+            "tokens_per_s_wall": tok_wall,
+            "tokens_per_cpu_s": tok_cpu,
+            "mfu_wall": tok_wall * flops / peak_wall,
+            "mfu_cpu": tok_cpu * flops / peak_cpu,
             "peak_mb": mem,
         }
     s = result["sides"]
-    result["speedup"] = s["llmkit"]["tokens_per_s"] / s["hf"]["tokens_per_s"]
+    result["speedup_wall"] = s["llmkit"]["tokens_per_s_wall"] / s["hf"]["tokens_per_s_wall"]
+    result["speedup_cpu"] = s["llmkit"]["tokens_per_cpu_s"] / s["hf"]["tokens_per_cpu_s"]
     result["memory_ratio"] = s["llmkit"]["peak_mb"] / s["hf"]["peak_mb"]
     return result
 
@@ -246,23 +269,36 @@ def bench_attention(threads: int, max_len: int) -> dict[str, list[dict[str, floa
 
 
 def print_train(r: dict[str, Any]) -> None:
+    peak = r["matmul_peak_gflops"]
     print(
         f"\n## Training step: GPT vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads, "
-        f"context {CTX}, batch {BATCH}, fp32, CPU, {r['threads']} thread(s)"
+        f"context {CTX}, batch {BATCH}, fp32, CPU, {r['threads']} thread(s), "
+        f"load average {r['load_avg']:.1f}"
     )
     print(
-        f"matmul peak (fp32, 1024^3): {r['matmul_peak_gflops']:.1f} GFLOP/s; "
-        f"model FLOPs/token {model_flops_per_token() / 1e6:.1f} M"
+        f"fp32 matmul peak (1024^3): {peak['wall']:.1f} GFLOP/s wall, {peak['cpu']:.1f} GFLOP/s "
+        f"per CPU-second; model FLOPs/token {model_flops_per_token() / 1e6:.1f} M"
     )
-    print("| model | params | step ms | tokens/s | MFU | peak RSS growth MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for side, label in (("llmkit", "llmkit gpt"), ("hf", "transformers GPT2LMHeadModel (sdpa)")):
-        s = r["sides"][side]
+    print(
+        "| model | params | step ms (wall) | tokens/s (wall) | tokens per CPU-s | MFU (CPU time) "
+        "| peak RSS growth MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    labels = {
+        "llmkit": "llmkit gpt",
+        "hf": "transformers GPT2LMHeadModel (sdpa)",
+        "llmkit+compile": "llmkit gpt + torch.compile",
+    }
+    for side, s in r["sides"].items():
         print(
-            f"| {label} | {s['params'] / 1e6:.2f} M | {s['step_ms']:.0f} | "
-            f"{s['tokens_per_s']:,.0f} | {100 * s['mfu']:.0f}% | {s['peak_mb']:.0f} |"
+            f"| {labels[side]} | {s['params'] / 1e6:.2f} M | {s['step_ms_wall']:.0f} | "
+            f"{s['tokens_per_s_wall']:,.0f} | {s['tokens_per_cpu_s']:,.0f} | "
+            f"{100 * s['mfu_cpu']:.0f}% | {s['peak_mb']:.0f} |"
         )
-    print(f"speed ratio llmkit/HF: {r['speedup']:.2f}x; memory ratio: {r['memory_ratio']:.2f}")
+    print(
+        f"llmkit/HF: {r['speedup_wall']:.2f}x tokens/s (wall), {r['speedup_cpu']:.2f}x tokens per "
+        f"CPU-second; peak memory ratio {r['memory_ratio']:.2f}"
+    )
 
 
 def print_attention(rows: dict[str, list[dict[str, float]]], threads: int) -> None:
@@ -299,6 +335,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--max-len", type=int, default=8192)
+    parser.add_argument("--compile", action="store_true", help="add llmkit + torch.compile (slow)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--attention-child", help=argparse.SUPPRESS)
@@ -315,7 +352,7 @@ def main() -> None:
         return
     results: dict[str, Any] = {}
     if args.part in ("all", "train"):
-        results["train"] = bench_train(args.threads, args.rounds, args.steps)
+        results["train"] = bench_train(args.threads, args.rounds, args.steps, args.compile)
         print_train(results["train"])
     if args.part in ("all", "attention"):
         results["attention"] = bench_attention(args.threads, args.max_len)

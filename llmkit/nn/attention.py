@@ -28,6 +28,9 @@ from llmkit.errors import UsageError
 from llmkit.nn.cache import LayerCache
 from llmkit.nn.positions import Positions
 
+#: torch >= 2.5 lets scaled_dot_product_attention share key/value heads itself (`enable_gqa`).
+SDPA_GQA = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
+
 
 def check_heads(d_model: int, n_heads: int, n_kv_heads: int | None) -> int:
     """Validate head counts (errors name the fields) and return the number of key/value heads."""
@@ -260,15 +263,15 @@ class SDPAttention(Attention):
     def kernel(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
     ) -> Tensor:
+        dropout = self.dropout if self.training else 0.0
         if k.shape[1] != q.shape[1]:
+            if SDPA_GQA:  # kv heads shared inside the kernel: no copy of the whole cache per step
+                return F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, enable_gqa=True
+                )
             k, v = repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads)
         return F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
         )
 
 
