@@ -163,6 +163,14 @@ def evaluate_classification(
     kw: dict[str, Any] = {"zero_division": 0}
     if names is not None:
         kw["labels"] = list(range(len(names)))
+        for what, values in (("predictions", predictions), ("labels", labels)):
+            bad = [v for v in _as_list(values) if not (isinstance(v, int) and 0 <= v < len(names))]
+            if bad:
+                raise UsageError(
+                    f"evaluate_classification: {what} hold {bad[0]!r}, not a class index for the "
+                    f"{len(names)} label names {names}; give the label names the model was "
+                    "trained with"
+                )
     metrics: dict[str, float] = {}
     acc = llmkit.create("metric", "accuracy")
     acc.update(predictions, labels)
@@ -194,6 +202,13 @@ def evaluate_classification(
             "confusion_matrix": {"labels": shown, "matrix": matrix.matrix},
         },
     }
+
+
+def _as_list(values: Any) -> list[Any]:
+    """Python scalars from a list, numpy array or torch tensor."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def per_class_table(per_class: dict[str, Any]) -> str:

@@ -259,9 +259,19 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
 
 
 def _checkpoint_labels(ckpt: Path) -> list[str] | None:
-    """Label names stored in the checkpoint's config (labels, label_vocab or id2label), if any."""
+    """Label names stored with the checkpoint (labels.json, or labels/label_vocab/id2label in its
+    config), if any."""
     from llmkit.inference.checkpoint import read_config
 
+    stored = ckpt / "labels.json"  # written next to the model by `llmkit run` pipelines
+    if stored.is_file():
+        try:
+            value = json.loads(stored.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"{stored}: not valid JSON ({exc})") from None
+        if isinstance(value, list) and value:
+            return [str(v) for v in value]
+        raise UsageError(f"{stored}: expected a JSON list of label names")
     config = read_config(ckpt)
     for key in ("labels", "label_vocab", "label_names"):
         value = config.get(key)

@@ -340,6 +340,16 @@ def test_eval_cli_classification_and_generation(
     assert got["details"]["confusion_matrix"]["labels"] == names
     assert _read_png(png.read_bytes()).shape[2] == 3
 
+    (ckpt / "labels.json").write_text('["pos", "neg"]')  # as `llmkit run` stores the label order
+    ordered = CliRunner().invoke(
+        cli,
+        ["eval", str(ckpt), "--task", "classification", "--data", str(data), "--device", "cpu",
+         "--limit", "2", "--json"],
+    )  # fmt: skip
+    assert json.loads(ordered.output)["details"]["confusion_matrix"]["labels"] == ["pos", "neg"]
+    with pytest.raises(UsageError, match="predictions hold 5, not a class index"):
+        core.evaluate_classification([0, 5], [0, 1], ["a", "b"])
+
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     err = CliRunner().invoke(
