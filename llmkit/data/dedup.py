@@ -210,8 +210,28 @@ class MinHasher:
             h, d = h[order], d[order]
         return h, d
 
-    def signatures(self, texts: list[str], chunk: int = 4096) -> np.ndarray:
-        """MinHash signatures, shape (len(texts), num_perm) uint32; all-ones rows for empty texts."""
+    def signatures(
+        self, texts: list[str], chunk: int = 4096, group_chars: int = 1 << 20
+    ) -> np.ndarray:
+        """MinHash signatures, shape (len(texts), num_perm) uint32; all-ones rows for empty texts.
+
+        Texts are taken in groups of about `group_chars` characters, which bounds the memory of
+        the vectorised shingling whatever the batch size.
+        """
+        import numpy as np
+
+        groups: list[np.ndarray] = []
+        start, size = 0, 0
+        for i, text in enumerate(texts):
+            size += len(text)
+            if size >= group_chars:
+                groups.append(self._signatures(texts[start : i + 1], chunk))
+                start, size = i + 1, 0
+        if start < len(texts) or not groups:
+            groups.append(self._signatures(texts[start:], chunk))
+        return groups[0] if len(groups) == 1 else np.concatenate(groups)
+
+    def _signatures(self, texts: list[str], chunk: int) -> np.ndarray:
         import numpy as np
 
         hashes, doc = self.shingles(texts)

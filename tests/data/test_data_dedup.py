@@ -112,3 +112,12 @@ def test_lsh_band_choice_and_bad_parameters() -> None:
     assert 0.6 < crossing < 0.9
     with pytest.raises(UsageError, match="threshold"):
         llmkit.create("cleaner", "dedup_minhash", threshold=1.5)
+
+
+def test_signatures_do_not_depend_on_batching() -> None:
+    texts = reference_texts()[:30]
+    hasher = MinHasher(num_perm=64)
+    whole = hasher.signatures(texts)
+    grouped = hasher.signatures(texts, group_chars=2000)
+    one_by_one = np.concatenate([hasher.signatures([t]) for t in texts])
+    assert np.array_equal(whole, grouped) and np.array_equal(whole, one_by_one)
