@@ -123,17 +123,17 @@ def test_transformer_cached_decoding_and_masks(pre_norm: bool, cross: str) -> No
 @pytest.mark.slow
 def test_gpt_learns_a_repeating_sequence() -> None:
     model = tiny("gpt").train()
-    x = torch.arange(33).remainder(7).repeat(4, 1)  # period-7 pattern
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x = torch.arange(25).remainder(7).repeat(2, 1)  # period-7 pattern
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(40):
+    for _ in range(20):
         logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, V), x[:, 1:].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.2 * losses[0]
+    assert losses[-1] < 0.25 * losses[0]
 
 
 @pytest.mark.parametrize(
