@@ -192,3 +192,19 @@ def test_models_are_registered_and_described() -> None:
     assert params["n_kv_heads"].default == 4
     assert params["attention"].doc.startswith("Attention variant")
     assert "int" in params["d_model"].type
+
+
+def test_bfloat16_weights_and_autocast_stay_close_to_float32() -> None:
+    model = tiny("llama", n_kv_heads=2, d_ff=48)
+    x = ids()
+    with torch.no_grad():
+        want = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(x)
+        half = model.to(torch.bfloat16)
+        cache = half.new_cache()
+        got = torch.cat([half(x[:, :10], cache=cache), half(x[:, 10:], cache=cache)], dim=1)
+    assert got.dtype == torch.bfloat16
+    scale = want.abs().max()
+    assert (autocast.float() - want).abs().max() < 0.05 * scale
+    assert (got.float() - want).abs().max() < 0.05 * scale
