@@ -1266,6 +1266,13 @@ mod tests {
         assert_eq!(cased.normalize("Héllo"), "Héllo");
         let keep_accents = Normalizer::bert(true, Some(false));
         assert_eq!(keep_accents.normalize("Héllo"), "héllo");
+        // NFD reorders combining marks by class even across a dropped control character.
+        let keep_case = Normalizer::bert(false, Some(true));
+        assert_eq!(
+            keep_case.normalize("X\u{1d16d}\x07\u{1d165}é"),
+            "X\u{1d165}\u{1d16d}e"
+        );
+        assert_eq!(n.normalize("ÀB\tÇD"), "ab cd");
         // Canonical singleton: GREEK QUESTION MARK -> ';' only through accent stripping's NFD.
         assert_eq!(n.normalize("a\u{37e}b"), "a;b");
     }
