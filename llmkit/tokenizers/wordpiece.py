@@ -63,6 +63,8 @@ def _corpus_files(corpus: str | Path | Sequence[str | Path]) -> list[Path]:
             files.extend(Path(m) for m in matches if Path(m).is_file())
         elif Path(name).is_file():
             files.append(Path(name))
+        elif Path(name).is_dir():
+            raise UsageError(f"corpus {name!r} is a directory; pass a glob such as '{name}/*.txt'")
         else:
             hint = name if len(name) <= 60 else name[:57] + "..."
             raise UsageError(

@@ -191,6 +191,8 @@ def test_train_bad_settings(kwargs: dict, message: str) -> None:
 def test_train_missing_file_says_how_to_pass_texts(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"not found .*iterator"):
         WordPieceTokenizer.train(["the quick brown fox"], vocab_size=100)
+    with pytest.raises(UsageError, match="is a directory; pass a glob"):
+        WordPieceTokenizer.train(tmp_path, vocab_size=100)
     with pytest.raises(UsageError, match="matches no file"):
         WordPieceTokenizer.train(str(tmp_path / "*.txt"), vocab_size=100)
     with pytest.raises(UsageError, match="not str"):
