@@ -208,3 +208,24 @@ def test_bfloat16_weights_and_autocast_stay_close_to_float32() -> None:
     scale = want.abs().max()
     assert (autocast.float() - want).abs().max() < 0.05 * scale
     assert (got.float() - want).abs().max() < 0.05 * scale
+
+
+@pytest.mark.parametrize(
+    "attention,options",
+    [
+        ("mha", {}),
+        ("sdpa", {}),
+        ("mqa", {}),
+        ("gqa", {}),
+        ("sliding_window", {"window": 4}),
+        ("linear", {"chunk_size": 4}),
+    ],
+)
+def test_every_attention_trains_inside_a_model(attention: str, options: dict[str, int]) -> None:
+    kv = {"n_kv_heads": 2} if attention == "gqa" else {}
+    model = tiny("gpt", attention=attention, attention_options=options, dropout=0.1, **kv).train()
+    x = ids(t=21)  # longer than 2 windows: the blockwise sliding-window path runs
+    loss = F.cross_entropy(model(x[:, :-1]).reshape(-1, V), x[:, 1:].reshape(-1))
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
