@@ -215,9 +215,12 @@ def read_gguf(path: str | Path) -> GGUFModel:
     unknown: list[str] = []
     for tensor in reader.tensors:
         name = hf_name(tensor.name)
+        if tensor.name == "rope_freqs.weight":
+            raise UsageError(
+                f"{file}: tensor rope_freqs.weight (Llama 3.1-style RoPE scaling) is not supported"
+            )
         if name is None:
-            if tensor.name != "rope_freqs.weight":
-                unknown.append(tensor.name)
+            unknown.append(tensor.name)
             continue
         shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
         try:
