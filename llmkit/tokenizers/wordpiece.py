@@ -575,6 +575,18 @@ class WordPieceTokenizer:
             raise UsageError(f"allowed_special {unknown} are not special tokens {list(specials)}")
         return [specials[t] for t in allowed]
 
+    def encode_pair(
+        self, first: str, second: str, *, split_special_tokens: bool = True
+    ) -> tuple[list[int], list[int]]:
+        """BERT's sentence-pair input: ids of `[CLS] first [SEP] second [SEP]` and the token
+        type ids (0 up to the first [SEP], 1 after)."""
+        self._check_template()
+        a, b = self._core.encode_batch([first, second], False, split_special_tokens)
+        cls_id, sep_id = self._core.cls_sep_ids
+        assert cls_id is not None and sep_id is not None
+        ids = [cls_id, *a, sep_id, *b, sep_id]
+        return ids, [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
     def _check_template(self) -> None:
         cls_id, sep_id = self._core.cls_sep_ids
         if cls_id is None or sep_id is None:

@@ -465,3 +465,16 @@ def test_allowed_special_and_encode_ordinary(
         ours.encode(text, allowed_special={"<s>"})
     with pytest.raises(UsageError, match="not valid Unicode"):
         ours.encode("lone \ud800 surrogate")
+
+
+def test_encode_pair_matches_bert_processing(
+    uncased: tuple[Tokenizer, WordPieceTokenizer],
+) -> None:
+    hf, ours = uncased
+    vocab = hf.get_vocab()
+    hf.post_processor = processors.BertProcessing(
+        ("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"])
+    )
+    for a, b in [(MIXED[0], MIXED[1]), ("", "x"), (TEXTS[3][:300], "[MASK] it")]:
+        expected = hf.encode(a, b)
+        assert ours.encode_pair(a, b) == (expected.ids, expected.type_ids)
