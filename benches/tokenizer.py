@@ -213,8 +213,17 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
         out.update(seconds=seconds, tokens=len(ids))
     else:
         raise SystemExit(f"unknown task {name}")
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's peak over
+    fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(
@@ -238,6 +247,12 @@ def main() -> None:
     parser.add_argument("--min-mb", type=float, default=50.0)
     parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument("--quick", action="store_true", help="Skip training and the HF encoders.")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["train", "encode", "batch", "decode", "worst"],
+        default=["train", "encode", "batch", "decode", "worst"],
+    )
     args = parser.parse_args()
     if args.task:
         name, corpus, arg = args.task
@@ -249,7 +264,7 @@ def main() -> None:
     print(f"corpus: {info}, cores: {cores}", flush=True)
     results: dict[str, Any] = {"corpus": info, "cores": cores}
     one = {"RAYON_NUM_THREADS": "1"}
-    if not args.quick:
+    if not args.quick and "train" in args.only:
         for vocab in args.vocab:
             hf = run("train_hf", corpus, str(vocab))
             ours = run("train_llmkit", corpus, str(vocab))
@@ -261,43 +276,56 @@ def main() -> None:
                 "identical_merges": hf["merges_hash"] == ours["merges_hash"]
                 and hf["n_merges"] == ours["n_merges"],
             }
-    tk = run("encode1_tiktoken", corpus, "")
-    ours = run("encode1_llmkit", corpus, "", env=one)
-    results["encode_1_thread"] = {
-        "tiktoken": tk,
-        "llmkit": ours,
-        "speedup": tk["seconds"] / ours["seconds"],
-        "identical_ids": tk["ids_hash"] == ours["ids_hash"],
-    }
-    if not args.quick:
-        hf = run("encode1_hf", corpus, "5")
-        results["encode_1_thread"]["hf_5mb"] = hf
+    if "encode" in args.only:
+        tk = run("encode1_tiktoken", corpus, "")
+        ours = run("encode1_llmkit", corpus, "", env=one)
+        results["encode_1_thread"] = {
+            "tiktoken": tk,
+            "llmkit": ours,
+            "speedup": tk["seconds"] / ours["seconds"],
+            "identical_ids": tk["ids_hash"] == ours["ids_hash"],
+        }
+        if not args.quick:
+            hf = run("encode1_hf", corpus, "5")
+            results["encode_1_thread"]["hf_5mb"] = hf
+    if "batch" in args.only:
+        results["encode_batch_lines"] = batch_runs(corpus, cores, args.quick)
+    if "decode" in args.only:
+        tk = run("decode_tiktoken", corpus, "20")
+        ours = run("decode_llmkit", corpus, "20")
+        results["decode"] = {
+            "tiktoken": tk,
+            "llmkit": ours,
+            "speedup": tk["seconds"] / ours["seconds"],
+        }
+    if "worst" in args.only:
+        results["worst_case_piece"] = {
+            "llmkit_1mb": run("worst_llmkit", corpus, "1"),
+            "llmkit_2mb": run("worst_llmkit", corpus, "2"),
+            "tiktoken_0.05mb": run("worst_tiktoken", corpus, "0.05"),
+            "tiktoken_0.1mb": run("worst_tiktoken", corpus, "0.1"),
+        }
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "tokenizer.json" if len(args.only) == 5 else f"tokenizer-{'-'.join(args.only)}.json"
+    (OUT / name).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+def batch_runs(corpus: Path, cores: int, quick: bool) -> dict[str, Any]:
+    """Batch encoding of the corpus lines on 1 and on all cores."""
     batch: dict[str, Any] = {}
     for threads in sorted({1, cores}):
         batch[f"tiktoken_{threads}"] = run("batch_tiktoken", corpus, str(threads))
         batch[f"llmkit_{threads}"] = run("batch_llmkit", corpus, str(threads))
-    if not args.quick:
+    if not quick:
         batch[f"hf_{cores}"] = run(
             "batch_hf", corpus, str(cores), env={"RAYON_RS_NUM_THREADS": str(cores)}
         )
-    batch["llmkit_scaling"] = batch[f"llmkit_{1}"]["seconds"] / batch[f"llmkit_{cores}"]["seconds"]
+    batch["llmkit_scaling"] = batch["llmkit_1"]["seconds"] / batch[f"llmkit_{cores}"]["seconds"]
     batch["speedup_vs_tiktoken"] = (
         batch[f"tiktoken_{cores}"]["seconds"] / batch[f"llmkit_{cores}"]["seconds"]
     )
-    results["encode_batch_lines"] = batch
-    tk = run("decode_tiktoken", corpus, "20")
-    ours = run("decode_llmkit", corpus, "20")
-    results["decode"] = {"tiktoken": tk, "llmkit": ours, "speedup": tk["seconds"] / ours["seconds"]}
-    worst = {
-        "llmkit_1mb": run("worst_llmkit", corpus, "1"),
-        "llmkit_2mb": run("worst_llmkit", corpus, "2"),
-        "tiktoken_0.05mb": run("worst_tiktoken", corpus, "0.05"),
-        "tiktoken_0.1mb": run("worst_tiktoken", corpus, "0.1"),
-    }
-    results["worst_case_piece"] = worst
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "tokenizer.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    return batch
 
 
 if __name__ == "__main__":

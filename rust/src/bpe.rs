@@ -63,9 +63,11 @@ fn merge_value(rank: u32, new_id: u32) -> u64 {
     ((rank as u64) << 32) | new_id as u64
 }
 
+/// Piece bytes -> ids, for the model whose uid is the first field.
+type PieceCache = (u64, FxHashMap<Box<[u8]>, Box<[u32]>>);
+
 thread_local! {
-    static CACHE: RefCell<(u64, FxHashMap<Box<[u8]>, Box<[u32]>>)> =
-        RefCell::new((0, FxHashMap::default()));
+    static CACHE: RefCell<PieceCache> = RefCell::new((0, FxHashMap::default()));
 }
 
 /// A byte-level BPE model ready to encode and decode.
@@ -547,53 +549,59 @@ impl Bpe {
         out.extend_from_slice(&ids);
     }
 
-    /// The same merges for long pieces, with a heap of candidate pairs and a linked list of symbols.
+    /// The same merges for long pieces: a heap of candidate pairs keyed (rank, position), 8 bytes
+    /// each (the new id is looked up again when an entry is popped, which also drops stale ones),
+    /// and a linked list of symbols.
     fn merge_bytes_heap(&self, piece: &[u8], out: &mut Vec<u32>) {
         let n = piece.len();
         let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
+        let none = u32::MAX;
+        let dead = u32::MAX - 1;
         let mut next: Vec<u32> = (1..=n as u32).collect();
+        next[n - 1] = none;
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
-        let mut alive = vec![true; n];
-        let none = n as u32;
-        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::with_capacity(n);
+        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(n);
+        let key = |m: u64, pos: usize| (m >> 32) << 32 | pos as u64;
         for i in 0..n - 1 {
             let m = self.merge_of(ids[i], ids[i + 1]);
             if m != NO_MERGE {
-                heap.push(Reverse(((m >> 32) << 32 | i as u64, m as u32)));
+                heap.push(Reverse(key(m, i)));
             }
         }
-        while let Some(Reverse((key, new_id))) = heap.pop() {
-            let pos = (key & 0xffff_ffff) as usize;
-            let rank = key >> 32;
-            if !alive[pos] || next[pos] == none {
+        while let Some(Reverse(k)) = heap.pop() {
+            let pos = (k & 0xffff_ffff) as usize;
+            let nx = next[pos];
+            if nx == none || nx == dead {
                 continue;
             }
-            let nx = next[pos] as usize;
-            let cur = self.merge_of(ids[pos], ids[nx]);
-            if cur == NO_MERGE || cur >> 32 != rank || cur as u32 != new_id {
+            let cur = self.merge_of(ids[pos], ids[nx as usize]);
+            if cur == NO_MERGE || cur >> 32 != k >> 32 {
                 continue;
             }
-            ids[pos] = new_id;
-            alive[nx] = false;
-            next[pos] = next[nx];
-            if next[pos] != none {
-                prev[next[pos] as usize] = pos as u32;
+            ids[pos] = cur as u32;
+            let after = next[nx as usize];
+            next[nx as usize] = dead;
+            next[pos] = after;
+            if after != none {
+                prev[after as usize] = pos as u32;
+                let m = self.merge_of(ids[pos], ids[after as usize]);
+                if m != NO_MERGE {
+                    heap.push(Reverse(key(m, pos)));
+                }
             }
             let p = prev[pos];
             if p != u32::MAX {
                 let m = self.merge_of(ids[p as usize], ids[pos]);
                 if m != NO_MERGE {
-                    heap.push(Reverse(((m >> 32) << 32 | p as u64, m as u32)));
-                }
-            }
-            if next[pos] != none {
-                let m = self.merge_of(ids[pos], ids[next[pos] as usize]);
-                if m != NO_MERGE {
-                    heap.push(Reverse(((m >> 32) << 32 | pos as u64, m as u32)));
+                    heap.push(Reverse(key(m, p as usize)));
                 }
             }
         }
-        out.extend((0..n).filter(|&i| alive[i]).map(|i| ids[i]));
+        let mut i = 0u32;
+        while i != none {
+            out.push(ids[i as usize]);
+            i = next[i as usize];
+        }
     }
 }
 
@@ -659,14 +667,7 @@ mod tests {
             .collect();
         let mut a = Vec::new();
         bpe.merge_bytes_heap(&text, &mut a);
-        let mut b = Vec::new();
-        // scan on chunks would differ at the borders; run the scan on the whole piece directly
-        let mut ids: Vec<u32> = Vec::new();
-        for chunk in [&text[..]] {
-            let small = Bpe::merge_bytes_scan_for_test(&bpe, chunk);
-            ids.extend(small);
-        }
-        b.extend(ids);
+        let b = bpe.merge_bytes_scan_for_test(&text);
         assert_eq!(a, b);
         assert_eq!(bpe.decode_bytes(&a).unwrap(), text);
     }

@@ -12,6 +12,9 @@ use pyo3::types::{PyBool, PyBytes, PyList};
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
+/// What `BpeTrainer.train` returns: token bytes by id, number of special tokens, merges.
+type TrainResult<'py> = (Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>);
+
 fn py_err(e: Error) -> PyErr {
     match e {
         Error::Invalid(m) => PyValueError::new_err(m),
@@ -235,7 +238,7 @@ impl PyBpe {
 
     /// Bytes of ids given as little-endian uint32 bytes (a NumPy array's `tobytes()`).
     fn decode_bytes_u32<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        if data.len() % 4 != 0 {
+        if !data.len().is_multiple_of(4) {
             return Err(PyValueError::new_err(
                 "uint32 id data must be a multiple of 4 bytes",
             ));
@@ -418,7 +421,7 @@ impl PyBpeTrainer {
         min_frequency: u64,
         specials: Vec<String>,
         progress: Option<PyObject>,
-    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>)> {
+    ) -> PyResult<TrainResult<'py>> {
         let counter = self
             .counter
             .take()

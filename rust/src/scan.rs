@@ -514,7 +514,7 @@ mod tests {
             let mut text = String::new();
             for c in (0u32..0x30000).step_by(7).filter_map(char::from_u32) {
                 text.push(c);
-                if c as u32 % 3 == 0 {
+                if (c as u32).is_multiple_of(3) {
                     text.push(' ');
                 }
                 if text.len() > 2000 {

@@ -382,7 +382,7 @@ pub fn train(
                 });
             }
         }
-        if merges.len() % 256 == 0 {
+        if merges.len().is_multiple_of(256) {
             progress(merges.len(), wanted);
         }
     }
