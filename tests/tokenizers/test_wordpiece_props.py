@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -105,3 +107,32 @@ def test_trained_vocab_covers_its_corpus(words: list[str], vocab_size: int) -> N
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_property_vocabulary_is_usable(lowercase: bool) -> None:
     assert OURS[lowercase].encode("abc dé") == HF[lowercase].encode("abc dé").ids
+
+
+@PROPS
+@given(
+    text=any_text,
+    clean_text=st.booleans(),
+    handle_chinese_chars=st.booleans(),
+    strip_accents=st.sampled_from([None, True, False]),
+    lowercase=st.booleans(),
+)
+def test_every_normalizer_option_matches_tokenizers(
+    text: str,
+    clean_text: bool,
+    handle_chinese_chars: bool,
+    strip_accents: bool | None,
+    lowercase: bool,
+) -> None:
+    options: dict[str, Any] = {
+        "clean_text": clean_text,
+        "handle_chinese_chars": handle_chinese_chars,
+        "strip_accents": strip_accents,
+        "lowercase": lowercase,
+    }
+    ours = WordPieceTokenizer(VOCAB, **options)
+    hf = Tokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
+    hf.normalizer = normalizers.BertNormalizer(**options)
+    hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    assert ours.normalize(text) == hf.normalizer.normalize_str(text)
+    assert ours.encode_ordinary(text) == hf.encode(text, add_special_tokens=False).ids
