@@ -103,13 +103,6 @@ def nfkc() -> Normalize:
     return Normalize("NFKC")
 
 
-_SPACES = re.compile(r"(?<=\S)[^\S\n]+")
-_TRAILING = re.compile(r"[^\S\n]+$", re.M)
-_INDENT = re.compile(r"^[^\S\n]+", re.M)
-_BLANKS = re.compile(r"\n{3,}")
-_ALL_WS = re.compile(r"\s+")
-
-
 class Whitespace(TextCleaner):
     """Collapse runs of spaces and tabs inside lines, trim line ends, and allow one blank line.
 
@@ -127,13 +120,25 @@ class Whitespace(TextCleaner):
 
     def transform(self, text: str) -> str:
         if not self.keep_newlines:
-            return _ALL_WS.sub(" ", text).strip()
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        text = _TRAILING.sub("", _SPACES.sub(" ", text))
-        if not self.keep_indent:
-            text = _INDENT.sub("", text)
-        text = _BLANKS.sub("\n\n", text)
-        return text.strip("\n") if self.keep_indent else text.strip()
+            return " ".join(text.split())
+        out: list[str] = []
+        blank = 0
+        keep_indent = self.keep_indent
+        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            body = line.strip()
+            if not body:
+                blank += 1
+                continue
+            if out and blank:
+                out.append("")
+            blank = 0
+            words = body.split()
+            if len(words) > 1:
+                body = " ".join(words)
+            if keep_indent and line[:1].isspace():
+                body = line[: len(line) - len(line.lstrip())] + body
+            out.append(body)
+        return "\n".join(out)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -254,6 +259,13 @@ BOILERPLATE_PATTERNS = [
 ]
 
 
+_BOILERPLATE_KEYWORDS = re.compile(
+    r"(?i)rights reserved|copyright|\(c\)|©|cookie|privacy|terms of|click|tap here|subscribe|"
+    r"sign up|sign in|log ?in|share|skip to|back to top|read more|continue reading|follow us|"
+    r"like us|home|menu|search|spdx-license"
+)
+
+
 class Boilerplate(TextCleaner):
     """Drop boilerplate lines: copyright and licence tags, cookie and newsletter notices, navigation.
 
@@ -283,14 +295,44 @@ class Boilerplate(TextCleaner):
 
     def transform(self, text: str) -> str:
         regex = self._regex
-        if regex is None or regex.search(text) is None:
+        if regex is None:
             return text
-        kept = [
-            line
-            for line in text.split("\n")
-            if len(line.split()) > self.max_words or regex.search(line) is None
-        ]
-        return "\n".join(kept)
+        # Only lines holding a keyword of the built-in patterns can match them: find those lines
+        # with one fast scan instead of running every pattern over every line.
+        if self.patterns:
+            candidates: list[tuple[int, int]] | None = None
+        else:
+            candidates = []
+            last_end = -1
+            for m in _BOILERPLATE_KEYWORDS.finditer(text):
+                if m.start() < last_end:
+                    continue
+                lo = text.rfind("\n", 0, m.start()) + 1
+                hi = text.find("\n", m.end())
+                last_end = hi = len(text) if hi < 0 else hi
+                candidates.append((lo, hi))
+            if not candidates:
+                return text
+        if candidates is None:
+            lines = text.split("\n")
+            kept = [
+                line
+                for line in lines
+                if len(line.split()) > self.max_words or regex.search(line) is None
+            ]
+            return "\n".join(kept)
+        pieces: list[str] = []
+        pos = 0
+        for lo, hi in candidates:
+            line = text[lo:hi]
+            if len(line.split()) <= self.max_words and regex.search(line) is not None:
+                pieces.append(text[pos:lo])
+                pos = hi + 1  # drop the line and its newline
+        if not pieces:
+            return text
+        pieces.append(text[pos:])
+        out = "".join(pieces)
+        return out[:-1] if out.endswith("\n") and not text.endswith("\n") else out
 
 
 @functools.cache

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmkit
 from llmkit.data.cleaners import add_stopwords, symbol_ratio
@@ -168,3 +171,41 @@ def test_pipeline_report_counts_and_examples(tmp_path: Path) -> None:
     assert "dedup_exact" in text and "same as a:1" in text
     with pytest.raises(UsageError, match="no such report"):
         load_report(tmp_path / "none.json")
+
+
+_LINE_WORDS = [
+    "Share",
+    "on",
+    "Twitter",
+    "cookies",
+    "we",
+    "use",
+    "the",
+    "kernel",
+    "Copyright",
+    "2024",
+    "All",
+    "rights",
+    "reserved",
+    "search",
+    "|",
+    "docs",
+    "page",
+    "SPDX-License-Identifier:",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(_LINE_WORDS), max_size=20).map(" ".join), max_size=8),
+    st.booleans(),
+)
+def test_boilerplate_fast_path_matches_a_line_by_line_filter(lines: list[str], final: bool) -> None:
+    from llmkit.data.cleaners import BOILERPLATE_PATTERNS, Boilerplate
+
+    text = "\n".join(lines) + ("\n" if final else "")
+    regex = re.compile("|".join(f"(?:{p})" for p in BOILERPLATE_PATTERNS), re.I | re.M)
+    expected = "\n".join(
+        line for line in text.split("\n") if len(line.split()) > 16 or not regex.search(line)
+    )
+    assert Boilerplate().transform(text) == expected
