@@ -153,17 +153,18 @@ def main() -> None:
         return
     print(
         f"greedy generation; GPT 4x256 = vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads; "
-        "fp32 CPU, "
-        f"{args.threads} thread(s), prompt {args.prompt}, {args.new} new tokens, "
-        f"median of {args.rounds} ({args.clock} time); torch {torch.__version__}, transformers {transformers.__version__}"
+        f"fp32 CPU, {args.threads} thread(s), prompt {args.prompt}, {args.new} new tokens, "
+        f"median of {args.rounds} ({args.clock} time); torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
     )
     print(
-        f"{'batch':>5}  {'llmkit tok/s':>12}  {'HF generate tok/s':>17}  {'ratio':>6}  same tokens"
+        f"{'model':<13} {'batch':>5}  {'llmkit tok/s':>12}  {'HF generate tok/s':>17}  "
+        f"{'ratio':>6}  same tokens"
     )
     for r in rows:
         print(
-            f"{r['batch']:>5}  {r['llmkit_tok_s']:>12.0f}  {r['transformers_tok_s']:>17.0f}  "
-            f"{r['ratio']:>5.2f}x  {r['same_tokens']}"
+            f"{r['model']:<13} {r['batch']:>5}  {r['llmkit_tok_s']:>12.1f}  "
+            f"{r['transformers_tok_s']:>17.1f}  {r['ratio']:>5.2f}x  {r['same_tokens']}"
         )
 
 
