@@ -130,6 +130,13 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
     type=int,
     help="Stop at this token id (repeatable; the checkpoint's eos id is always one).",
 )
+@click.option(
+    "--beams",
+    default=None,
+    type=click.IntRange(1),
+    help="Beam search with this many beams (output at the end, not streamed). Encoder-decoder "
+    "checkpoints always use beam search (default 4 beams).",
+)
 @click.option("--chat", is_flag=True, help="Wrap the prompt in the checkpoint's chat template.")
 @click.option("--system", default=None, help="System message for --chat.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
@@ -149,6 +156,7 @@ def generate_command(
     seed: int | None,
     stop: tuple[str, ...],
     stop_token_ids: tuple[int, ...],
+    beams: int | None,
     chat: bool,
     system: str | None,
     device: str | None,
@@ -167,6 +175,8 @@ def generate_command(
     from llmkit.inference.generation import apply_chat_template, stream_text
 
     config = read_config(ckpt)
+    if config.get("model") == "bert":
+        raise UsageError(f"{ckpt}: a bert checkpoint is an encoder and does not generate text")
     if not config.get("tokenizer"):
         raise UsageError(f"{ckpt}: the checkpoint carries no tokenizer; generate needs one")
     if prompt is None or prompt == "-":
@@ -188,6 +198,10 @@ def generate_command(
     if chat and "<|im_end|>" in tokenizer.special_tokens:
         stops.add(tokenizer.special_tokens["<|im_end|>"])
     out = sys.stdout
+    if beams is not None or hasattr(model, "encode"):
+        text = _beam_generate(model, tokenizer, prompt, gen, beams or 4, max_new_tokens, stops)
+        out.write(text + "\n")
+        return
     for piece in stream_text(
         model,
         tokenizer,
@@ -204,6 +218,42 @@ def generate_command(
         out.flush()
     out.write("\n")
     out.flush()
+
+
+def _beam_generate(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    gen: dict[str, Any],
+    beams: int,
+    max_new_tokens: int,
+    stops: set[int],
+) -> str:
+    """The best beam's text: the source's translation (encoder-decoder) or the prompt's sequel."""
+    from llmkit.errors import UsageError
+    from llmkit.inference.generation import beam_search, encode_prompt
+
+    ids = encode_prompt(tokenizer, prompt, vocab_size=model.config.vocab_size)
+    if not ids:
+        raise UsageError("the prompt is empty after tokenization; give some text")
+    eos = min(stops) if len(stops) == 1 else gen.get("eos_token_id")
+    if len(stops) > 1 and not isinstance(eos, int):
+        raise UsageError("beam search takes one stop token; give a single --stop-token-id")
+    bos = gen.get("bos_token_id")
+    if hasattr(model, "encode") and not isinstance(bos, int):
+        raise UsageError(
+            "beam search for an encoder-decoder checkpoint needs 'bos_token_id' in the "
+            "checkpoint's generation settings"
+        )
+    [[best]] = beam_search(
+        model,
+        [ids],
+        beam_size=beams,
+        max_new_tokens=max_new_tokens,
+        bos_token_id=bos,
+        eos_token_id=eos if isinstance(eos, int) else None,
+    )
+    return str(tokenizer.decode(best.tokens))
 
 
 def add_commands(cli: click.Group) -> None:

@@ -198,3 +198,55 @@ def test_hf_llama_import_with_smollm_style_tokenizer(tmp_path: Path) -> None:
         assert tok.encode(text) == hf_tok.encode(text).ids
     gen = load_generation_config(tmp_path / "ckpt")
     assert gen["eos_token_id"] == 2 and gen["chat_template"] == template
+
+
+def _bpe() -> Any:
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    text = "the cat sat on the mat; the dog sat on the log. " * 20
+    return BPETokenizer.train_from_iterator([text], vocab_size=280, special_tokens=["<s>", "</s>"])
+
+
+def test_generate_uses_beam_search_for_seq2seq_and_on_request(tmp_path: Path) -> None:
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.inference.generation import beam_search, encode_prompt
+    from llmkit.models import build_model
+
+    tok = _bpe()
+    bos, eos = tok.special_tokens["<s>"], tok.special_tokens["</s>"]
+    torch.manual_seed(0)
+    seq2seq = build_model(
+        {
+            "model": "transformer",
+            "vocab_size": tok.vocab_size,
+            "n_encoder_layers": 1,
+            "n_decoder_layers": 1,
+            "n_heads": 2,
+            "d_model": 16,
+            "dropout": 0.0,
+        }
+    ).eval()
+    save_model(seq2seq, tmp_path / "s2s", tokenizer=tok, generation={"bos_token_id": bos})
+    result = invoke("generate", tmp_path / "s2s", "-p", "the cat sat", "-n", 6, "--beams", 3)
+    assert result.exit_code == 0, result.output
+    ids = encode_prompt(tok, "the cat sat")
+    [[best]] = beam_search(seq2seq, [ids], beam_size=3, max_new_tokens=6, bos_token_id=bos)
+    assert result.output == tok.decode(best.tokens) + "\n"
+
+    gpt = build_model(
+        {"model": "gpt", "vocab_size": tok.vocab_size, "n_layers": 1, "n_heads": 2, "d_model": 16}
+    ).eval()
+    save_model(gpt, tmp_path / "gpt", tokenizer=tok, generation={"eos_token_id": eos})
+    result = invoke("generate", tmp_path / "gpt", "-p", "the dog", "-n", 5, "--beams", 2)
+    assert result.exit_code == 0, result.output
+    [[best]] = beam_search(
+        gpt, [encode_prompt(tok, "the dog")], beam_size=2, max_new_tokens=5, eos_token_id=eos
+    )
+    assert result.output == tok.decode(best.tokens) + "\n"
+
+    bert = build_model(
+        {"model": "bert", "vocab_size": tok.vocab_size, "n_layers": 1, "n_heads": 2, "d_model": 16}
+    )
+    save_model(bert, tmp_path / "bert", tokenizer=tok)
+    result = CliRunner().invoke(cli, ["generate", str(tmp_path / "bert"), "-p", "x"])
+    assert result.exit_code == 2 and "does not generate" in result.output
