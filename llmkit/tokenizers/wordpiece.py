@@ -347,7 +347,8 @@ class WordPieceTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> WordPieceTokenizer:
-        """Read what `save` wrote: llmkit JSON, or a `vocab.txt` with default settings."""
+        """Read what `save` wrote (llmkit JSON, or a `vocab.txt` with default settings), or a
+        Hugging Face `tokenizer.json` with a WordPiece model."""
         path = Path(path)
         if path.suffix == ".txt":
             return cls.from_vocab(path)
@@ -357,6 +358,8 @@ class WordPieceTokenizer:
             raise UsageError(f"{path}: {e.strerror or e}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UsageError(f"{path}: not a llmkit tokenizer JSON file ({e})") from None
+        if isinstance(doc, dict) and "model" in doc and "format" not in doc:
+            return cls.from_hf(path)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise UsageError(f'{path}: not a llmkit tokenizer file (no "format": "{FORMAT}")')
         if doc.get("type") != "wordpiece":

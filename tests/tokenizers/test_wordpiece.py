@@ -433,6 +433,7 @@ def test_from_hf_reads_tokenizers_files(
     path = tmp_path / "tokenizer.json"
     hf.save(str(path))
     ours = WordPieceTokenizer.from_hf(path)
+    assert WordPieceTokenizer.load(path).get_vocab() == vocab
     assert ours.config["lowercase"] is False and ours.special_tokens == {
         s: vocab[s] for s in SPECIALS
     }
