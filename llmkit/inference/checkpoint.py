@@ -247,7 +247,7 @@ def load_model(
         raise UsageError(f"{weights}: not a readable safetensors file ({exc})") from None
     model = build_model(config)
     load_state_into(model, state, str(weights))
-    torch_dtype = _dtype(dtype) if dtype is not None else None
+    torch_dtype = as_dtype(dtype) if dtype is not None else None
     if device is not None or torch_dtype is not None:
         model = model.to(device=device, dtype=torch_dtype)
     return model.eval()
@@ -262,7 +262,8 @@ def load_generation_config(directory: str | Path) -> dict[str, Any]:
     return value
 
 
-def _dtype(dtype: str | torch.dtype) -> torch.dtype:
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name (float32, bfloat16, fp16, ...) or itself."""
     import torch
 
     if isinstance(dtype, torch.dtype):

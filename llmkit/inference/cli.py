@@ -162,7 +162,7 @@ def generate_command(
     device: str | None,
     dtype: str | None,
 ) -> None:
-    """Generate text from a checkpoint, streaming tokens to stdout as they come."""
+    """Generate text from a checkpoint (or a .gguf file), streaming tokens to stdout as they come."""
     import torch
 
     from llmkit.errors import UsageError
@@ -174,24 +174,34 @@ def generate_command(
     )
     from llmkit.inference.generation import apply_chat_template, stream_text
 
-    config = read_config(ckpt)
+    gguf_file = ckpt.is_file() and ckpt.suffix.lower() == ".gguf"
+    config = {"model": "llama", "tokenizer": True} if gguf_file else read_config(ckpt)
     if config.get("model") == "bert":
         raise UsageError(f"{ckpt}: a bert checkpoint is an encoder and does not generate text")
     if not config.get("tokenizer"):
         raise UsageError(f"{ckpt}: the checkpoint carries no tokenizer; generate needs one")
     if prompt is None or prompt == "-":
         prompt = sys.stdin.read()
-    gen = load_generation_config(ckpt)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if gguf_file:
+        from llmkit.inference.checkpoint import as_dtype
+        from llmkit.inference.gguf import generation_defaults, import_gguf
+
+        model, tok, read = import_gguf(ckpt)
+        if tok is None:
+            raise UsageError(f"{ckpt}: the GGUF file carries no tokenizer; generate needs one")
+        model = model.to(device=device, dtype=as_dtype(dtype) if dtype else None)
+        tokenizer, gen = tok, generation_defaults(read)
+    else:
+        model = load_model(ckpt, device=device, dtype=dtype)
+        tokenizer, gen = load_tokenizer(ckpt), load_generation_config(ckpt)
     if chat:
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
         prompt = apply_chat_template(messages, gen.get("chat_template"))
     elif system:
         raise UsageError("--system needs --chat")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(ckpt, device=device, dtype=dtype)
-    tokenizer = load_tokenizer(ckpt)
     stops = set(stop_token_ids)
     eos = gen.get("eos_token_id")
     stops.update([eos] if isinstance(eos, int) else (eos or []))

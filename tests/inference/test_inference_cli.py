@@ -78,6 +78,13 @@ def test_generate_streams_what_the_api_generates(gguf_ckpt: Path) -> None:
     assert piped.exit_code == 0
 
 
+def test_generate_straight_from_a_gguf_file(gguf_ckpt: Path, tiny_gguf: TinyGGUF) -> None:
+    from_ckpt = invoke("generate", gguf_ckpt, "--chat", "-p", "The capital of", "-n", 8)
+    from_file = invoke("generate", tiny_gguf.path, "--chat", "-p", "The capital of", "-n", 8)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.output == from_ckpt.output
+
+
 def test_hf_import_and_export_round_trip(tmp_path: Path) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
