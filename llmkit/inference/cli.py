@@ -122,6 +122,13 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
     help="Sample within the smallest set with this probability mass.",
 )
 @click.option("--seed", default=None, type=int, help="Seed for sampling (reproducible output).")
+@click.option(
+    "--repetition-penalty",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="> 1 discourages repeating tokens already in the text (1.1-1.3 is typical).",
+)
 @click.option("--stop", multiple=True, help="Stop before this text (repeatable).")
 @click.option(
     "--stop-token-id",
@@ -154,6 +161,7 @@ def generate_command(
     top_k: int | None,
     top_p: float | None,
     seed: int | None,
+    repetition_penalty: float,
     stop: tuple[str, ...],
     stop_token_ids: tuple[int, ...],
     beams: int | None,
@@ -223,6 +231,7 @@ def generate_command(
         stop=stop,
         stop_token_ids=stops,
         seed=seed,
+        repetition_penalty=repetition_penalty,
     ):
         out.write(piece)
         out.flush()

@@ -91,6 +91,15 @@ def next_token(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def penalize_repetition(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """Logits (B, V) with the `seen` (B, V) tokens pushed down: x / penalty if x > 0 else x * penalty."""
+    import torch
+
+    logits = logits.float()
+    pushed = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, pushed, logits)
+
+
 def _logits(output: Any) -> Tensor:
     return output if not hasattr(output, "logits") else output.logits
 
@@ -167,14 +176,19 @@ def stream(
     stop_token_ids: Iterable[int] = (),
     seed: int | None = None,
     use_cache: bool = True,
+    repetition_penalty: float = 1.0,
 ) -> Iterator[Tensor]:
     """Yield the next token ids (B,) one step at a time until every row stopped or the budget ends.
 
     A row that produced a stop token keeps yielding that stop token, so rows stay aligned.
+    `repetition_penalty` > 1 makes every token already in the row (prompt included) less likely,
+    as in CTRL and Hugging Face: positive logits are divided by it, negative ones multiplied.
     """
     import torch
 
     sampling = SamplingConfig(temperature, top_k, top_p)
+    if repetition_penalty <= 0:
+        raise UsageError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
     if max_new_tokens < 0:
         raise UsageError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     device = _device(model)
@@ -205,9 +219,17 @@ def stream(
             else:
                 seq = ids
                 logits = _logits(model(seq))[:, -1]
+        seen = None
+        if repetition_penalty != 1.0:
+            seen = torch.zeros(batch, logits.shape[-1], dtype=torch.bool, device=device)
+            seen.scatter_(1, ids.clamp(max=logits.shape[-1] - 1), True)
         for step in range(max_new_tokens):
             with torch.inference_mode():
+                if seen is not None:
+                    logits = penalize_repetition(logits, seen, repetition_penalty)
                 token = next_token(logits, sampling, generator)
+                if seen is not None:
+                    seen.scatter_(1, token[:, None], True)
                 if stops.numel():
                     token = torch.where(done, finished_with, token)
                     newly = ~done & torch.isin(token, stops)
@@ -237,6 +259,7 @@ def generate(
     stop_token_ids: Iterable[int] = (),
     seed: int | None = None,
     use_cache: bool = True,
+    repetition_penalty: float = 1.0,
 ) -> Tensor:
     """Prompt plus generated ids, (B, T + new); stopped rows are padded with their stop token."""
     import torch
@@ -253,6 +276,7 @@ def generate(
             stop_token_ids=stop_token_ids,
             seed=seed,
             use_cache=use_cache,
+            repetition_penalty=repetition_penalty,
         )
     )
     if not new:
@@ -283,6 +307,7 @@ def stream_text(
     stop: Sequence[str] = (),
     stop_token_ids: Iterable[int] = (),
     seed: int | None = None,
+    repetition_penalty: float = 1.0,
 ) -> Iterator[str]:
     """Yield pieces of generated text as tokens arrive, ending before any stop string or token.
 
@@ -310,6 +335,7 @@ def stream_text(
         top_p=top_p,
         stop_token_ids=stop_ids,
         seed=seed,
+        repetition_penalty=repetition_penalty,
     ):
         tok = int(token[0])
         if tok in stop_ids:

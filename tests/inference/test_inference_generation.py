@@ -393,3 +393,20 @@ def test_streaming_leaves_grad_mode_and_training_flag_alone() -> None:
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     list(tokens)
     assert model.training
+
+
+def test_repetition_penalty_matches_transformers_processor() -> None:
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    model = tiny_gpt(vocab=20, seed=4)
+    processor = RepetitionPenaltyLogitsProcessor(1.8)
+    ids = PROMPT % 20
+    with torch.no_grad():
+        for _ in range(10):
+            scores = processor(ids, model(ids)[:, -1])
+            ids = torch.cat([ids, scores.argmax(-1, keepdim=True)], dim=1)
+    ours = generate(model, PROMPT % 20, max_new_tokens=10, repetition_penalty=1.8)
+    assert torch.equal(ours, ids)
+    assert not torch.equal(ours, generate(model, PROMPT % 20, max_new_tokens=10))
+    with pytest.raises(UsageError, match="repetition_penalty"):
+        generate(model, PROMPT, repetition_penalty=0.0)
