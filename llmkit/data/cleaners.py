@@ -259,11 +259,30 @@ BOILERPLATE_PATTERNS = [
 ]
 
 
-_BOILERPLATE_KEYWORDS = re.compile(
-    r"(?i)rights reserved|copyright|\(c\)|©|cookie|privacy|terms of|click|tap here|subscribe|"
-    r"sign up|sign in|log ?in|share|skip to|back to top|read more|continue reading|follow us|"
-    r"like us|home|menu|search|spdx-license"
-)
+# Every built-in pattern needs one of these (lower-case) in its line.
+_BOILERPLATE_KEYWORDS = (
+    "rights reserved", "copyright", "(c)", "©", "cookie", "privacy", "terms of", "click",
+    "tap here", "subscribe", "sign up", "sign in", "log in", "login", "share", "skip to",
+    "back to top", "read more", "continue reading", "follow us", "like us", "home", "menu",
+    "search", "spdx-license",
+)  # fmt: skip
+
+
+def _keyword_lines(text: str, keywords: tuple[str, ...]) -> list[tuple[int, int]] | None:
+    """Sorted (start, end) of the lines holding a keyword (case-insensitive); None if unsure."""
+    low = text.lower()
+    if len(low) != len(text):  # a few characters change length when lower-cased
+        return None
+    spans: set[tuple[int, int]] = set()
+    for kw in keywords:
+        i = low.find(kw)
+        while i >= 0:
+            lo = text.rfind("\n", 0, i) + 1
+            hi = text.find("\n", i)
+            hi = len(text) if hi < 0 else hi
+            spans.add((lo, hi))
+            i = low.find(kw, hi)
+    return sorted(spans)
 
 
 class Boilerplate(TextCleaner):
@@ -299,20 +318,9 @@ class Boilerplate(TextCleaner):
             return text
         # Only lines holding a keyword of the built-in patterns can match them: find those lines
         # with one fast scan instead of running every pattern over every line.
-        if self.patterns:
-            candidates: list[tuple[int, int]] | None = None
-        else:
-            candidates = []
-            last_end = -1
-            for m in _BOILERPLATE_KEYWORDS.finditer(text):
-                if m.start() < last_end:
-                    continue
-                lo = text.rfind("\n", 0, m.start()) + 1
-                hi = text.find("\n", m.end())
-                last_end = hi = len(text) if hi < 0 else hi
-                candidates.append((lo, hi))
-            if not candidates:
-                return text
+        candidates = None if self.patterns else _keyword_lines(text, _BOILERPLATE_KEYWORDS)
+        if candidates is not None and not candidates:
+            return text
         if candidates is None:
             lines = text.split("\n")
             kept = [
