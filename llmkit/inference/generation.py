@@ -177,12 +177,15 @@ def stream(
     seed: int | None = None,
     use_cache: bool = True,
     repetition_penalty: float = 1.0,
+    attention_mask: Tensor | None = None,
 ) -> Iterator[Tensor]:
     """Yield the next token ids (B,) one step at a time until every row stopped or the budget ends.
 
     A row that produced a stop token keeps yielding that stop token, so rows stay aligned.
     `repetition_penalty` > 1 makes every token already in the row (prompt included) less likely,
     as in CTRL and Hugging Face: positive logits are divided by it, negative ones multiplied.
+    `attention_mask` (B, T), 1 for tokens and 0 for left padding, lets prompts of different lengths
+    share a batch (see `pad_left`); it grows by one column per step.
     """
     import torch
 
@@ -203,6 +206,14 @@ def stream(
     stops = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
     generator = _generator(seed, device)
     cached = use_cache and hasattr(model, "new_cache")
+    mask_kw: dict[str, Tensor] = {}
+    if attention_mask is not None:
+        mask = torch.as_tensor(attention_mask, device=device).long()
+        if mask.shape != ids.shape:
+            raise UsageError(
+                f"attention_mask has shape {tuple(mask.shape)}; the prompt is {tuple(ids.shape)}"
+            )
+        mask_kw = {"attention_mask": mask}
     was_training = model.training
     model.eval()
     batch = ids.shape[0]
@@ -215,10 +226,10 @@ def stream(
                 cache = model.new_cache(  # type: ignore[operator]
                     batch_size=batch, max_length=ids.shape[1] + max_new_tokens
                 )
-                logits = _logits(model(ids, cache=cache, **_last_only(model)))[:, -1]
+                logits = _logits(model(ids, cache=cache, **_last_only(model), **mask_kw))[:, -1]
             else:
                 seq = ids
-                logits = _logits(model(seq))[:, -1]
+                logits = _logits(model(seq, **mask_kw))[:, -1]
         seen = None
         if repetition_penalty != 1.0:
             seen = torch.zeros(batch, logits.shape[-1], dtype=torch.bool, device=device)
@@ -239,11 +250,16 @@ def stream(
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
             with torch.inference_mode():
+                if mask_kw:
+                    mask = mask_kw["attention_mask"]
+                    mask_kw = {
+                        "attention_mask": torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                    }
                 if cached:
-                    logits = _logits(model(token[:, None], cache=cache))[:, -1]
+                    logits = _logits(model(token[:, None], cache=cache, **mask_kw))[:, -1]
                 else:
                     seq = torch.cat([seq, token[:, None]], dim=1)
-                    logits = _logits(model(seq))[:, -1]
+                    logits = _logits(model(seq, **mask_kw))[:, -1]
     finally:
         model.train(was_training)
 
@@ -260,6 +276,7 @@ def generate(
     seed: int | None = None,
     use_cache: bool = True,
     repetition_penalty: float = 1.0,
+    attention_mask: Tensor | None = None,
 ) -> Tensor:
     """Prompt plus generated ids, (B, T + new); stopped rows are padded with their stop token."""
     import torch
@@ -277,11 +294,41 @@ def generate(
             seed=seed,
             use_cache=use_cache,
             repetition_penalty=repetition_penalty,
+            attention_mask=attention_mask,
         )
     )
     if not new:
         return ids
     return torch.cat([ids, torch.stack(new, dim=1)], dim=1)
+
+
+def pad_left(
+    prompts: Sequence[Sequence[int]], pad_id: int = 0, model: nn.Module | None = None
+) -> tuple[Tensor, Tensor]:
+    """(ids, attention_mask), both (B, longest), for prompts of different lengths, padded on the left.
+
+    Left padding keeps every row's last token in the last column. Models with absolute positions
+    (learned, sinusoidal) would see shifted positions, so with such a `model` it is a UsageError;
+    rotary and ALiBi positions are relative and unaffected.
+    """
+    import torch
+
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UsageError("pad_left needs at least one prompt and no empty prompt")
+    position = getattr(getattr(model, "config", None), "position", None)
+    lengths = {len(p) for p in prompts}
+    if model is not None and len(lengths) > 1 and position not in (None, "rope", "alibi", "none"):
+        raise UsageError(
+            f"prompts of different lengths cannot share a batch with position={position!r} "
+            "(absolute positions would shift); generate them one by one"
+        )
+    width = max(lengths)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids, mask
 
 
 def _holdback(text: str, stop_strings: Sequence[str]) -> int:

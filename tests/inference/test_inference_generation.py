@@ -410,3 +410,20 @@ def test_repetition_penalty_matches_transformers_processor() -> None:
     assert not torch.equal(ours, generate(model, PROMPT % 20, max_new_tokens=10))
     with pytest.raises(UsageError, match="repetition_penalty"):
         generate(model, PROMPT, repetition_penalty=0.0)
+
+
+def test_left_padded_batch_equals_one_by_one() -> None:
+    from llmkit.inference.generation import pad_left
+
+    model = tiny_llama(seed=5)
+    prompts = [[3, 14, 15, 9, 2, 6, 5], [7, 1], [8, 8, 30, 2]]
+    ids, mask = pad_left(prompts, pad_id=0, model=model)
+    assert mask.tolist()[1] == [0, 0, 0, 0, 0, 1, 1]
+    batch = generate(model, ids, max_new_tokens=8, attention_mask=mask)[:, ids.shape[1] :]
+    nocache = generate(model, ids, max_new_tokens=8, attention_mask=mask, use_cache=False)
+    assert torch.equal(nocache[:, ids.shape[1] :], batch)
+    for row, prompt in zip(batch.tolist(), prompts, strict=True):
+        alone = generate(model, [prompt], max_new_tokens=8)[0, len(prompt) :].tolist()
+        assert row == alone
+    with pytest.raises(UsageError, match="absolute positions"):
+        pad_left(prompts, model=tiny_gpt())
