@@ -276,3 +276,23 @@ def test_builtin_byte_tokenizer_gets_an_end_token(tmp_path: Path, corpus_dir: Pa
     m = res.manifest
     assert (m["vocab_size"], m["eos_id"], m["dtype"]) == (257, 256, "uint16")
     assert m["tokenizer"]["special_tokens"] == {"<|endoftext|>": 256}
+
+
+def test_clean_parallel_text_and_failed_clean_leaves_no_output(tmp_path: Path) -> None:
+    src = tmp_path / "de-en"
+    src.write_text("Haus :: house\nBaum :: tree\nHaus :: house\n", encoding="utf-8")
+    out = tmp_path / "pairs.jsonl"
+    cfg = PrepareConfig.from_mapping(
+        {"inputs": [str(src)], "format": "parallel", "separator": " :: ", "clean": ["dedup_exact"]}
+    )
+    clean(cfg, out)
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [
+        {"text": "Haus", "target": "house"},
+        {"text": "Baum", "target": "tree"},
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\nnot json\n')
+    target = tmp_path / "never.jsonl"
+    with pytest.raises(UsageError, match=r"bad\.jsonl:2"):
+        clean(PrepareConfig.from_mapping({"inputs": [str(bad)], "format": "jsonl"}), target)
+    assert not target.exists() and not list(tmp_path.glob(".never.jsonl.*"))
