@@ -54,8 +54,14 @@ class LayerCache:
     def reorder(self, indices: Tensor) -> None:
         """Select batch rows (beam search): every tensor's dim 0 is indexed by `indices`."""
         if self._keys is not None and self._values is not None:
-            self._keys = self._keys.index_select(0, indices.to(self._keys.device))
-            self._values = self._values.index_select(0, indices.to(self._values.device))
+            indices = indices.to(self._keys.device)
+            held = self._held
+            if len(indices) == self._keys.shape[0]:  # same batch size: gather only what is held
+                self._keys[:, :, :held] = self._keys[:, :, :held].index_select(0, indices)
+                self._values[:, :, :held] = self._values[:, :, :held].index_select(0, indices)
+            else:
+                self._keys = self._keys.index_select(0, indices)
+                self._values = self._values.index_select(0, indices)
         for name, tensor in self.state.items():
             self.state[name] = tensor.index_select(0, indices.to(tensor.device))
 
