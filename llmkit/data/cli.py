@@ -92,7 +92,22 @@ def prepare(
     from llmkit.data.prepare import prepare as run_prepare
 
     cfg = _config(config, inputs=inputs, clean=_clean_list(clean), **flags)
-    result = run_prepare(cfg, force=force)
+    import sys
+
+    show = not quiet and sys.stderr.isatty()
+
+    def progress(p: dict[str, float]) -> None:
+        mb = p["bytes"] / 1e6
+        click.echo(
+            f"\r{mb:,.1f} MB read, {int(p['documents']):,} documents, {int(p['tokens']):,} tokens, "
+            f"{mb / max(p['seconds'], 1e-9):.1f} MB/s",
+            err=True,
+            nl=False,
+        )
+
+    result = run_prepare(cfg, force=force, progress=progress if show else None)
+    if show and not result.skipped:
+        click.echo("", err=True)
     m = result.manifest
     if result.skipped:
         click.echo(

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,8 +368,16 @@ def _encode(tok: Any, texts: list[str]) -> Any:
     return ids, lengths
 
 
-def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
-    """Clean and tokenize `cfg.inputs` into token shards in `cfg.output` (idempotent; atomic)."""
+def prepare(
+    cfg: PrepareConfig,
+    force: bool = False,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> PrepareResult:
+    """Clean and tokenize `cfg.inputs` into token shards in `cfg.output` (idempotent; atomic).
+
+    `progress`, if given, is called after each tokenized chunk with the bytes read, documents and
+    tokens written so far and the seconds elapsed.
+    """
     import numpy as np
 
     cfg.check()
@@ -444,6 +452,15 @@ def prepare(cfg: PrepareConfig, force: bool = False) -> PrepareResult:
                             else "train"
                         )
                         writers[split].add(ids[bounds[j] : bounds[j + 1]])
+                    if progress is not None:
+                        progress(
+                            {
+                                "bytes": reader.stats.bytes,
+                                "documents": sum(w.documents for w in writers.values()),
+                                "tokens": sum(w.tokens for w in writers.values()),
+                                "seconds": time.perf_counter() - started,
+                            }
+                        )
 
             for texts in _chunks(records, cfg.chunk_chars):
                 chars += sum(len(t) for t in texts)

@@ -296,3 +296,13 @@ def test_clean_parallel_text_and_failed_clean_leaves_no_output(tmp_path: Path) -
     with pytest.raises(UsageError, match=r"bad\.jsonl:2"):
         clean(PrepareConfig.from_mapping({"inputs": [str(bad)], "format": "jsonl"}), target)
     assert not target.exists() and not list(tmp_path.glob(".never.jsonl.*"))
+
+
+def test_progress_is_reported_per_chunk(
+    tmp_path: Path, corpus_dir: Path, tiny_tokenizer: Any
+) -> None:
+    seen: list[dict[str, float]] = []
+    prepare(config([str(corpus_dir)], tmp_path / "o", chunk_chars=100), progress=seen.append)
+    assert len(seen) >= 3
+    assert seen[-1]["documents"] == 5 and seen[-1]["bytes"] > 0
+    assert [p["tokens"] for p in seen] == sorted(p["tokens"] for p in seen)
