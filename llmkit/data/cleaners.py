@@ -394,7 +394,7 @@ def stopwords(language: str = "en") -> frozenset[str]:
     return _STOPWORDS[language]
 
 
-_WORD = re.compile(r"\w+(?:['’]\w+)*")
+_WORD = re.compile(r"(\w+(?:['’]\w+)*)")
 _DOUBLE_SPACE = re.compile(r"[^\S\n]{2,}")
 
 
@@ -422,13 +422,9 @@ class StopWords(TextCleaner):
 
     def transform(self, text: str) -> str:
         words = self._words
-
-        def repl(m: re.Match[str]) -> str:
-            w = m.group()
-            return "" if w.lower().replace("’", "'") in words else w
-
-        text = _WORD.sub(repl, text)
-        return _DOUBLE_SPACE.sub(" ", text).strip()
+        parts = _WORD.split(text)  # separators at even, words at odd positions
+        parts[1::2] = ["" if w.lower().replace("’", "'") in words else w for w in parts[1::2]]
+        return _DOUBLE_SPACE.sub(" ", "".join(parts)).strip()
 
 
 # -- missing values and filters ---------------------------------------------------------------
