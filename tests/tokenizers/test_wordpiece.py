@@ -57,17 +57,23 @@ def hf_tokenizer(
 
 
 def hf_train(
-    texts: list[str], vocab_size: int, lowercase: bool, min_frequency: int = 0
+    texts: list[str],
+    vocab_size: int,
+    lowercase: bool,
+    min_frequency: int = 0,
+    limit_alphabet: int | None = None,
 ) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
+    options: dict[str, Any] = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIALS,
         show_progress=False,
         min_frequency=min_frequency,
+        **options,
     )
     tok.train_from_iterator(TEXTS, trainer)
     return tok
@@ -108,9 +114,20 @@ def cased() -> tuple[Tokenizer, WordPieceTokenizer]:
 # ---------------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize(("vocab_size", "min_frequency"), [(1200, 0), (5000, 2)])
-def test_trainer_reproduces_tokenizers_vocabulary(vocab_size: int, min_frequency: int) -> None:
-    hf = hf_train(TEXTS, vocab_size, lowercase=True, min_frequency=min_frequency)
+@pytest.mark.parametrize(
+    ("vocab_size", "min_frequency", "limit_alphabet"),
+    [(1200, 0, None), (5000, 2, None), (2000, 0, 60)],
+)
+def test_trainer_reproduces_tokenizers_vocabulary(
+    vocab_size: int, min_frequency: int, limit_alphabet: int | None
+) -> None:
+    hf = hf_train(
+        TEXTS,
+        vocab_size,
+        lowercase=True,
+        min_frequency=min_frequency,
+        limit_alphabet=limit_alphabet,
+    )
     expected = in_id_order(hf.get_vocab())
     counts = _rust.WordPieceTrainer()
     counts.feed(TEXTS)
@@ -118,6 +135,7 @@ def test_trainer_reproduces_tokenizers_vocabulary(vocab_size: int, min_frequency
         vocab_size,
         min_frequency=min_frequency,
         special_tokens=SPECIALS,
+        limit_alphabet=limit_alphabet,
         continuation_order=continuation_order(expected),
     )
     assert ours == expected  # every token at the same id
