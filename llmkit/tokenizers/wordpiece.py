@@ -658,12 +658,21 @@ class WordPieceTokenizer:
     def __len__(self) -> int:
         return self._core.vocab_size
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copy/pickle by vocabulary and settings (for multiprocessing and DataLoader workers)."""
+        return (_rebuild, (self._core.vocab(), self.config))
+
     def __repr__(self) -> str:
         c = self._core.config()
         return (
             f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={c['lowercase']}, "
             f"strip_accents={c['strip_accents']})"
         )
+
+
+def _rebuild(vocab: list[str], config: dict[str, Any]) -> WordPieceTokenizer:
+    """Inverse of `WordPieceTokenizer.__reduce__`."""
+    return WordPieceTokenizer(vocab, **config)
 
 
 def load_wordpiece(path: str, lowercase: bool = True) -> WordPieceTokenizer:

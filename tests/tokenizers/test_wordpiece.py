@@ -497,3 +497,15 @@ def test_encode_pair_matches_bert_processing(
     for a, b in [(MIXED[0], MIXED[1]), ("", "x"), (TEXTS[3][:300], "[MASK] it")]:
         expected = hf.encode(a, b)
         assert ours.encode_pair(a, b) == (expected.ids, expected.type_ids)
+
+
+def test_copy_and_pickle_for_worker_processes(
+    cased: tuple[Tokenizer, WordPieceTokenizer],
+) -> None:
+    import copy
+    import pickle
+
+    _, ours = cased
+    for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        assert clone.config == ours.config and clone.get_vocab() == ours.get_vocab()
+        assert clone.encode(MIXED[0]) == ours.encode(MIXED[0])
