@@ -46,6 +46,7 @@ class BertConfig(ModelConfig):
         norm_eps: Epsilon of the norms.
         dropout: Dropout (training only).
         n_labels: Outputs of the classification head.
+        gradient_checkpointing: Recompute block activations in backward (less memory, ~30% slower).
     """
 
     model_name = "bert"
@@ -66,6 +67,7 @@ class BertConfig(ModelConfig):
     norm_eps: float = 1e-12
     dropout: float = 0.1
     n_labels: int = 2
+    gradient_checkpointing: bool = False
 
 
 class Bert(nn.Module):
@@ -96,6 +98,7 @@ class Bert(nn.Module):
                 build_norm(c.norm, c.d_model, c.norm_eps),
                 build_norm(c.norm, c.d_model, c.norm_eps),
                 pre_norm=False,
+                checkpoint=c.gradient_checkpointing,
             )
             for _ in range(c.n_layers)
         )

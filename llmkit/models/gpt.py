@@ -47,6 +47,7 @@ class GPTConfig(ModelConfig):
         dropout: Dropout on embeddings, attention weights and residual branches (training only).
         tie_embeddings: Share the LM head's weight with the token embedding.
         rope_theta: RoPE base frequency.
+        gradient_checkpointing: Recompute block activations in backward (less memory, ~30% slower).
     """
 
     model_name = "gpt"
@@ -68,6 +69,7 @@ class GPTConfig(ModelConfig):
     dropout: float = 0.0
     tie_embeddings: bool = True
     rope_theta: float = 10000.0
+    gradient_checkpointing: bool = False
 
 
 class GPT(nn.Module):
@@ -103,6 +105,7 @@ class GPT(nn.Module):
                 build_norm(c.norm, c.d_model, c.norm_eps, bias=c.bias),
                 build_norm(c.norm, c.d_model, c.norm_eps, bias=c.bias),
                 pre_norm=True,
+                checkpoint=c.gradient_checkpointing,
             )
             for _ in range(c.n_layers)
         )

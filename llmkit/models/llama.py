@@ -40,6 +40,7 @@ class LlamaConfig(GPTConfig):
         dropout: Dropout (training only).
         tie_embeddings: Share the LM head's weight with the token embedding.
         rope_theta: RoPE base frequency.
+        gradient_checkpointing: Recompute block activations in backward (less memory, ~30% slower).
     """
 
     model_name = "llama"
@@ -61,6 +62,7 @@ class LlamaConfig(GPTConfig):
     dropout: float = 0.0
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
+    gradient_checkpointing: bool = False
 
 
 class Llama(GPT):

@@ -6,6 +6,10 @@ the residual addition, as in the original Transformer and BERT.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from llmkit.nn.cache import LayerCache
@@ -25,9 +29,11 @@ class Block(nn.Module):
         pre_norm: bool,
         cross_attn: nn.Module | None = None,
         norm_cross: nn.Module | None = None,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
+        self.checkpoint = checkpoint  # recompute activations in backward: less memory, more time
         self.norm1, self.attn = norm1, attn
         self.norm_cross, self.cross_attn = norm_cross, cross_attn
         self.norm2, self.mlp = norm2, mlp
@@ -44,7 +50,32 @@ class Block(nn.Module):
         cross_cache: LayerCache | None = None,
     ) -> Tensor:
         """x (B, T, D) -> (B, T, D); `memory` (B, S, D) feeds the cross-attention if there is one."""
+        kwargs: dict[str, Any] = dict(
+            attention_mask=attention_mask,
+            cache=cache,
+            positions=positions,
+            memory=memory,
+            memory_mask=memory_mask,
+            cross_cache=cross_cache,
+        )
+        if self.checkpoint and self.training and torch.is_grad_enabled() and cache is None:
+            out: Tensor = torch.utils.checkpoint.checkpoint(
+                self._forward, x, use_reentrant=False, **kwargs
+            )
+            return out
+        return self._forward(x, **kwargs)
 
+    def _forward(
+        self,
+        x: Tensor,
+        *,
+        attention_mask: Tensor | None,
+        cache: LayerCache | None,
+        positions: Positions | None,
+        memory: Tensor | None,
+        memory_mask: Tensor | None,
+        cross_cache: LayerCache | None,
+    ) -> Tensor:
         def self_attn(h: Tensor) -> Tensor:
             return self.attn(h, attention_mask=attention_mask, cache=cache, positions=positions)
 
