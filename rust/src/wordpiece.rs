@@ -302,6 +302,16 @@ pub fn pre_tokenize(text: &str) -> Vec<&str> {
 // The WordPiece model
 // ---------------------------------------------------------------------------------------------
 
+/// A part of a text: ordinary text, or a special token's id.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Text(&'a str),
+    Special(u32),
+}
+
+/// Texts at least this long are encoded in parallel pieces.
+const PARALLEL_MIN: usize = 1 << 20;
+
 /// How special tokens written in a text are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Specials<'a> {
@@ -641,13 +651,18 @@ impl WordPiece {
         }
     }
 
-    /// Ids of `text`, with special tokens written in it handled as `specials` says.
+    /// Ids of `text`, with special tokens written in it handled as `specials` says. A text of
+    /// 1 MiB or more is cut between words and encoded on all of rayon's threads.
     pub fn encode_with(
         &self,
         text: &str,
         add_special_tokens: bool,
         specials: Specials<'_>,
     ) -> Vec<u32> {
+        let threads = rayon::current_num_threads();
+        if text.len() >= PARALLEL_MIN && threads > 1 {
+            return self.encode_parallel(text, add_special_tokens, specials, threads);
+        }
         let mut out = Vec::with_capacity(text.len() / 4 + 2);
         self.encode_into(
             text,
@@ -656,6 +671,64 @@ impl WordPiece {
             &mut out,
             &mut Scratch::default(),
         );
+        out
+    }
+
+    fn encode_parallel(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        specials: Specials<'_>,
+        threads: usize,
+    ) -> Vec<u32> {
+        // Ordinary text between the special tokens that count, then cut at separators.
+        let mut pieces: Vec<Piece<'_>> = Vec::new();
+        let mut last = 0;
+        if let (Some(matcher), Specials::All | Specials::Only(_)) = (&self.matcher, specials) {
+            for m in matcher.find_iter(text) {
+                let id = self.special_ids[m.pattern().as_usize()];
+                if let Specials::Only(allowed) = specials {
+                    if !allowed.contains(&id) {
+                        continue;
+                    }
+                }
+                pieces.push(Piece::Text(&text[last..m.start()]));
+                pieces.push(Piece::Special(id));
+                last = m.end();
+            }
+        }
+        pieces.push(Piece::Text(&text[last..]));
+        let pieces: Vec<Piece<'_>> = pieces
+            .into_iter()
+            .flat_map(|p| match p {
+                Piece::Text(t) if t.len() >= PARALLEL_MIN => split_at_whitespace(t, threads * 4)
+                    .into_iter()
+                    .map(Piece::Text)
+                    .collect(),
+                other => vec![other],
+            })
+            .collect();
+        let parts: Vec<Vec<u32>> = pieces
+            .par_iter()
+            .map_init(Scratch::default, |scratch, p| match p {
+                Piece::Text(t) => {
+                    let mut out = Vec::with_capacity(t.len() / 4 + 1);
+                    self.encode_ordinary_into(t, &mut out, scratch);
+                    out
+                }
+                Piece::Special(id) => vec![*id],
+            })
+            .collect();
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + 2);
+        if add_special_tokens {
+            out.extend(self.cls_id);
+        }
+        for part in parts {
+            out.extend(part);
+        }
+        if add_special_tokens {
+            out.extend(self.sep_id);
+        }
         out
     }
 
@@ -826,7 +899,14 @@ fn merge_counts(a: FxHashMap<String, u64>, b: FxHashMap<String, u64>) -> FxHashM
     big
 }
 
-/// Split `text` into about `parts` pieces at ASCII whitespace (words never span whitespace).
+/// Bytes that separate words under every normalizer setting. Not form feed or vertical tab:
+/// `clean_text` drops those (as control characters), joining what is around them.
+#[inline]
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+/// Split `text` into about `parts` pieces before a separator byte (words never span one).
 fn split_at_whitespace(text: &str, parts: usize) -> Vec<&str> {
     let bytes = text.as_bytes();
     let step = (bytes.len() / parts.max(1)).max(1 << 16);
@@ -834,7 +914,7 @@ fn split_at_whitespace(text: &str, parts: usize) -> Vec<&str> {
     let mut start = 0;
     while start < bytes.len() {
         let mut end = (start + step).min(bytes.len());
-        while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
+        while end < bytes.len() && !is_separator(bytes[end]) {
             end += 1;
         }
         pieces.push(&text[start..end]);
@@ -914,7 +994,7 @@ impl WordCounts {
             let cut = if eof {
                 buf.len()
             } else {
-                match buf.iter().rposition(|b| b.is_ascii_whitespace()) {
+                match buf.iter().rposition(|&b| is_separator(b)) {
                     Some(p) => p + 1,
                     None => continue,
                 }
@@ -1456,6 +1536,36 @@ mod tests {
             ..TrainConfig::default()
         };
         assert_eq!(train(&a, &cfg).unwrap(), train(&b, &cfg).unwrap());
+    }
+
+    #[test]
+    fn big_texts_encode_like_small_pieces() {
+        let wp = bert();
+        let unit = "Héllo [MASK] unaffable\x0cwanted\t中cafe,  the\r\nrun ";
+        let big = unit.repeat((PARALLEL_MIN / unit.len()) * 2);
+        let one = wp.encode(unit, false, true);
+        let n = big.len() / unit.len();
+        for (split, add) in [(true, true), (false, false)] {
+            let ids = wp.encode(&big, add, split);
+            let mut expected: Vec<u32> = Vec::new();
+            let unit_ids = wp.encode(unit, false, split);
+            expected.extend(wp.cls_sep_ids().0.filter(|_| add));
+            for _ in 0..n {
+                expected.extend(&unit_ids);
+            }
+            expected.extend(wp.cls_sep_ids().1.filter(|_| add));
+            assert_eq!(ids, expected);
+        }
+        assert!(one.contains(&wp.token_to_id("[MASK]").unwrap()));
+    }
+
+    #[test]
+    fn big_texts_are_cut_only_between_words() {
+        let big = "word\x0cword ".repeat(200_000);
+        assert!(split_at_whitespace(&big, 4).len() > 1);
+        let mut c = WordCounts::new(Normalizer::default());
+        c.add_texts(&[big.as_str()]);
+        assert_eq!((c.get("wordword"), c.get("word"), c.len()), (200_000, 0, 1));
     }
 
     #[test]
