@@ -28,8 +28,10 @@ def gpt2() -> Any:
     return transformers.GPT2LMHeadModel(cfg)
 
 
-def llama(kv: int = 2, tied: bool = False) -> Any:
+def llama(kv: int = 2, tied: bool = False, bias: bool = False) -> Any:
     cfg = transformers.LlamaConfig(
+        attention_bias=bias,
+        mlp_bias=bias,
         vocab_size=V,
         hidden_size=32,
         intermediate_size=48,
@@ -68,6 +70,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ("gpt2", gpt2, "GPT2LMHeadModel"),
     ("llama-gqa", llama, "LlamaForCausalLM"),
     ("llama-mqa-tied", lambda: llama(kv=1, tied=True), "LlamaForCausalLM"),
+    ("llama-bias", lambda: llama(bias=True), "LlamaForCausalLM"),
     ("bert-mlm", lambda: transformers.BertForMaskedLM(bert_config()), "BertForMaskedLM"),
 ]
 
@@ -121,13 +124,17 @@ def test_bert_classification_head_round_trip(
     tmp_path: Path, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     ids, mask = batch
+    types = torch.zeros_like(ids)
+    types[:, 6:] = 1  # a second segment
     theirs = perturb(transformers.BertForSequenceClassification(bert_config(num_labels=3)))
     theirs.save_pretrained(tmp_path / "hf")
     ours = load_hf(tmp_path / "hf")
     assert ours.config.n_labels == 3
     with torch.no_grad():
+        want = theirs(ids, attention_mask=mask, token_type_ids=types).logits
+        got = ours.classify(ids, attention_mask=mask, token_type_ids=types)
+        assert (got - want).abs().max() <= TOL
         want = theirs(ids, attention_mask=mask).logits
-        assert (ours.classify(ids, attention_mask=mask) - want).abs().max() <= TOL
     save_hf(ours, tmp_path / "back")
     again = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "back").eval()
     with torch.no_grad():
