@@ -387,6 +387,7 @@ def prepare(
         raise UsageError("no tokenizer given (--tokenizer or `tokenizer:` in the config)")
     out_dir = Path(cfg.output)
     reader = make_reader(cfg)
+    _skip_output(reader, out_dir)
     cleaners = make_cleaners(cfg.clean)
     inputs = [
         {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in reader.files
@@ -514,6 +515,18 @@ def prepare(
             w.abort()
         raise
     return PrepareResult(out_dir, False, report, manifest)
+
+
+def _skip_output(reader: Any, out_dir: Path) -> None:
+    """Leave the output directory out of the inputs (an output inside an input directory)."""
+    out = out_dir.resolve()
+    files = getattr(reader, "files", None)
+    if not files or getattr(reader, "pairs", None):
+        return
+    kept = [f for f in files if out not in Path(f).resolve().parents]
+    if not kept:
+        raise UsageError(f"every input file is inside the output directory {out_dir}")
+    reader.files = kept
 
 
 def _step_config(cleaner: Cleaner) -> dict[str, Any]:

@@ -306,3 +306,12 @@ def test_progress_is_reported_per_chunk(
     assert len(seen) >= 3
     assert seen[-1]["documents"] == 5 and seen[-1]["bytes"] > 0
     assert [p["tokens"] for p in seen] == sorted(p["tokens"] for p in seen)
+
+
+def test_output_inside_the_input_directory_is_not_read_back(
+    corpus_dir: Path, tiny_tokenizer: Any
+) -> None:
+    out = corpus_dir / "shards"
+    first = prepare(config([str(corpus_dir)], out))
+    again = prepare(config([str(corpus_dir)], out))
+    assert again.skipped and len(first.manifest["inputs"]) == 5
