@@ -50,7 +50,8 @@ def _common(fn: Any) -> Any:
         ),
         click.option(
             "--clean",
-            help="Comma-separated cleaners in order (see `llmkit components cleaner`); 'none' for none.",
+            help="Comma-separated cleaners in order (see `llmkit components cleaner`); default "
+            "nfc,control_chars,missing; 'none' for none.",
         ),
     ]
     for option in reversed(options):
@@ -71,7 +72,10 @@ def data() -> None:
 
 @data.command()
 @_common
-@click.option("--tokenizer", help="Tokenizer file, or a registered name such as 'byte'.")
+@click.option(
+    "--tokenizer",
+    help="Tokenizer file or checkpoint dir, cl100k_base/o200k_base, or a registered name ('byte').",
+)
 @click.option("-o", "--output", type=click.Path(), help="Output directory for shards.")
 @click.option("--validation", type=float, help="Fraction of documents for validation (0.01).")
 @click.option("--seed", type=int, help="Seed of the train/validation split (0).")
