@@ -13,6 +13,7 @@ a pure function of (seed, rank, position), so `state_dict()` is the position and
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -212,6 +213,14 @@ class CausalLMBatches(_WindowBatches):
         return {"input_ids": tokens[:, :-1].contiguous(), "labels": tokens[:, 1:].contiguous()}
 
 
+@functools.lru_cache(maxsize=8)
+def _allowed_ids(vocab_size: int, special: tuple[int, ...]) -> np.ndarray:
+    """Ids a masked token may be replaced with: every id that is not special."""
+    import numpy as np
+
+    return np.setdiff1d(np.arange(vocab_size, dtype=np.int64), np.asarray(special, np.int64))
+
+
 def mask_tokens(
     ids: np.ndarray,
     rng: np.random.Generator,
@@ -234,7 +243,7 @@ def mask_tokens(
     roll = rng.random(ids.shape)
     inputs[chosen & (roll < 0.8)] = mask_id
     rand = chosen & (roll >= 0.8) & (roll < 0.9)
-    allowed = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), special)
+    allowed = _allowed_ids(vocab_size, tuple(special.tolist()))
     inputs[rand] = allowed[rng.integers(0, len(allowed), int(rand.sum()))]
     return inputs, labels
 
