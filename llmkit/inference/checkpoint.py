@@ -191,7 +191,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _no_weight_init() -> Iterator[None]:
+def no_weight_init() -> Iterator[None]:
     """Make torch.nn.init's fill functions no-ops while a model whose weights get loaded is built.
 
     Random initialisation is most of the time it takes to build a model only to overwrite every
@@ -284,7 +284,7 @@ def load_model(
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise UsageError(f"{weights}: not a readable safetensors file ({exc})") from None
-    with _no_weight_init():
+    with no_weight_init():
         model = build_model(config)
     load_state_into(model, state, str(weights))
     torch_dtype = as_dtype(dtype) if dtype is not None else None

@@ -352,10 +352,12 @@ def build_tokenizer(spec: GGUFTokenizerSpec) -> Tokenizer:
 
 def import_gguf(path: str | Path) -> tuple[nn.Module, Tokenizer | None, GGUFModel]:
     """The llmkit model and tokenizer of a GGUF file, plus what was read from it."""
+    from llmkit.inference.checkpoint import no_weight_init
     from llmkit.models.hf import from_hf
 
     read = read_gguf(path)
-    model = from_hf(read.hf_config, read.state_dict)
+    with no_weight_init():  # from_hf loads (and checks) every weight
+        model = from_hf(read.hf_config, read.state_dict)
     tokenizer = build_tokenizer(read.tokenizer) if read.tokenizer is not None else None
     return model, tokenizer, read
 
