@@ -181,3 +181,24 @@ def test_non_hf_choices_refuse_to_export() -> None:
     )
     with pytest.raises(UsageError, match="position='alibi' has no GPT-2 equivalent"):
         to_hf(model)
+
+
+def test_bare_gpt2_model_checkpoint_with_legacy_buffers(
+    tmp_path: Path, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    ids, _ = batch
+    lm = perturb(gpt2())
+    bare = lm.transformer  # GPT2Model: keys without 'transformer.', no lm_head
+    config, _ = to_hf(load_hf_from(lm, tmp_path))
+    weights = {k: v.clone() for k, v in bare.state_dict().items()}
+    weights["h.0.attn.bias"] = torch.ones(1, 1, 40, 40)  # the causal-mask buffer old files carry
+    ours = from_hf({**config, "architectures": ["GPT2Model"]}, weights)
+    with torch.no_grad():
+        hidden = bare(ids).last_hidden_state
+        want = hidden @ bare.wte.weight.T
+        assert (ours(ids) - want).abs().max() <= TOL
+
+
+def load_hf_from(model: Any, path: Path) -> Any:
+    model.save_pretrained(path)
+    return load_hf(path)
