@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const HOLE: u8 = 0;
@@ -560,14 +559,15 @@ impl Bpe {
         let mut next: Vec<u32> = (1..=n as u32).collect();
         next[n - 1] = none;
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
-        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(n);
         let key = |m: u64, pos: usize| (m >> 32) << 32 | pos as u64;
-        for i in 0..n - 1 {
-            let m = self.merge_of(ids[i], ids[i + 1]);
-            if m != NO_MERGE {
-                heap.push(Reverse(key(m, i)));
-            }
-        }
+        let initial: Vec<Reverse<u64>> = (0..n - 1)
+            .filter_map(|i| {
+                let m = self.merge_of(ids[i], ids[i + 1]);
+                (m != NO_MERGE).then(|| Reverse(key(m, i)))
+            })
+            .collect();
+        // An 8-ary heap: fewer levels, each a cache line, for pieces of megabytes.
+        let mut heap = dary_heap::OctonaryHeap::from(initial);
         while let Some(Reverse(k)) = heap.pop() {
             let pos = (k & 0xffff_ffff) as usize;
             let nx = next[pos];
