@@ -427,7 +427,70 @@ class StopWords(TextCleaner):
         return _DOUBLE_SPACE.sub(" ", "".join(parts)).strip()
 
 
+class Replace(TextCleaner):
+    """Replace every match of a regular expression (e.g. drop ``{n}``/``[ugs.]`` notes).
+
+    Args:
+        pattern: A Python regular expression.
+        replacement: What each match becomes (``\\1`` refers to a group); empty removes it.
+        ignore_case: Match case-insensitively.
+    """
+
+    name = "replace"
+
+    def __init__(self, pattern: str, replacement: str = "", ignore_case: bool = False) -> None:
+        self.pattern = pattern
+        self.replacement = replacement
+        self.ignore_case = ignore_case
+        try:
+            self._regex = re.compile(pattern, re.I if ignore_case else 0)
+        except re.error as exc:
+            raise UsageError(f"replace: bad pattern {pattern!r} ({exc})") from None
+
+    def transform(self, text: str) -> str:
+        return self._regex.sub(self.replacement, text)
+
+
 # -- missing values and filters ---------------------------------------------------------------
+
+
+class Match(Filter):
+    """Keep (or drop) records whose text, target or both match a regular expression.
+
+    Args:
+        pattern: A Python regular expression, searched anywhere in the field.
+        field: Which side must match: ``text``, ``target`` or ``both``.
+        drop: Drop the matching records instead of keeping them.
+        ignore_case: Match case-insensitively.
+    """
+
+    name = "match"
+
+    def __init__(
+        self,
+        pattern: str,
+        field: Literal["text", "target", "both"] = "text",
+        drop: bool = False,
+        ignore_case: bool = False,
+    ) -> None:
+        self.pattern = pattern
+        self.field = field
+        self.drop = drop
+        self.ignore_case = ignore_case
+        try:
+            self._regex = re.compile(pattern, re.I if ignore_case else 0)
+        except re.error as exc:
+            raise UsageError(f"match: bad pattern {pattern!r} ({exc})") from None
+
+    def keep(self, record: Record) -> bool:
+        search = self._regex.search
+        if self.field == "text":
+            hit = search(record.text or "") is not None
+        elif self.field == "target":
+            hit = search(record.target or "") is not None
+        else:
+            hit = search(record.text or "") is not None and search(record.target or "") is not None
+        return hit != self.drop
 
 
 class Missing(Cleaner):
@@ -474,6 +537,7 @@ class Length(Filter):
         max_chars: Most characters (None: no limit).
         min_words: Fewest whitespace-separated words.
         max_words: Most words (None: no limit).
+        target: Apply the same bounds to the target too (seq2seq pairs).
     """
 
     name = "length"
@@ -484,14 +548,20 @@ class Length(Filter):
         max_chars: int | None = None,
         min_words: int = 0,
         max_words: int | None = None,
+        target: bool = False,
     ) -> None:
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.min_words = min_words
         self.max_words = max_words
+        self.target = target
 
     def keep(self, record: Record) -> bool:
-        text = record.text or ""
+        if self.target and record.target is not None and not self._fits(record.target):
+            return False
+        return self._fits(record.text or "")
+
+    def _fits(self, text: str) -> bool:
         n = len(text)
         if n < self.min_chars or (self.max_chars is not None and n > self.max_chars):
             return False

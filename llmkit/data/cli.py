@@ -41,6 +41,8 @@ def _common(fn: Any) -> Any:
             help="Plain text: a document per file, blank-line paragraph or line.",
         ),
         click.option("--separator", help="Parallel format: separator of the two sides (tab)."),
+        click.option("--comment", help="Parallel format: skip lines starting with this."),
+        click.option("--subentries", help="Parallel format: aligned sub-entry separator."),
         click.option("--include", multiple=True, help="Only files matching this glob."),
         click.option("--exclude", multiple=True, help="Skip files matching this glob."),
         click.option(

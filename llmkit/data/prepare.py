@@ -52,6 +52,8 @@ class PrepareConfig:
     exclude: list[str] = dataclasses.field(default_factory=list)
     delimiter: str | None = None
     separator: str = "\t"
+    comment: str | None = None
+    subentries: str | None = None
     on_error: str = "error"
     clean: list[Any] = dataclasses.field(default_factory=lambda: list(DEFAULT_CLEAN))
     tokenizer: str | None = None
@@ -147,7 +149,14 @@ def make_reader(cfg: PrepareConfig) -> Any:
             **common,
         )
     if cfg.format == "parallel":
-        return llmkit.create("dataset", "parallel", paths=list(cfg.inputs), separator=cfg.separator)
+        return llmkit.create(
+            "dataset",
+            "parallel",
+            paths=list(cfg.inputs),
+            separator=cfg.separator,
+            comment=cfg.comment,
+            subentries=cfg.subentries,
+        )
     delimiter = cfg.delimiter or ("\t" if cfg.format == "tsv" else None)
     return llmkit.create(
         "dataset",

@@ -357,6 +357,9 @@ class ParallelReader:
         paths: Instead of source/target: files holding both sides on each line, split at `separator`.
         separator: Splits a line of `paths` into source and target (e.g. ``" :: "`` or a tab).
         swap: Read the sides the other way round (target first on each line).
+        comment: Lines of `paths` starting with this are skipped (e.g. ``#``).
+        subentries: Both sides hold aligned sub-entries split by this (e.g. ``" | "``): each
+            aligned pair becomes a record; entries whose sides differ in count are skipped.
     """
 
     def __init__(
@@ -366,6 +369,8 @@ class ParallelReader:
         paths: list[str] | None = None,
         separator: str = "\t",
         swap: bool = False,
+        comment: str | None = None,
+        subentries: str | None = None,
     ) -> None:
         if paths:
             if source or target:
@@ -384,6 +389,8 @@ class ParallelReader:
             self.pairs = list(zip(src, tgt, strict=True))
         self.separator = separator
         self.swap = swap
+        self.comment = comment
+        self.subentries = subentries
         self.stats = ReadStats()
 
     def __iter__(self) -> Iterator[Record]:
@@ -418,7 +425,7 @@ class ParallelReader:
             for i, raw in enumerate(_iter_lines(path), 1):
                 stats.bytes += len(raw)
                 line = decode_utf8(raw, stats).rstrip("\r\n")
-                if not line.strip():
+                if not line.strip() or (self.comment and line.startswith(self.comment)):
                     continue
                 src, sep, tgt = line.partition(self.separator)
                 if not sep:
@@ -426,8 +433,17 @@ class ParallelReader:
                     continue
                 if self.swap:
                     src, tgt = tgt, src
-                stats.records += 1
-                yield Record(src.strip(), target=tgt.strip(), source=f"{path}:{i}")
+                if self.subentries is None:
+                    stats.records += 1
+                    yield Record(src.strip(), target=tgt.strip(), source=f"{path}:{i}")
+                    continue
+                srcs, tgts = src.split(self.subentries), tgt.split(self.subentries)
+                if len(srcs) != len(tgts):
+                    stats.skip(f"{path}:{i}")
+                    continue
+                for k, (a, b) in enumerate(zip(srcs, tgts, strict=True)):
+                    stats.records += 1
+                    yield Record(a.strip(), target=b.strip(), source=f"{path}:{i}.{k + 1}")
 
 
 class HFReader:

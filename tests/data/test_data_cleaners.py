@@ -233,3 +233,22 @@ def test_boilerplate_fast_path_matches_a_line_by_line_filter(lines: list[str], f
         line for line in text.split("\n") if len(line.split()) > 16 or not regex.search(line)
     )
     assert Boilerplate().transform(text) == expected
+
+
+def test_replace_and_match_for_dictionary_style_pairs() -> None:
+    recs = [
+        Record("Haus {n} [arch.]", target="house [Br.]"),
+        Record("Wie geht es dir heute?", target="How are you today?"),
+        Record("Wie geht es dir heute?", target="how are you today"),
+    ]
+    replace = llmkit.create("cleaner", "replace", pattern=r"\s*(\{[^}]*\}|\[[^\]]*\])")
+    out = replace.apply(list(recs))
+    assert (out[0].text, out[0].target) == ("Haus", "house")  # type: ignore[union-attr]
+    both = llmkit.create("cleaner", "match", pattern=r"[.?!]$", field="both")
+    assert [r is not None for r in both.apply(list(recs))] == [False, True, False]
+    drop = llmkit.create("cleaner", "match", pattern="^wie", drop=True, ignore_case=True)
+    assert [r is not None for r in drop.apply(list(recs))] == [True, False, False]
+    longer = llmkit.create("cleaner", "length", min_words=4, target=True)
+    assert [r is not None for r in longer.apply(list(recs))] == [False, True, True]
+    with pytest.raises(UsageError, match="bad pattern"):
+        llmkit.create("cleaner", "replace", pattern="(")

@@ -204,7 +204,15 @@ def test_cli_prepare_report_info_and_errors(
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "y" / "manifest.json").read_text())["config"]["clean"] == [
         {"nfkc": {"form": "NFKC"}},
-        {"length": {"min_chars": 0, "max_chars": None, "min_words": 5, "max_words": None}},
+        {
+            "length": {
+                "min_chars": 0,
+                "max_chars": None,
+                "min_words": 5,
+                "max_words": None,
+                "target": False,
+            }
+        },
     ]
     yaml_cfg.write_text("inputs: [a]\nshard_tokns: 5\n")
     res = runner.invoke(cli, ["data", "prepare", "--config", str(yaml_cfg)])

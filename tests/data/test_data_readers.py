@@ -214,3 +214,23 @@ def test_paragraph_reader_matches_a_split_on_blank_lines(
             paras.append([])
     expected = ["\n".join(p) for p in paras if p]
     assert got == expected
+
+
+def test_parallel_dictionary_lines_with_comments_and_subentries(tmp_path: Path) -> None:
+    path = tmp_path / "de-en"
+    path.write_text(
+        "# Version :: devel 2023-01-30\n"
+        "Haus {n} | Häuser {pl} :: house | houses\n"
+        "Baum {m} | Bäume {pl} :: tree\n"
+        "Wie geht's? :: How are you?\n",
+        encoding="utf-8",
+    )
+    reader = ParallelReader(paths=[str(path)], separator=" :: ", comment="#", subentries=" | ")
+    recs = list(reader)
+    assert [(r.text, r.target) for r in recs] == [
+        ("Haus {n}", "house"),
+        ("Häuser {pl}", "houses"),
+        ("Wie geht's?", "How are you?"),
+    ]
+    assert recs[1].source.endswith("de-en:2.2")
+    assert reader.stats.skipped_lines == 1  # the Baum entry: 2 German sub-entries, 1 English
