@@ -227,6 +227,9 @@ def test_ids_match_tokenizers_on_real_text(uncased: tuple[Tokenizer, WordPieceTo
     assert ours.encode_batch(TEXTS) == expected
     assert ours.encode(TEXTS[0]) == expected[0]
     assert sum(map(len, expected)) > 50_000
+    big = "\f".join(TEXTS * 3)  # > 1 MiB: encoded in parallel pieces; form feeds join words
+    assert len(big) > 1 << 20
+    assert ours.encode(big) == hf.encode(big, add_special_tokens=False).ids
 
 
 @pytest.mark.parametrize("fixture", ["uncased", "cased"])
