@@ -88,8 +88,14 @@ def main() -> None:
         for t in texts:
             ours.encode(t)
 
+    whole = "\n\n".join(texts)
     rows = [
         ("encode, one thread", one_thread_hf, one_thread_ours),
+        (
+            "encode the corpus as one text",
+            lambda: hf.encode(whole, add_special_tokens=False),
+            lambda: ours.encode(whole),
+        ),
         (
             "encode_batch, all cores",
             lambda: hf.encode_batch(texts, add_special_tokens=False),
