@@ -337,10 +337,8 @@ def stage_train(
                 from llmkit.inference.checkpoint import save_model
 
                 save_model(model, out / "model", tokenizer=tokenizer)
-                if facts.get("labels"):  # `llmkit eval` reads class names from the config
-                    config_file = out / "model" / "config.json"
-                    saved = json.loads(config_file.read_text())
-                    _atomic_json(config_file, {**saved, "labels": facts["labels"]})
+                if facts.get("labels"):  # class names, in index order, for `llmkit eval`
+                    _atomic_json(out / "model" / "labels.json", facts["labels"])
             summary.update(
                 steps=result.steps,
                 train_loss=result.train_loss,
@@ -391,7 +389,7 @@ def stage_eval(
         _, valid = _records(config, base)
         if not valid:
             raise UsageError("eval: no validation records; raise data.validation")
-        labels = json.loads((model_dir / "config.json").read_text()).get("labels")
+        labels = json.loads((model_dir / "labels.json").read_text())
         batches = batching.ClassificationBatches(
             valid, tokenizer, batch_size, labels=labels, shuffle=False, epochs=1
         )

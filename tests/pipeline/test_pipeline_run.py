@@ -119,4 +119,4 @@ eval:
     )
     run(pipe)
     assert json.loads((out / "eval.json").read_text())["metrics"]["accuracy"] > 0.9
-    assert json.loads((out / "model" / "config.json").read_text())["labels"] == ["bad", "good"]
+    assert json.loads((out / "model" / "labels.json").read_text()) == ["bad", "good"]
