@@ -148,7 +148,6 @@ def test_parallel_one_file_with_separator(tmp_path: Path) -> None:
 
 
 def test_hf_reader_without_datasets_is_a_clear_error() -> None:
-    pytest.importorskip("torch")  # keeps this test in the same environment as the others
     try:
         import datasets  # noqa: F401
     except ImportError:
