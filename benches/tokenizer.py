@@ -302,8 +302,8 @@ def main() -> None:
         results["worst_case_piece"] = {
             "llmkit_1mb": run("worst_llmkit", corpus, "1"),
             "llmkit_2mb": run("worst_llmkit", corpus, "2"),
-            "tiktoken_0.05mb": run("worst_tiktoken", corpus, "0.05"),
-            "tiktoken_0.1mb": run("worst_tiktoken", corpus, "0.1"),
+            "tiktoken_1mb": run("worst_tiktoken", corpus, "1"),
+            "tiktoken_2mb": run("worst_tiktoken", corpus, "2"),
         }
     OUT.mkdir(parents=True, exist_ok=True)
     name = "tokenizer.json" if len(args.only) == 5 else f"tokenizer-{'-'.join(args.only)}.json"
