@@ -415,3 +415,18 @@ def test_gzip_and_glob_inputs(tmp_path: Path) -> None:
     plain = tmp_path / "all.txt"
     plain.write_text("\n".join(texts[:5]) + "\n" + "\n".join(texts[5:]), encoding="utf-8")
     assert both.to_dict() == BPETokenizer.train([plain], vocab_size=500).to_dict()
+
+
+# --------------------------------------------------------------------------- scanner vs regex
+
+_TRICKY = st.sampled_from(
+    ["'s", "'S", "'ll", "'Re", "'\u017f", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000",
+     "1", "\u0663", "\u00bd", "\u0301", "A", "a", "\u01c5", "\u02b0", "\u4e2d", "!", "/", "\U0001d400"]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k", "o200k"])
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.one_of(st.text(max_size=4), _TRICKY), max_size=12).map("".join))
+def test_scanner_agrees_with_regex(pattern: str, text: str) -> None:
+    assert _rust.pretokenize(pattern, text) == _rust.pretokenize(pattern, text, regex_only=True)
