@@ -47,8 +47,10 @@ class ByteTokenizer:
     kind = "byte"
 
     def __init__(self, special_tokens: Sequence[str] = ()) -> None:
-        """Args:
-        special_tokens: Special token texts, given ids 256, 257, ...
+        """A byte tokenizer whose special tokens follow the 256 bytes.
+
+        Args:
+            special_tokens: Special token texts, given ids 256, 257, ...
         """
         names = _check_specials(special_tokens)
         self._specials = {s: 256 + i for i, s in enumerate(names)}
@@ -126,10 +128,12 @@ class CharTokenizer:
     def __init__(
         self, chars: Sequence[str], special_tokens: Sequence[str] = (), unk_token: str = "<unk>"
     ) -> None:
-        """Args:
-        chars: The characters, in id order after the special tokens and `unk_token`.
-        special_tokens: Special token texts, given the first ids.
-        unk_token: The token for characters outside `chars`.
+        """A character tokenizer over `chars`.
+
+        Args:
+            chars: The characters, in id order after the special tokens and `unk_token`.
+            special_tokens: Special token texts, given the first ids.
+            unk_token: The token for characters outside `chars`.
         """
         names = _check_specials([*special_tokens, unk_token])
         self._specials = {s: i for i, s in enumerate(names)}
