@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -317,8 +318,23 @@ class BPETokenizer:
                 flush=True,
             )
 
+        tty = show_progress and sys.stderr.isatty()
+        started = time.perf_counter()
+
         def progress(done: int, wanted: int) -> None:
-            if show_progress and (done % 4096 == 0 or done == wanted):
+            if not show_progress:
+                return
+            if tty:
+                filled = 30 * done // max(wanted, 1)
+                bar = "#" * filled + "." * (30 - filled)
+                elapsed = time.perf_counter() - started
+                print(
+                    f"\r[bpe] merges [{bar}] {done}/{wanted} {elapsed:.1f}s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif done % 4096 == 0 or done >= wanted:
                 print(f"[bpe] merges {done}/{wanted}", file=sys.stderr, flush=True)
 
         specials = list(dict.fromkeys(special_tokens))
@@ -326,6 +342,9 @@ class BPETokenizer:
             tokens, n_special, merges = trainer.train(vocab_size, min_frequency, specials, progress)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        finally:
+            if tty:
+                print(file=sys.stderr, flush=True)
         ordinary = [(t, i) for i, t in enumerate(tokens) if i >= n_special]
         special_ids = [(s, i) for i, s in enumerate(specials)]
         core = _rust.Bpe.from_merges(ordinary, merges, special_ids, pattern, False)
