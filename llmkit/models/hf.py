@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 
+#: Attention variants that compute exactly what HF's eager/sdpa attention computes.
+FULL_ATTENTION = ("mha", "sdpa", "gqa", "mqa")
+
 
 def _module_for(config_json: dict[str, Any]) -> ModuleType:
     from llmkit.models import bert, gpt, llama
@@ -96,6 +99,12 @@ def from_hf(config_json: dict[str, Any], state_dict: dict[str, Tensor]) -> nn.Mo
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(config.json dict, state dict) in the Hugging Face layout of the model's architecture."""
     module = _model_for(model)
+    attention = getattr(model.config, "attention", "sdpa")
+    if attention not in FULL_ATTENTION:
+        raise UsageError(
+            f"attention='{attention}' has no Hugging Face equivalent (the exported model would "
+            f"compute something else); export needs one of {', '.join(FULL_ATTENTION)}"
+        )
     return module.config_to_hf(model.config), module.state_dict_to_hf(model)
 
 

@@ -181,6 +181,18 @@ def test_non_hf_choices_refuse_to_export() -> None:
     )
     with pytest.raises(UsageError, match="position='alibi' has no GPT-2 equivalent"):
         to_hf(model)
+    windowed = llmkit.create(
+        "model",
+        "llama",
+        vocab_size=V,
+        n_layers=1,
+        d_model=32,
+        n_heads=4,
+        n_kv_heads=2,
+        attention="sliding_window",
+    )
+    with pytest.raises(UsageError, match="attention='sliding_window' has no Hugging Face"):
+        to_hf(windowed)
 
 
 def test_bare_gpt2_model_checkpoint_with_legacy_buffers(
