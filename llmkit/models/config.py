@@ -115,6 +115,15 @@ def build_attention(
     """Build attention variant `name` through the registry, so plugin variants work the same way."""
     from llmkit.api import create
 
+    reserved = sorted(
+        set(options)
+        & {"d_model", "n_heads", "n_kv_heads", "causal", "cross", "d_context", "dropout", "bias"}
+    )
+    if reserved:
+        raise UsageError(
+            f"attention_options: {', '.join(reserved)} come from the model config itself; "
+            "set them there instead"
+        )
     kwargs: dict[str, Any] = dict(
         d_model=d_model, n_heads=n_heads, causal=causal, dropout=dropout, bias=bias, **options
     )

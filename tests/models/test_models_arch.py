@@ -151,6 +151,7 @@ def test_gpt_learns_a_repeating_sequence() -> None:
         ("bert", {"dropout": 1.0}, "dropout"),
         ("transformer", {"cross_attention": "sliding_window"}, "cross_attention"),
         ("gpt", {"attention_options": {"window": 4}}, "attention_options: .*window"),
+        ("gpt", {"attention_options": {"causal": False}}, "attention_options: causal come from"),
         ("gpt", {"n_heads": "four"}, "n_heads: expected an integer"),
     ],
 )
