@@ -95,7 +95,7 @@ def plugins(as_json: bool) -> None:
     if as_json:
         import json
 
-        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        click.echo(json.dumps([i.to_json() for i in infos], indent=2))
         return
     rows = []
     for info in infos:

@@ -31,12 +31,29 @@ class PluginInfo:
     """What `llmkit plugins` shows about one plugin."""
 
     name: str
-    version: str | None = None
     distribution: str | None = None
     builtin: bool = False
     components: dict[str, list[str]] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
     error: str | None = None
+    dist: metadata.Distribution | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def version(self) -> str | None:
+        """The distribution's version, read only when asked (parsing METADATA costs start-up time)."""
+        return self.dist.version if self.dist is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        """What `llmkit plugins --json` prints."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "builtin": self.builtin,
+            "components": self.components,
+            "commands": self.commands,
+            "error": self.error,
+        }
 
 
 def _allowed_plugins() -> set[str] | None:
@@ -73,20 +90,27 @@ class PluginHost:
                 return
             self._loaded = True
             allowed = _allowed_plugins()
+            names: dict[int, str] = {}  # reading a distribution's name parses its METADATA
+
+            def dist_name(ep: metadata.EntryPoint) -> str:
+                if ep.dist is None:
+                    return ""
+                if id(ep.dist) not in names:
+                    names[id(ep.dist)] = ep.dist.name
+                return names[id(ep.dist)]
+
             entry_points = sorted(
                 metadata.entry_points(group=ENTRY_POINT_GROUP),
-                key=lambda ep: (_dist_name(ep) != CORE_DISTRIBUTION, ep.name),
+                key=lambda ep: (dist_name(ep) != CORE_DISTRIBUTION, ep.name),
             )
             for ep in entry_points:
-                dist = _dist_name(ep)
+                dist = dist_name(ep)
                 builtin = dist == CORE_DISTRIBUTION
                 if ep.name in self.plugins:
                     continue
                 if not builtin and allowed is not None and not ({ep.name, dist} & allowed):
                     continue
-                info = PluginInfo(
-                    ep.name, ep.dist.version if ep.dist else None, dist, builtin=builtin
-                )
+                info = PluginInfo(ep.name, dist, builtin=builtin, dist=ep.dist)
                 self.plugins[ep.name] = info
                 try:
                     self.pm.register(ep.load(), name=ep.name)
@@ -175,10 +199,6 @@ class PluginHost:
                 continue
             if info is not None:
                 info.commands = sorted(set(cli.commands) - before)
-
-
-def _dist_name(ep: metadata.EntryPoint) -> str:
-    return ep.dist.name if ep.dist is not None else ""
 
 
 _host: PluginHost | None = None
