@@ -27,6 +27,18 @@ def fresh_plugin_host() -> Iterator[None]:
     plugins.reset()
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny-tensor tests run fastest on one thread; on a busy 2-core machine two OpenMP threads
+    contending with other processes make each small op up to 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def example_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin package, really installed (wheel built by pip) into a private folder."""
