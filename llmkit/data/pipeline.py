@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmkit.atomic import write_text
 from llmkit.data.cleaners import Cleaner
 from llmkit.data.records import ReadStats, Record
 from llmkit.errors import UsageError
 
 SNIPPET = 160
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _snippet(text: str, at: int = 0) -> str:
@@ -175,7 +160,7 @@ def _jsonable(value: Any) -> Any:
 
 def save_report(report: dict[str, Any], path: str | Path) -> None:
     """Write a cleaning report as JSON, atomically."""
-    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

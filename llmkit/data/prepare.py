@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmkit.atomic import write_text
 from llmkit.data.cleaners import Cleaner
-from llmkit.data.pipeline import CleaningPipeline, atomic_write_text, save_report
+from llmkit.data.pipeline import CleaningPipeline, save_report
 from llmkit.data.records import ReadStats, Record
 from llmkit.data.shards import (
     FORMAT_VERSION,
@@ -518,7 +519,7 @@ def prepare(
             "seconds": round(seconds, 3),
             "report": REPORT,
         }
-        atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     except BaseException:
         for w in writers.values():
             w.abort()

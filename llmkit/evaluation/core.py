@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import llmkit
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError, WorkError
-from llmkit.evaluation.png import write_atomic
 from llmkit.metrics.render import confusion_table, table
 
 if TYPE_CHECKING:
@@ -464,7 +464,7 @@ def write_results(path: str | Path, results: Any) -> Path:
     """Write results as indented JSON, atomically (a temp file renamed into place)."""
     text = json.dumps(jsonable(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
     try:
-        return write_atomic(path, text.encode("utf-8"))
+        return write_text(path, text)
     except OSError as exc:
         raise WorkError(f"{path}: cannot write results ({exc.strerror or exc})") from None
 

@@ -7,15 +7,15 @@ characters print as '?', letters in upper case).
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llmkit.atomic import write_bytes
 
 _FONT: dict[str, str] = {
     "0": "111101101101111", "1": "010110010010111", "2": "111001111100111",
@@ -89,21 +89,6 @@ def encode_png(rgb: np.ndarray) -> bytes:
     )
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory and `os.replace`."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def confusion_image(
     labels: Sequence[Any], matrix: Sequence[Sequence[float]], max_label: int = 12
 ) -> np.ndarray:
@@ -156,4 +141,4 @@ def save_confusion_png(
     path: str | Path, labels: Sequence[Any], matrix: Sequence[Sequence[float]]
 ) -> Path:
     """Write the confusion-matrix heatmap of `labels`/`matrix` to `path` (atomically)."""
-    return write_atomic(path, encode_png(confusion_image(labels, matrix)))
+    return write_bytes(path, encode_png(confusion_image(labels, matrix)))

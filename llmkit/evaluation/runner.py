@@ -252,10 +252,10 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
     """One prediction per line (newlines inside a prediction become spaces), written atomically."""
     if not path:
         return
-    from llmkit.evaluation.png import write_atomic
+    from llmkit.atomic import write_text
 
     text = "".join(" ".join(line.splitlines()) + "\n" for line in lines)
-    write_atomic(path, text.encode("utf-8"))
+    write_text(path, text)
 
 
 def _checkpoint_labels(ckpt: Path) -> list[str] | None:

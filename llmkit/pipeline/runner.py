@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmkit.atomic import write_json
 from llmkit.errors import UsageError
 from llmkit.pipeline.config import ComponentSpec, PipelineConfig, TrainSection
 
@@ -26,13 +26,6 @@ def _resolve(base: Path, path: str) -> str:
     """`path` as given when absolute, else relative to the pipeline file's directory."""
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else base / p)
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def check(config: PipelineConfig) -> list[str]:
@@ -338,7 +331,7 @@ def stage_train(
 
                 save_model(model, out / "model", tokenizer=tokenizer)
                 if facts.get("labels"):  # class names, in index order, for `llmkit eval`
-                    _atomic_json(out / "model" / "labels.json", facts["labels"])
+                    write_json(out / "model" / "labels.json", facts["labels"])
             summary.update(
                 steps=result.steps,
                 train_loss=result.train_loss,
@@ -409,7 +402,7 @@ def stage_eval(
         )
     metrics = {k: v for k, v in result["metrics"].items() if k in e.metrics or not e.metrics}
     metrics = metrics or result["metrics"]
-    _atomic_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
+    write_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
     log("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
 
@@ -457,5 +450,5 @@ def run(
         summary["train"] = stage_train(config, base, out, data_dir, tokenizer_path, log)
     if "eval" in wanted:
         summary["eval"] = stage_eval(config, base, out, data_dir, log)
-    _atomic_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return summary

@@ -9,15 +9,14 @@ from __future__ import annotations
 import glob as globlib
 import gzip
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from llmkit import _rust
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -71,20 +70,6 @@ def text_to_bytes(text: str) -> bytes | None:
 
 
 SpecialArg = Literal["all"] | Collection[str]
-
-
-def _write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _open_text(path: str | Path) -> IO[str]:
@@ -545,7 +530,7 @@ class BPETokenizer:
             )
         )
         parts.append(" }\n}\n")
-        _write_atomic(path, "\n".join(parts))
+        write_text(path, "\n".join(parts))
 
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
@@ -784,10 +769,8 @@ class BPETokenizer:
         doc = self._hf_model()
         vocab = dict(doc["vocab"])
         vocab.update(self._specials)
-        _write_atomic(d / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-        _write_atomic(
-            d / "merges.txt", "#version: 0.2\n" + "".join(m + "\n" for m in doc["merges"])
-        )
+        write_text(d / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+        write_text(d / "merges.txt", "#version: 0.2\n" + "".join(m + "\n" for m in doc["merges"]))
         return d / "vocab.json", d / "merges.txt"
 
     # ---------------------------------------------------------------- Hugging Face
@@ -863,7 +846,7 @@ class BPETokenizer:
             },
             "model": self._hf_model(),
         }
-        _write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def from_hf(cls, path: str | Path) -> BPETokenizer:

@@ -75,9 +75,13 @@ def train(
                 err=True,
             )
     elif kind == "wordpiece":
-        from llmkit.tokenizers.wordpiece import WordPieceTokenizer
+        from llmkit.tokenizers.wordpiece import DEFAULT_SPECIAL_TOKENS, WordPieceTokenizer
 
-        tok = WordPieceTokenizer.train(list(files), vocab_size=vocab_size)  # type: ignore[assignment]
+        # --special-token adds to BERT's [PAD] [UNK] [CLS] [SEP] [MASK], which WordPiece needs.
+        specials = list(dict.fromkeys([*DEFAULT_SPECIAL_TOKENS, *special_tokens]))
+        tok = WordPieceTokenizer.train(  # type: ignore[assignment]
+            list(files), vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials
+        )
     elif kind == "char":
         from llmkit.tokenizers.simple import CharTokenizer
 

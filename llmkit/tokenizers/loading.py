@@ -45,7 +45,8 @@ def load_tokenizer(spec: str | Path) -> Any:
         from llmkit.tokenizers.simple import CharTokenizer
 
         return CharTokenizer.load(path)
-    if kind == "wordpiece":
+    hf_model = doc.get("model") if isinstance(doc, dict) else None
+    if kind == "wordpiece" or (isinstance(hf_model, dict) and hf_model.get("type") == "WordPiece"):
         from llmkit.tokenizers.wordpiece import WordPieceTokenizer
 
         return WordPieceTokenizer.load(path)

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError
-from llmkit.tokenizers.bpe import _write_atomic, expand_files
+from llmkit.tokenizers.bpe import expand_files
 
 
 def _check_specials(special_tokens: Sequence[str]) -> list[str]:
@@ -111,7 +112,7 @@ class ByteTokenizer:
             "type": "byte",
             "special_tokens": list(self._specials),
         }
-        _write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ByteTokenizer:
@@ -215,7 +216,7 @@ class CharTokenizer:
             "unk_token": self._unk_token,
             "chars": "".join(self._chars),
         }
-        _write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import glob
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError
 
 DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -33,19 +32,6 @@ def _usage(call: Callable[[], T]) -> T:
         return call()
     except (ValueError, OSError) as e:
         raise UsageError(str(e)) from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _corpus_files(corpus: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -339,11 +325,11 @@ class WordPieceTokenizer:
             "config": self.config,
             "vocab": self._core.vocab(),
         }
-        _write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
     def save_vocab(self, path: str | Path) -> None:
         """Write the vocabulary as `vocab.txt` (one token per line, in id order), atomically."""
-        _write_atomic(Path(path), self._core.to_vocab_txt())
+        write_text(Path(path), self._core.to_vocab_txt())
 
     @classmethod
     def load(cls, path: str | Path) -> WordPieceTokenizer:
@@ -509,7 +495,7 @@ class WordPieceTokenizer:
                 "vocab": self.get_vocab(),
             },
         }
-        _write_atomic(Path(path), json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+        write_text(Path(path), json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
 
     # ------------------------------------------------------------------ encode / decode
 

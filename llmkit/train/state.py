@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError
 
 STATE_FILE = "trainer_state.json"
@@ -87,9 +88,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    latest_tmp = directory.parent / f".{LATEST_FILE}.{os.getpid()}"
-    latest_tmp.write_text(directory.name + "\n")
-    os.replace(latest_tmp, directory.parent / LATEST_FILE)
+    write_text(directory.parent / LATEST_FILE, directory.name + "\n")
     return directory
 
 

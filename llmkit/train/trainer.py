@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from llmkit.atomic import write_json
 from llmkit.errors import UsageError, WorkError
 from llmkit.train import state as ckpt
 from llmkit.train.distributed import Dist, mean_across_ranks, wrap
@@ -288,7 +288,4 @@ class Trainer:
 
 def write_result(result: TrainResult, out_dir: Path) -> None:
     """Write `train_result.json` atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".train_result.json.{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(result), indent=2) + "\n")
-    os.replace(tmp, out_dir / "train_result.json")
+    write_json(out_dir / "train_result.json", asdict(result))

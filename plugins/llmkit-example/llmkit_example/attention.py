@@ -39,7 +39,7 @@ class QuietAttention(Attention):
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         if mask is not None:
             scores = scores + mask
-        zero = scores.new_zeros(scores.shape[:-1] + (1,))  # the "attend to nothing" logit
+        zero = scores.new_zeros((*scores.shape[:-1], 1))  # the "attend to nothing" logit
         weights = torch.softmax(torch.cat([scores, zero], dim=-1).float(), dim=-1)[..., :-1]
         weights = torch.nn.functional.dropout(weights.to(q.dtype), self.dropout, self.training)
         return weights @ v  # (B, nh, Tq, hs)
