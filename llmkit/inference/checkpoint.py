@@ -81,7 +81,8 @@ def save_model(
 ) -> Path:
     """Write `model` (and `tokenizer`) as an llmkit checkpoint directory, atomically; returns it.
 
-    `generation` holds what generation needs beyond the model config (eos/bos ids, chat template).
+    `generation` holds what generation needs beyond the model config (eos/bos ids, chat template);
+    without an eos id, the tokenizer's conventional end-of-text token is recorded.
     """
     from safetensors.torch import save_file
 
@@ -92,6 +93,12 @@ def save_model(
     config["format"] = FORMAT
     if tied:
         config["tied_weights"] = tied
+    if tokenizer is not None and not (generation and "eos_token_id" in generation):
+        from llmkit.tokenizers.base import find_eos
+
+        eos = find_eos(tokenizer)  # so that generation stops at the end of a text by default
+        if eos is not None:
+            generation = {**(generation or {}), "eos_token_id": eos}
     if generation:
         config["generation"] = dict(generation)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+#: End-of-text tokens by convention (GPT-2/tiktoken, Llama/SentencePiece, others), first match wins.
+EOS_TOKENS = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "<|end_of_text|>", "<|im_end|>")
+
+
+def find_eos(tokenizer: Any) -> int | None:
+    """The id of the tokenizer's end-of-text special token, if it has a conventional one."""
+    specials: dict[str, int] = dict(getattr(tokenizer, "special_tokens", {}) or {})
+    return next((specials[name] for name in EOS_TOKENS if name in specials), None)
 
 
 @runtime_checkable

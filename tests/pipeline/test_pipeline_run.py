@@ -63,6 +63,9 @@ def test_pretrain_end_to_end(tmp_path: Path) -> None:
     assert history[-1]["loss"] < history[0]["loss"]
     evaluation = json.loads((out / "eval.json").read_text())["metrics"]
     assert math.isfinite(evaluation["perplexity"]) and evaluation["perplexity"] < 256
+    saved = json.loads((out / "model" / "config.json").read_text())
+    eos = llmkit.load_tokenizer(out / "model").special_tokens["<|endoftext|>"]
+    assert saved["generation"]["eos_token_id"] == eos  # generation stops at the end of a text
     model = llmkit.load_model(out / "model")
     assert model(torch.tensor([[1, 2, 3]])).shape == (
         1,
