@@ -202,9 +202,16 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
         if mask is not None:
             scores = scores + mask
-        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        weights = self.normalize(scores).to(q.dtype)
         weights = F.dropout(weights, self.dropout, self.training)
         return weights @ v  # (B, nh, Tq, hs)
+
+    def normalize(self, scores: Tensor) -> Tensor:
+        """Attention weights from masked scores (..., Tq, Tk): a softmax over the keys, in fp32.
+
+        Variants that change only this step (e.g. a softmax with an extra zero logit) override it.
+        """
+        return torch.softmax(scores.float(), dim=-1)
 
 
 def repeat_kv(t: Tensor, n_heads: int) -> Tensor:
