@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import llmkit
 from llmkit.atomic import write_text
 from llmkit.errors import UsageError, WorkError
+from llmkit.inference.generation import logits_of, model_device
 from llmkit.metrics.render import confusion_table, table
 
 if TYPE_CHECKING:
@@ -41,22 +42,6 @@ def _split_batch(batch: Any) -> tuple[Any, Any]:
     return batch[:, :-1], batch[:, 1:]
 
 
-def _logits(output: Any) -> torch.Tensor:
-    if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, tuple | list):
-        return output[0]
-    return output
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    import torch
-
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def evaluate_lm(
     model: nn.Module,
     batches: Iterable[Any],
@@ -80,7 +65,7 @@ def evaluate_lm(
         bpb = llmkit.create(
             "metric", "bits_per_byte", ignore_index=ignore_index, token_bytes=list(token_bytes)
         )
-    device = _device_of(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     seen = 0
@@ -92,7 +77,7 @@ def evaluate_lm(
                 inputs, targets = _split_batch(batch)
                 inputs = torch.as_tensor(inputs, dtype=torch.long).to(device)
                 targets = torch.as_tensor(targets, dtype=torch.long).to(device)
-                logits = _logits(model(inputs))
+                logits = logits_of(model(inputs))
                 ppl.update(logits, targets)
                 if bpb is not None:
                     bpb.update(logits, targets)
@@ -245,7 +230,7 @@ def classify(
     """
     import torch
 
-    device = _device_of(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     predictions: list[int] = []
@@ -324,7 +309,7 @@ def _option_logprobs(
         x[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     x = x.to(device)
     with torch.inference_mode():
-        logp = torch.log_softmax(_logits(model(x[:, :-1])).float(), dim=-1)
+        logp = torch.log_softmax(logits_of(model(x[:, :-1])).float(), dim=-1)
     scores = []
     for i, (start, option) in enumerate(zip(starts, options, strict=True)):
         targets = torch.tensor(option, device=device)[:, None]

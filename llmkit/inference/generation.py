@@ -100,8 +100,13 @@ def penalize_repetition(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
     return torch.where(seen, pushed, logits)
 
 
-def _logits(output: Any) -> Tensor:
-    return output if not hasattr(output, "logits") else output.logits
+def logits_of(output: Any) -> Tensor:
+    """Logits from a model's output: a tensor, an object with `.logits`, or a tuple led by them."""
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, tuple | list):
+        return output[0]
+    return output
 
 
 def context_length(model: nn.Module) -> int | None:
@@ -157,7 +162,8 @@ def _as_ids(input_ids: Tensor | Sequence[int] | Sequence[Sequence[int]], device:
     return ids
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     import torch
 
     for p in model.parameters():
@@ -194,7 +200,7 @@ def stream(
         raise UsageError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
     if max_new_tokens < 0:
         raise UsageError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    device = _device(model)
+    device = model_device(model)
     ids = _as_ids(input_ids, device)
     limit = context_length(model)
     if limit is not None and ids.shape[1] >= limit:
@@ -226,10 +232,10 @@ def stream(
                 cache = model.new_cache(  # type: ignore[operator]
                     batch_size=batch, max_length=ids.shape[1] + max_new_tokens
                 )
-                logits = _logits(model(ids, cache=cache, **_last_only(model), **mask_kw))[:, -1]
+                logits = logits_of(model(ids, cache=cache, **_last_only(model), **mask_kw))[:, -1]
             else:
                 seq = ids
-                logits = _logits(model(seq, **mask_kw))[:, -1]
+                logits = logits_of(model(seq, **mask_kw))[:, -1]
         seen = None
         if repetition_penalty != 1.0:
             seen = torch.zeros(batch, logits.shape[-1], dtype=torch.bool, device=device)
@@ -256,10 +262,10 @@ def stream(
                         "attention_mask": torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                     }
                 if cached:
-                    logits = _logits(model(token[:, None], cache=cache, **mask_kw))[:, -1]
+                    logits = logits_of(model(token[:, None], cache=cache, **mask_kw))[:, -1]
                 else:
                     seq = torch.cat([seq, token[:, None]], dim=1)
-                    logits = _logits(model(seq, **mask_kw))[:, -1]
+                    logits = logits_of(model(seq, **mask_kw))[:, -1]
     finally:
         model.train(was_training)
 
@@ -281,7 +287,7 @@ def generate(
     """Prompt plus generated ids, (B, T + new); stopped rows are padded with their stop token."""
     import torch
 
-    ids = _as_ids(input_ids, _device(model))
+    ids = _as_ids(input_ids, model_device(model))
     new = list(
         stream(
             model,
@@ -505,7 +511,7 @@ def beam_search(
         raise UsageError(
             f"need beam_size >= n_best >= 1, got beam_size={beam_size} n_best={n_best}"
         )
-    device = _device(model)
+    device = model_device(model)
     src = _as_ids(input_ids, device)
     batch, k = src.shape[0], beam_size
     seq2seq = hasattr(model, "encode") and hasattr(model, "decode")
@@ -556,7 +562,7 @@ def _beam_stepper(
         def step(tokens: Tensor, order: Tensor | None) -> Tensor:
             if order is not None:
                 cache.reorder(order)
-            logits = _logits(model.decode(tokens, memory, mask, cache=cache))  # type: ignore[operator]
+            logits = logits_of(model.decode(tokens, memory, mask, cache=cache))  # type: ignore[operator]
             return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
         return step, prefix
@@ -568,7 +574,7 @@ def _beam_stepper(
         def step(tokens: Tensor, order: Tensor | None) -> Tensor:
             if order is not None:
                 cache.reorder(order)
-            logits = _logits(model(tokens, cache=cache))
+            logits = logits_of(model(tokens, cache=cache))
             return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
         return step, prefix
@@ -578,7 +584,7 @@ def _beam_stepper(
     def step_nocache(tokens: Tensor, order: Tensor | None) -> Tensor:
         seq = state["seq"] if order is None else state["seq"][order]
         state["seq"] = torch.cat([seq, tokens], dim=1)
-        return torch.log_softmax(_logits(model(state["seq"]))[:, -1].float(), dim=-1)
+        return torch.log_softmax(logits_of(model(state["seq"]))[:, -1].float(), dim=-1)
 
     return step_nocache, prefix
 
