@@ -128,15 +128,25 @@ def context_length(model: nn.Module) -> int | None:
     return None
 
 
-def _last_only(model: nn.Module) -> dict[str, int]:
-    """`logits_to_keep=1` if the model's forward accepts it: the prompt needs only its last logits."""
+def accepts(model: nn.Module, argument: str) -> bool:
+    """True if the model's forward takes the keyword `argument` (e.g. position_ids)."""
     import inspect
 
     try:
         params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        return False
+    return argument in params
+
+
+def _last_only(model: nn.Module) -> dict[str, int]:
+    """`logits_to_keep=1` if the model's forward accepts it: the prompt needs only its last logits."""
+    return {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}
+
+
+def positions_from_mask(mask: Tensor) -> Tensor:
+    """Position ids (B, T) for a left-padded 1/0 mask: 0 at each row's first token, 0 on padding."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
@@ -220,6 +230,8 @@ def stream(
                 f"attention_mask has shape {tuple(mask.shape)}; the prompt is {tuple(ids.shape)}"
             )
         mask_kw = {"attention_mask": mask}
+        if accepts(model, "position_ids"):
+            mask_kw["position_ids"] = positions_from_mask(mask)
     was_training = model.training
     model.eval()
     batch = ids.shape[0]
@@ -258,9 +270,11 @@ def stream(
             with torch.inference_mode():
                 if mask_kw:
                     mask = mask_kw["attention_mask"]
-                    mask_kw = {
-                        "attention_mask": torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                    }
+                    mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                    mask_kw["attention_mask"] = mask
+                    if "position_ids" in mask_kw:
+                        pos = positions_from_mask(mask)
+                        mask_kw["position_ids"] = pos[:, -1:] if cached else pos
                 if cached:
                     logits = logits_of(model(token[:, None], cache=cache, **mask_kw))[:, -1]
                 else:
@@ -313,9 +327,10 @@ def pad_left(
 ) -> tuple[Tensor, Tensor]:
     """(ids, attention_mask), both (B, longest), for prompts of different lengths, padded on the left.
 
-    Left padding keeps every row's last token in the last column. Models with absolute positions
-    (learned, sinusoidal) would see shifted positions, so with such a `model` it is a UsageError;
-    rotary and ALiBi positions are relative and unaffected.
+    Left padding keeps every row's last token in the last column; `stream`/`generate` derive each
+    row's positions from the mask (`position_ids`). A `model` whose forward takes no
+    `position_ids` but has absolute positions (learned, sinusoidal) would see shifted positions,
+    so with such a model it is a UsageError.
     """
     import torch
 
@@ -323,7 +338,12 @@ def pad_left(
         raise UsageError("pad_left needs at least one prompt and no empty prompt")
     position = getattr(getattr(model, "config", None), "position", None)
     lengths = {len(p) for p in prompts}
-    if model is not None and len(lengths) > 1 and position not in (None, "rope", "alibi", "none"):
+    if (
+        model is not None
+        and len(lengths) > 1
+        and position not in (None, "rope", "alibi", "none")
+        and not accepts(model, "position_ids")
+    ):
         raise UsageError(
             f"prompts of different lengths cannot share a batch with position={position!r} "
             "(absolute positions would shift); generate them one by one"

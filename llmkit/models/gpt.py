@@ -20,6 +20,7 @@ from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
+from llmkit.nn.head import LMHead
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import build_positions
@@ -110,7 +111,7 @@ class GPT(nn.Module):
             for _ in range(c.n_layers)
         )
         self.norm = build_norm(c.norm, c.d_model, c.norm_eps, bias=c.bias)
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.head = LMHead(c.d_model, c.vocab_size, bias=False)
         init_weights(self)
         for name, param in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.out.weight", "mlp.down.weight")):
@@ -124,17 +125,28 @@ class GPT(nn.Module):
         *,
         cache: KVCache | None = None,
         attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        logits_to_keep: int = 0,
     ) -> Tensor:
-        """Logits (B, T, V) for token ids (B, T); with a cache, positions continue from cache.length."""
+        """Logits (B, T, V) for token ids (B, T); with a cache, positions continue from cache.length.
+
+        `attention_mask` (B, Tk) is 1 for tokens and 0 for padding, `position_ids` (B, T) each
+        token's position (for left-padded rows: counted from their first real token), and
+        `logits_to_keep` > 0 computes only the last that many positions' logits (B, n, V).
+        """
         offset = cache.length if cache is not None else 0
-        x = self.drop(self.positions.embed(self.embed(input_ids), offset))  # (B, T, D)
+        x = self.embed(input_ids)  # (B, T, D)
+        x = self.drop(self.positions.embed(x, offset, position_ids))
         for i, block in enumerate(self.blocks):
             x = block(
                 x,
                 attention_mask=attention_mask,
                 cache=cache[i] if cache is not None else None,
                 positions=self.positions,
+                position_ids=position_ids,
             )
+        if logits_to_keep > 0:
+            x = x[:, -logits_to_keep:]
         return self.head(self.norm(x))  # (B, T, V)
 
     def new_cache(self, batch_size: int = 1, max_length: int | None = None) -> KVCache:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
+from llmkit.nn.head import LMHead
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import build_positions
@@ -144,7 +145,7 @@ class Transformer(nn.Module):
         )
         self.encoder_norm = norm() if c.pre_norm else nn.Identity()
         self.decoder_norm = norm() if c.pre_norm else nn.Identity()
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.head = LMHead(c.d_model, c.vocab_size, bias=False)
         init_weights(self, std=c.d_model**-0.5)
         if c.tie_embeddings:
             self.head.weight = self.embed.weight

@@ -94,14 +94,18 @@ class Attention(nn.Module):
         attention_mask: Tensor | None = None,
         cache: LayerCache | None = None,
         positions: Positions | None = None,
+        position_ids: Tensor | None = None,
     ) -> Tensor:
-        """Attend from x (B, T, D) to itself or to `context`; returns (B, T, D)."""
+        """Attend from x (B, T, D) to itself or to `context`; returns (B, T, D).
+
+        `position_ids` (B, T) overrides the positions RoPE rotates by (left-padded batches).
+        """
         B, T, _ = x.shape
         q, k, v = self._project(x, context, cache)  # (B, nh, T, hs), (B, nkv, Tk, hs) x2
         offset = 0 if self.cross or cache is None else cache.length
         q_pos = torch.arange(offset, offset + T, device=x.device)
         if positions is not None and not self.cross:
-            q, k = positions.rotate(q, k, offset)
+            q, k = positions.rotate(q, k, offset, position_ids)
         y = self.attend(q, k, v, q_pos, attention_mask, cache, positions)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.d_model)  # (B, T, D)
         return self.resid_dropout(self.out(y))

@@ -45,6 +45,7 @@ class Block(nn.Module):
         attention_mask: Tensor | None = None,
         cache: LayerCache | None = None,
         positions: Positions | None = None,
+        position_ids: Tensor | None = None,
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
         cross_cache: LayerCache | None = None,
@@ -54,6 +55,7 @@ class Block(nn.Module):
             attention_mask=attention_mask,
             cache=cache,
             positions=positions,
+            position_ids=position_ids,
             memory=memory,
             memory_mask=memory_mask,
             cross_cache=cross_cache,
@@ -72,12 +74,18 @@ class Block(nn.Module):
         attention_mask: Tensor | None,
         cache: LayerCache | None,
         positions: Positions | None,
+        position_ids: Tensor | None,
         memory: Tensor | None,
         memory_mask: Tensor | None,
         cross_cache: LayerCache | None,
     ) -> Tensor:
+        # position_ids only when given, so attention plugins without the argument keep working
+        extra = {} if position_ids is None else {"position_ids": position_ids}
+
         def self_attn(h: Tensor) -> Tensor:
-            return self.attn(h, attention_mask=attention_mask, cache=cache, positions=positions)
+            return self.attn(
+                h, attention_mask=attention_mask, cache=cache, positions=positions, **extra
+            )
 
         def cross_attn(h: Tensor) -> Tensor:
             assert self.cross_attn is not None

@@ -21,12 +21,16 @@ class Positions(nn.Module):
     absolute = False
     has_bias = False  # True when `bias` returns a score bias (ALiBi)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
-        """Add absolute position embeddings to x (B, T, D) from position `offset` (none here)."""
+    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
+        """Add absolute position embeddings to x (B, T, D) at positions offset.. offset + T, or at
+        `position_ids` (B, T) when given (left-padded rows start at 0 after their padding)."""
         return x
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int) -> tuple[Tensor, Tensor]:
-        """Rotate queries/keys (B, nh, T, hs) at positions offset.. offset + T (identity here)."""
+    def rotate(
+        self, q: Tensor, k: Tensor, offset: int, position_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Rotate queries/keys (B, nh, T, hs) at positions offset.. offset + T or `position_ids`
+        (B, T) (identity here)."""
         return q, k
 
     def bias(self, q_pos: Tensor, k_pos: Tensor, causal: bool) -> Tensor | None:
@@ -45,13 +49,15 @@ class LearnedPositions(Positions):
         self.weight = nn.Parameter(torch.zeros(max_positions, d_model))
         nn.init.normal_(self.weight, std=0.02)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
-        end = offset + x.shape[1]
+    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
+        end = offset + x.shape[1] if position_ids is None else int(position_ids.max()) + 1
         if end > self.max_positions:
             raise UsageError(
                 f"sequence reaches position {end} but max_positions is {self.max_positions}; "
                 "use shorter inputs or a model with a larger max_positions"
             )
+        if position_ids is not None:
+            return x + self.weight[position_ids]  # (B, T, D) + (B, T, D)
         return x + self.weight[offset:end]  # (B, T, D) + (T, D)
 
 
@@ -78,10 +84,12 @@ class SinusoidalPositions(Positions):
         self.d_model = d_model
         self.register_buffer("table", sinusoid_table(max_positions, d_model), persistent=False)
 
-    def embed(self, x: Tensor, offset: int = 0) -> Tensor:
-        end = offset + x.shape[1]
+    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
+        end = offset + x.shape[1] if position_ids is None else int(position_ids.max()) + 1
         if end > self.table.shape[0]:
             self.table = sinusoid_table(2 * end, self.d_model).to(self.table.device)
+        if position_ids is not None:
+            return x + self.table[position_ids].to(x.dtype)
         return x + self.table[offset:end].to(x.dtype)
 
 
@@ -117,12 +125,18 @@ class RotaryPositions(Positions):
         angles = torch.cat((freqs, freqs), dim=-1)  # (n, hs)
         return angles.cos().to(device), angles.sin().to(device)
 
-    def rotate(self, q: Tensor, k: Tensor, offset: int) -> tuple[Tensor, Tensor]:
-        end = offset + q.shape[2]
+    def rotate(
+        self, q: Tensor, k: Tensor, offset: int, position_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        end = offset + q.shape[2] if position_ids is None else int(position_ids.max()) + 1
         if end > self.cos.shape[0] or self.cos.device != q.device:
             self.cos, self.sin = self._tables(max(end, self.cos.shape[0]) * 2, q.device)
-        cos = self.cos[offset:end].to(q.dtype)  # (T, hs)
-        sin = self.sin[offset:end].to(q.dtype)
+        if position_ids is None:
+            cos = self.cos[offset:end].to(q.dtype)  # (T, hs)
+            sin = self.sin[offset:end].to(q.dtype)
+        else:
+            cos = self.cos[position_ids].to(q.dtype)[:, None]  # (B, 1, T, hs)
+            sin = self.sin[position_ids].to(q.dtype)[:, None]
         return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
@@ -141,7 +155,11 @@ def alibi_slopes(n_heads: int) -> Tensor:
 
 
 class AlibiPositions(Positions):
-    """ALiBi: no embeddings; each head's scores get -slope * distance between query and key."""
+    """ALiBi: no embeddings; each head's scores get -slope * distance between query and key.
+
+    The distance is counted in sequence slots, so `position_ids` do not change it; for left-padded
+    batches that is the same thing, as the padding slots are masked out.
+    """
 
     has_bias = True
 

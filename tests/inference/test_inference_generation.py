@@ -19,6 +19,7 @@ from llmkit.inference.generation import (
     encode_prompt,
     generate,
     next_token,
+    positions_from_mask,
     stream,
     stream_text,
     top_k_filter,
@@ -412,10 +413,11 @@ def test_repetition_penalty_matches_transformers_processor() -> None:
         generate(model, PROMPT, repetition_penalty=0.0)
 
 
-def test_left_padded_batch_equals_one_by_one() -> None:
+@pytest.mark.parametrize("position", ["llama", "learned", "sinusoidal", "alibi"])
+def test_left_padded_batch_equals_one_by_one(position: str) -> None:
     from llmkit.inference.generation import pad_left
 
-    model = tiny_llama(seed=5)
+    model = tiny_llama(seed=5) if position == "llama" else tiny_gpt(seed=5, position=position)
     prompts = [[3, 14, 15, 9, 2, 6, 5], [7, 1], [8, 8, 30, 2]]
     ids, mask = pad_left(prompts, pad_id=0, model=model)
     assert mask.tolist()[1] == [0, 0, 0, 0, 0, 1, 1]
@@ -425,5 +427,25 @@ def test_left_padded_batch_equals_one_by_one() -> None:
     for row, prompt in zip(batch.tolist(), prompts, strict=True):
         alone = generate(model, [prompt], max_new_tokens=8)[0, len(prompt) :].tolist()
         assert row == alone
+    with torch.no_grad():  # the padded rows' logits, not just their argmax, match
+        padded = model(ids, attention_mask=mask, position_ids=positions_from_mask(mask))
+        for i, prompt in enumerate(prompts):
+            alone_logits = model(torch.tensor([prompt]))[0]
+            torch.testing.assert_close(padded[i, -len(prompt) :], alone_logits, atol=1e-5, rtol=0)
+
+
+def test_pad_left_refuses_absolute_positions_without_position_ids() -> None:
+    from llmkit.inference.generation import pad_left
+
+    gpt = tiny_gpt()
+
+    class NoPositionIds(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = gpt.config
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return gpt(ids)
+
     with pytest.raises(UsageError, match="absolute positions"):
-        pad_left(prompts, model=tiny_gpt())
+        pad_left([[1, 2, 3], [4]], model=NoPositionIds())

@@ -214,3 +214,26 @@ def test_bare_gpt2_model_checkpoint_with_legacy_buffers(
 def load_hf_from(model: Any, path: Path) -> Any:
     model.save_pretrained(path)
     return load_hf(path)
+
+
+@pytest.mark.parametrize("label,make", [("gpt2", gpt2), ("llama-gqa", llama)])
+def test_left_padded_batch_with_position_ids_matches_transformers(
+    tmp_path: Path, label: str, make: Callable[[], Any]
+) -> None:
+    theirs = perturb(make())
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = load_hf(tmp_path / "hf")
+    torch.manual_seed(1)
+    ids = torch.randint(1, V, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    mask[2, :9] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        want = theirs(ids, attention_mask=mask, position_ids=position_ids).logits
+        got = ours(ids, attention_mask=mask, position_ids=position_ids)
+        last = ours(ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=1)
+    real = mask.bool()
+    assert (got[real] - want[real]).abs().max() <= TOL
+    assert last.shape == (3, 1, V)
+    torch.testing.assert_close(last[:, 0], got[:, -1], atol=1e-5, rtol=0)

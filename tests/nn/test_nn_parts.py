@@ -104,3 +104,23 @@ def test_cache_grows_trims_and_reorders() -> None:
     cache.reorder(torch.tensor([1, 0]))
     keys, _ = layer.append(torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1))
     assert keys[0].flatten().tolist() == [13, 14, 0]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 1), (2, 3), (1, 64), (3, 40), (0, 5)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_lm_head_equals_linear_in_either_orientation(shape: tuple[int, int], bias: bool) -> None:
+    from llmkit.nn.head import LMHead
+
+    torch.manual_seed(0)
+    head = LMHead(16, 300, bias=bias)
+    x = torch.randn(*shape, 16, requires_grad=True)
+    got = head(x)
+    want = torch.nn.functional.linear(x, head.weight, head.bias)
+    assert got.shape == (*shape, 300) and got.is_contiguous()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    if x.numel():
+        got.square().sum().backward()
+        grad = x.grad
+        x.grad = None
+        want.square().sum().backward()
+        torch.testing.assert_close(grad, x.grad, atol=1e-4, rtol=1e-4)
