@@ -16,21 +16,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmkit.data.records import Record
 from llmkit.errors import UsageError
+from llmkit.tokenizers.base import (
+    BOS_TOKENS,
+    MASK_TOKENS,
+    PAD_TOKENS,
+    SEPARATOR_TOKENS,
+    find_special,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
 IGNORE_INDEX = -100
-PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>")
-BOS_CANDIDATES = ("<s>", "<bos>", "<|startoftext|>", "[CLS]", "<|begin_of_text|>")
-EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "[SEP]", "<|end_of_text|>")
-MASK_CANDIDATES = ("<mask>", "[MASK]", "<|mask|>")
 
 
 def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -55,14 +58,6 @@ def _rng(*key: int) -> np.random.Generator:
     import numpy as np
 
     return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
-
-
-def _special(tokenizer: Any, names: Sequence[str]) -> int | None:
-    specials: dict[str, int] = dict(getattr(tokenizer, "special_tokens", {}) or {})
-    for name in names:
-        if name in specials:
-            return specials[name]
-    return None
 
 
 class _Resumable:
@@ -290,7 +285,7 @@ class MaskedLMBatches(_WindowBatches):
         if tokenizer is not None:
             specials |= set((getattr(tokenizer, "special_tokens", {}) or {}).values())
             if mask_id is None:
-                mask_id = _special(tokenizer, MASK_CANDIDATES)
+                mask_id = find_special(tokenizer, MASK_TOKENS)
         if mask_id is None:
             raise UsageError("masked LM needs a mask token: pass mask_id or a tokenizer with one")
         if not 0.0 < probability < 1.0:
@@ -463,12 +458,12 @@ class Seq2SeqBatches(_EpochBatches):
                 raise UsageError(f"pair {i} has no source or target; drop it with 'missing'")
             sources.append(src)
             targets.append(tgt)
-        eos = eos_id if eos_id is not None else _special(tokenizer, EOS_CANDIDATES)
+        eos = eos_id if eos_id is not None else find_special(tokenizer, SEPARATOR_TOKENS)
         if eos is None:
             raise UsageError("seq2seq needs an end token: pass eos_id")
-        pad = pad_id if pad_id is not None else _special(tokenizer, PAD_CANDIDATES)
+        pad = pad_id if pad_id is not None else find_special(tokenizer, PAD_TOKENS)
         pad = eos if pad is None else pad
-        bos = bos_id if bos_id is not None else _special(tokenizer, BOS_CANDIDATES)
+        bos = bos_id if bos_id is not None else find_special(tokenizer, BOS_TOKENS)
         self.pad_id, self.bos_id, self.eos_id = pad, (pad if bos is None else bos), eos
         self.max_source_len = max_source_len
         self.max_target_len = max_target_len
@@ -556,9 +551,9 @@ class ClassificationBatches(_EpochBatches):
                 f"vocabulary: {', '.join(self.label_vocab)}"
             )
         self.label_ids = [self.label_to_id[n] for n in names]
-        pad = pad_id if pad_id is not None else _special(tokenizer, PAD_CANDIDATES)
+        pad = pad_id if pad_id is not None else find_special(tokenizer, PAD_TOKENS)
         if pad is None:
-            pad = _special(tokenizer, EOS_CANDIDATES)
+            pad = find_special(tokenizer, SEPARATOR_TOKENS)
         self.pad_id = 0 if pad is None else pad
         self.max_length = max_length
         self._fp = _hash_texts(t + "\x01" + n for t, n in zip(texts, names, strict=True))

@@ -33,8 +33,8 @@ from llmkit.data.shards import (
 )
 from llmkit.errors import UsageError, WorkError
 from llmkit.registry import unknown_message
+from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
 
-EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "[EOS]", "<|end_of_text|>", "[SEP]")
 REPORT = "cleaning_report.json"
 DEFAULT_CLEAN = ["nfc", "control_chars", "missing"]
 
@@ -276,9 +276,9 @@ def eos_id(tok: Any, eos: str | None) -> int:
             f"eos '{eos}' is not one token of this tokenizer; special tokens: "
             f"{', '.join(specials) or '(none)'}"
         )
-    for name in EOS_CANDIDATES:
-        if name in specials:
-            return specials[name]
+    found = find_special(tok, SEPARATOR_TOKENS)
+    if found is not None:
+        return found
     for attr in ("eos_id", "eos_token_id"):
         value = getattr(tok, attr, None)
         if isinstance(value, int):
@@ -303,7 +303,7 @@ def _with_eos(spec: str, eos: str | None) -> Any:
         return None
     if "special_tokens" not in params:
         return None
-    return llmkit.create("tokenizer", spec, special_tokens=[eos or EOS_CANDIDATES[0]])
+    return llmkit.create("tokenizer", spec, special_tokens=[eos or SEPARATOR_TOKENS[0]])
 
 
 def file_sha256(path: Path) -> str:

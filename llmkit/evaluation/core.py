@@ -348,14 +348,6 @@ def evaluate_generation(
     }
 
 
-def _special_id(tokenizer: Any, names: Sequence[str]) -> int | None:
-    special = dict(getattr(tokenizer, "special_tokens", {}) or {})
-    for name in names:
-        if name in special:
-            return int(special[name])
-    return None
-
-
 def _cut(text: str, stop: Sequence[str]) -> str:
     """`text` up to the first stop string."""
     cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
@@ -383,10 +375,10 @@ def generate_texts(
     (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it). Output stops at an end token
     or at the first of the `stop` strings.
     """
-    from llmkit.data.batching import BOS_CANDIDATES, EOS_CANDIDATES, PAD_CANDIDATES
     from llmkit.inference.generation import beam_search, context_length, generate_text
+    from llmkit.tokenizers.base import BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS, find_special
 
-    eos = _special_id(tokenizer, EOS_CANDIDATES)
+    eos = find_special(tokenizer, SEPARATOR_TOKENS)
     seq2seq = hasattr(model, "encode") and hasattr(model, "decode")
     limit = context_length(model)
     outputs: list[str] = []
@@ -397,9 +389,9 @@ def generate_texts(
         if not ids:
             ids = [eos if eos is not None else 0]
         if seq2seq or beams > 1:
-            bos = _special_id(tokenizer, BOS_CANDIDATES)
+            bos = find_special(tokenizer, BOS_TOKENS)
             if bos is None:
-                bos = _special_id(tokenizer, PAD_CANDIDATES)
+                bos = find_special(tokenizer, PAD_TOKENS)
             if bos is None:
                 bos = eos
             if seq2seq and bos is None:
