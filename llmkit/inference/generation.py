@@ -265,7 +265,7 @@ def stream(
                     finished_with = torch.where(newly, token, finished_with)
                     done = done | newly
             yield token
-            if bool(done.all()) or step == max_new_tokens - 1:
+            if step == max_new_tokens - 1 or (stops.numel() and bool(done.all())):
                 break
             with torch.inference_mode():
                 if mask_kw:
