@@ -303,6 +303,59 @@ def test_tiktoken_parity_on_real_text(name: str) -> None:
     assert tok.decode(tok.encode(text)) == text
 
 
+def _gpt2_files() -> tuple[Path, Path]:
+    """OpenAI's GPT-2 vocab.json + merges.txt, as openai-whisper 20230124 ships them (.ci/run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("whisper")
+    folder = Path(spec.origin).parent / "assets" / "gpt2" if spec and spec.origin else None
+    if folder is None or not (folder / "merges.txt").is_file():
+        pytest.skip("GPT-2 files need: pip install --no-deps openai-whisper==20230124 (see .ci/run)")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+@pytest.fixture(scope="module")
+def gpt2_pair() -> tuple[BPETokenizer, object, object]:
+    """llmkit, tiktoken and `tokenizers` encoders built from the real GPT-2 files."""
+    tiktoken_load = pytest.importorskip("tiktoken.load")
+    tiktoken = pytest.importorskip("tiktoken")
+    from tokenizers import ByteLevelBPETokenizer
+
+    vocab, merges = _gpt2_files()
+    tok = BPETokenizer.from_gpt2(vocab, merges)
+    ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(str(merges), str(vocab))
+    enc = tiktoken.Encoding(
+        "gpt2-files",
+        pat_str=_rust.named_pattern("gpt2"),
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": 50256},
+    )
+    return tok, enc, ByteLevelBPETokenizer(str(vocab), str(merges))
+
+
+def test_real_gpt2_files_match_tiktoken_and_tokenizers(
+    gpt2_pair: tuple[BPETokenizer, object, object],
+) -> None:
+    tok, enc, hf = gpt2_pair
+    assert tok.vocab_size == 50257 and tok.special_tokens == {"<|endoftext|>": 50256}
+    texts = pydoc_texts()
+    ids = tok.encode_batch(texts)
+    assert ids == enc.encode_ordinary_batch(texts)  # type: ignore[attr-defined]
+    assert ids == [e.ids for e in hf.encode_batch(texts)]  # type: ignore[attr-defined]
+    assert [tok.decode(i) for i in ids] == texts
+    mixed = "Hello<|endoftext|> world  \n\n  it's 123456 ok<|endoftext|>"
+    assert tok.encode(mixed, allowed_special="all") == enc.encode(mixed, allowed_special="all")  # type: ignore[attr-defined]
+
+
+@SETTINGS
+@given(st.text())
+def test_real_gpt2_files_match_tiktoken_on_any_text(
+    gpt2_pair: tuple[BPETokenizer, object, object], text: str
+) -> None:
+    tok, enc, _ = gpt2_pair
+    assert tok.encode(text, disallowed_special=()) == enc.encode_ordinary(text)  # type: ignore[attr-defined]
+
+
 def test_cl100k_export_to_tokenizers(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
