@@ -310,7 +310,9 @@ def _gpt2_files() -> tuple[Path, Path]:
     spec = importlib.util.find_spec("whisper")
     folder = Path(spec.origin).parent / "assets" / "gpt2" if spec and spec.origin else None
     if folder is None or not (folder / "merges.txt").is_file():
-        pytest.skip("GPT-2 files need: pip install --no-deps openai-whisper==20230124 (see .ci/run)")
+        pytest.skip(
+            "GPT-2 files need: pip install --no-deps openai-whisper==20230124 (see .ci/run)"
+        )
     return folder / "vocab.json", folder / "merges.txt"
 
 
