@@ -135,6 +135,8 @@ class GPT(nn.Module):
         `logits_to_keep` > 0 computes only the last that many positions' logits (B, n, V).
         """
         offset = cache.length if cache is not None else 0
+        if position_ids is not None:
+            self.positions.fit(int(position_ids.max()) + 1)  # one device read, not one per layer
         x = self.embed(input_ids)  # (B, T, D)
         x = self.drop(self.positions.embed(x, offset, position_ids))
         for i, block in enumerate(self.blocks):

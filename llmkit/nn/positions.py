@@ -21,6 +21,14 @@ class Positions(nn.Module):
     absolute = False
     has_bias = False  # True when `bias` returns a score bias (ALiBi)
 
+    def fit(self, end: int) -> None:
+        """Make positions 0 .. end - 1 encodable (grow tables; a fixed table too small is an error).
+
+        `embed` and `rotate` call it for offset-based positions; a model given `position_ids`
+        calls it once per forward with their maximum + 1, so layers need not read it back from
+        the device each time.
+        """
+
     def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
         """Add absolute position embeddings to x (B, T, D) at positions offset.. offset + T, or at
         `position_ids` (B, T) when given (left-padded rows start at 0 after their padding)."""
@@ -49,16 +57,18 @@ class LearnedPositions(Positions):
         self.weight = nn.Parameter(torch.zeros(max_positions, d_model))
         nn.init.normal_(self.weight, std=0.02)
 
-    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
-        end = offset + x.shape[1] if position_ids is None else int(position_ids.max()) + 1
+    def fit(self, end: int) -> None:
         if end > self.max_positions:
             raise UsageError(
                 f"sequence reaches position {end} but max_positions is {self.max_positions}; "
                 "use shorter inputs or a model with a larger max_positions"
             )
+
+    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
         if position_ids is not None:
             return x + self.weight[position_ids]  # (B, T, D) + (B, T, D)
-        return x + self.weight[offset:end]  # (B, T, D) + (T, D)
+        self.fit(offset + x.shape[1])
+        return x + self.weight[offset : offset + x.shape[1]]  # (B, T, D) + (T, D)
 
 
 def sinusoid_table(n: int, d_model: int) -> Tensor:
@@ -84,13 +94,15 @@ class SinusoidalPositions(Positions):
         self.d_model = d_model
         self.register_buffer("table", sinusoid_table(max_positions, d_model), persistent=False)
 
-    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
-        end = offset + x.shape[1] if position_ids is None else int(position_ids.max()) + 1
+    def fit(self, end: int) -> None:
         if end > self.table.shape[0]:
             self.table = sinusoid_table(2 * end, self.d_model).to(self.table.device)
+
+    def embed(self, x: Tensor, offset: int = 0, position_ids: Tensor | None = None) -> Tensor:
         if position_ids is not None:
             return x + self.table[position_ids].to(x.dtype)
-        return x + self.table[offset:end].to(x.dtype)
+        self.fit(offset + x.shape[1])
+        return x + self.table[offset : offset + x.shape[1]].to(x.dtype)
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -125,13 +137,18 @@ class RotaryPositions(Positions):
         angles = torch.cat((freqs, freqs), dim=-1)  # (n, hs)
         return angles.cos().to(device), angles.sin().to(device)
 
+    def fit(self, end: int) -> None:
+        if end > self.cos.shape[0]:
+            self.cos, self.sin = self._tables(2 * end, self.cos.device)
+
     def rotate(
         self, q: Tensor, k: Tensor, offset: int, position_ids: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        end = offset + q.shape[2] if position_ids is None else int(position_ids.max()) + 1
-        if end > self.cos.shape[0] or self.cos.device != q.device:
-            self.cos, self.sin = self._tables(max(end, self.cos.shape[0]) * 2, q.device)
+        if self.cos.device != q.device:
+            self.cos, self.sin = self._tables(self.cos.shape[0], q.device)
         if position_ids is None:
+            end = offset + q.shape[2]
+            self.fit(end)
             cos = self.cos[offset:end].to(q.dtype)  # (T, hs)
             sin = self.sin[offset:end].to(q.dtype)
         else:

@@ -124,3 +124,30 @@ def test_lm_head_equals_linear_in_either_orientation(shape: tuple[int, int], bia
         x.grad = None
         want.square().sum().backward()
         torch.testing.assert_close(grad, x.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["learned", "sinusoidal", "rope", "alibi", "none"])
+def test_position_ids_give_the_same_as_offsets(name: str) -> None:
+    torch.manual_seed(0)
+    positions = build_positions(name, d_model=16, n_heads=2, max_positions=16)
+    x, q = torch.randn(2, 3, 16), torch.randn(2, 2, 3, 8)
+    ids = torch.arange(5, 8).expand(2, 3)
+    positions.fit(8)
+    torch.testing.assert_close(positions.embed(x, 5), positions.embed(x, 0, ids))
+    for a, b in zip(positions.rotate(q, q, 5), positions.rotate(q, q, 0, ids), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_position_ids_past_the_tables() -> None:
+    from llmkit.models.gpt import GPT, GPTConfig
+
+    ids = torch.tensor([[1, 2, 3]])
+    far = torch.tensor([[30, 31, 32]])
+    rope = GPT(
+        GPTConfig(vocab_size=11, max_positions=8, n_layers=1, n_heads=2, d_model=8, position="rope")
+    ).eval()
+    with torch.no_grad():  # RoPE tables grow; relative positions make a shift invisible
+        torch.testing.assert_close(rope(ids, position_ids=far), rope(ids), atol=1e-5, rtol=0)
+    learned = GPT(GPTConfig(vocab_size=11, max_positions=8, n_layers=1, n_heads=2, d_model=8))
+    with pytest.raises(UsageError, match="max_positions is 8"):
+        learned(ids, position_ids=far)
