@@ -350,8 +350,10 @@ def evaluate_generation(
 
 def _cut(text: str, stop: Sequence[str]) -> str:
     """`text` up to the first stop string."""
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
+    from llmkit.inference.generation import first_stop
+
+    cut = first_stop(text, stop)
+    return text[:cut] if cut >= 0 else text
 
 
 def generate_texts(

@@ -5,6 +5,7 @@ Only click is imported here; torch and the models load when a command runs.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,24 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
 )
 @click.option("--chat", is_flag=True, help="Wrap the prompt in the checkpoint's chat template.")
 @click.option("--system", default=None, help="System message for --chat.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help='Many prompts, one per line (or .jsonl with a "prompt" field), generated in '
+    'left-padded batches; writes one JSON line per prompt: {"prompt", "output"}.',
+)
+@click.option(
+    "--batch-size", default=8, show_default=True, type=click.IntRange(1), help="With --prompts."
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="With --prompts: write the JSON lines to this file (atomically) instead of stdout.",
+)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option(
     "--dtype",
@@ -167,13 +186,18 @@ def generate_command(
     beams: int | None,
     chat: bool,
     system: str | None,
+    prompts_file: Path | None,
+    batch_size: int,
+    output: Path | None,
     device: str | None,
     dtype: str | None,
 ) -> None:
     """Generate text from a checkpoint (or a .gguf file), streaming tokens to stdout as they come."""
     import torch
 
+    from llmkit.atomic import write_text
     from llmkit.errors import UsageError
+    from llmkit.inference.batch import generate_texts_batched, read_prompts
     from llmkit.inference.checkpoint import (
         load_generation_config,
         load_model,
@@ -188,7 +212,12 @@ def generate_command(
         raise UsageError(f"{ckpt}: a bert checkpoint is an encoder and does not generate text")
     if not config.get("tokenizer"):
         raise UsageError(f"{ckpt}: the checkpoint carries no tokenizer; generate needs one")
-    if prompt is None or prompt == "-":
+    if prompts_file is not None and (prompt is not None or beams is not None):
+        raise UsageError("--prompts replaces -p/--prompt and takes no --beams; drop one of them")
+    if output is not None and prompts_file is None:
+        raise UsageError("-o/--output goes with --prompts (a single prompt streams to stdout)")
+    prompts = read_prompts(prompts_file) if prompts_file is not None else None
+    if prompts is None and (prompt is None or prompt == "-"):
         prompt = sys.stdin.read()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -204,17 +233,50 @@ def generate_command(
     else:
         model = load_model(ckpt, device=device, dtype=dtype)
         tokenizer, gen = load_tokenizer(ckpt), load_generation_config(ckpt)
-    if chat:
+
+    def wrap(text: str) -> str:
+        if not chat:
+            return text
         messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
-        prompt = apply_chat_template(messages, gen.get("chat_template"))
-    elif system:
+        messages.append({"role": "user", "content": text})
+        return apply_chat_template(messages, gen.get("chat_template"))
+
+    if system and not chat:
         raise UsageError("--system needs --chat")
     stops = set(stop_token_ids)
     eos = gen.get("eos_token_id")
     stops.update([eos] if isinstance(eos, int) else (eos or []))
     if chat and "<|im_end|>" in tokenizer.special_tokens:
         stops.add(tokenizer.special_tokens["<|im_end|>"])
+    if prompts is not None:
+        if hasattr(model, "encode"):
+            raise UsageError(f"{ckpt}: --prompts is for decoder-only checkpoints; use -p")
+        texts = generate_texts_batched(
+            model,
+            tokenizer,
+            [wrap(p) for p in prompts],
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop=stop,
+            stop_token_ids=stops,
+            seed=seed,
+            repetition_penalty=repetition_penalty,
+        )
+        lines = "".join(
+            json.dumps({"prompt": p, "output": t}, ensure_ascii=False) + "\n"
+            for p, t in zip(prompts, texts, strict=True)
+        )
+        if output is None:
+            sys.stdout.write(lines)
+        else:
+            write_text(output, lines)
+            click.echo(f"wrote {len(texts)} outputs to {output}", err=True)
+        return
+    assert prompt is not None
+    prompt = wrap(prompt)
     out = sys.stdout
     if beams is not None or hasattr(model, "encode"):
         text = _beam_generate(model, tokenizer, prompt, gen, beams or 4, max_new_tokens, stops)

@@ -250,8 +250,9 @@ def stream(
                 logits = logits_of(model(seq, **mask_kw))[:, -1]
         seen = None
         if repetition_penalty != 1.0:
-            seen = torch.zeros(batch, logits.shape[-1], dtype=torch.bool, device=device)
-            seen.scatter_(1, ids.clamp(max=logits.shape[-1] - 1), True)
+            real = mask_kw["attention_mask"] if mask_kw else torch.ones_like(ids)  # not padding
+            counts = torch.zeros(batch, logits.shape[-1], dtype=torch.long, device=device)
+            seen = counts.scatter_add_(1, ids.clamp(max=logits.shape[-1] - 1), real) > 0
         for step in range(max_new_tokens):
             with torch.inference_mode():
                 if seen is not None:
@@ -357,6 +358,11 @@ def pad_left(
     return ids, mask
 
 
+def first_stop(text: str, stop_strings: Sequence[str]) -> int:
+    """Index of the earliest stop string in `text`, or -1."""
+    return min((i for i in (text.find(s) for s in stop_strings if s) if i >= 0), default=-1)
+
+
 def _holdback(text: str, stop_strings: Sequence[str]) -> int:
     """How many trailing characters of `text` could still grow into a stop string."""
     keep = 0
@@ -415,7 +421,7 @@ def stream_text(
             break
         generated.append(tok)
         text = tokenizer.decode(generated)
-        cut = min((i for i in (text.find(s) for s in stop_strings) if i >= 0), default=-1)
+        cut = first_stop(text, stop_strings)
         if cut >= 0:
             if cut > shown:
                 yield text[shown:cut]

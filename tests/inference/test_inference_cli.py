@@ -257,3 +257,49 @@ def test_generate_uses_beam_search_for_seq2seq_and_on_request(tmp_path: Path) ->
     save_model(bert, tmp_path / "bert", tokenizer=tok)
     result = CliRunner().invoke(cli, ["generate", str(tmp_path / "bert"), "-p", "x"])
     assert result.exit_code == 2 and "does not generate" in result.output
+
+
+def test_generate_many_prompts_in_batches(gguf_ckpt: Path, tmp_path: Path) -> None:
+    import json
+
+    prompts = ["The capital of", "In 1999 there were", "x", "don't stop"]
+    singles = [invoke("generate", gguf_ckpt, "-p", p, "-n", 10).output[:-1] for p in prompts]
+    (tmp_path / "p.txt").write_text("\n".join(prompts[:2]) + "\n\n" + "\n".join(prompts[2:]))
+    result = invoke(
+        "generate", gguf_ckpt, "--prompts", tmp_path / "p.txt", "-n", 10, "--batch-size", 3
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert rows == [{"prompt": p, "output": s} for p, s in zip(prompts, singles, strict=True)]
+
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(prompts))
+    )
+    out = tmp_path / "out.jsonl"
+    result = invoke("generate", gguf_ckpt, "--prompts", jsonl, "-n", 10, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["output"] for line in out.read_text().splitlines()] == singles
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ('{"prompt": "a"}\n{"text": 1}\n', [], 'p.jsonl:2: expected an object with a "prompt"'),
+        ('{"prompt": \n', [], "p.jsonl:1: not valid JSON"),
+        ("\n\n", [], "no prompts"),
+        ('{"prompt": "a"}\n', ["--beams", "2"], "--prompts replaces -p/--prompt"),
+    ],
+)
+def test_generate_prompts_file_errors(
+    gguf_ckpt: Path, tmp_path: Path, content: str, extra: list[str], message: str
+) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(content)
+    result = CliRunner().invoke(cli, ["generate", str(gguf_ckpt), "--prompts", str(path), *extra])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    lone = CliRunner().invoke(
+        cli, ["generate", str(gguf_ckpt), "-p", "a", "-o", str(tmp_path / "o")]
+    )
+    assert lone.exit_code == 2 and "-o/--output goes with --prompts" in lone.output

@@ -449,3 +449,18 @@ def test_pad_left_refuses_absolute_positions_without_position_ids() -> None:
 
     with pytest.raises(UsageError, match="absolute positions"):
         pad_left([[1, 2, 3], [4]], model=NoPositionIds())
+
+
+def test_repetition_penalty_does_not_count_padding() -> None:
+    from llmkit.inference.generation import pad_left
+
+    model = tiny_gpt(seed=6, position="rope")
+    prompts = [[3, 14, 15, 9, 2, 6, 5], [7, 1]]
+    alone = [
+        generate(model, [p], max_new_tokens=6, repetition_penalty=3.0)[0, len(p) :].tolist()
+        for p in prompts
+    ]
+    pad = alone[1][0]  # padding with the short row's own first choice: counted, it would change
+    ids, mask = pad_left(prompts, pad_id=pad, model=model)
+    batch = generate(model, ids, max_new_tokens=6, attention_mask=mask, repetition_penalty=3.0)
+    assert batch[:, ids.shape[1] :].tolist() == alone

@@ -1,0 +1,87 @@
+"""Batched text generation: left-padded groups give what each prompt gives alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from llmkit.errors import UsageError
+from llmkit.inference.batch import finish_text, generate_texts_batched
+from llmkit.inference.generation import generate_text
+from llmkit.tokenizers.simple import ByteTokenizer
+
+PROMPTS = ["The cat", "a", "Once upon a time, there", "xyz 12", "hello world", "Q"]
+
+
+def model_for(position: str) -> torch.nn.Module:
+    from llmkit.models.gpt import GPT, GPTConfig
+    from llmkit.models.llama import Llama, LlamaConfig
+
+    torch.manual_seed(7)
+    size = dict(vocab_size=256, max_positions=96, n_layers=2, n_heads=4, d_model=32)
+    if position == "llama":
+        model: torch.nn.Module = Llama(LlamaConfig(**size, n_kv_heads=2, d_ff=48))
+    else:
+        model = GPT(GPTConfig(**size, position=position, tie_embeddings=False))
+        with torch.no_grad():  # sharper, more varied greedy paths
+            model.head.weight.mul_(8.0)
+    return model.eval()
+
+
+def one_by_one(model: torch.nn.Module, **options: Any) -> list[str]:
+    return [generate_text(model, ByteTokenizer(), p, **options) for p in PROMPTS]
+
+
+@pytest.mark.parametrize("position", ["learned", "llama"])
+@pytest.mark.parametrize("batch_size", [1, 4, 8])
+def test_batched_equals_one_by_one(position: str, batch_size: int) -> None:
+    model, tok = model_for(position), ByteTokenizer()
+    plain = one_by_one(model, max_new_tokens=24)
+    # Stops that really occur: a character from the middle of one output, a byte id of another.
+    longest, second = sorted(plain, key=len)[-2:][::-1]
+    stop = [longest[len(longest) // 2]]
+    stop_id = second.encode("utf-8")[len(second.encode("utf-8")) // 2]
+    options: dict[str, Any] = dict(max_new_tokens=24, stop=stop, stop_token_ids=[stop_id])
+    want = one_by_one(model, **options)
+    assert want != plain  # the stops cut something
+    got = generate_texts_batched(model, tok, PROMPTS, batch_size=batch_size, **options)
+    assert got == want
+    assert (
+        generate_texts_batched(model, tok, PROMPTS, batch_size=batch_size, max_new_tokens=24)
+        == plain
+    )
+
+
+def test_batched_repetition_penalty_ignores_padding() -> None:
+    model, tok = model_for("learned"), ByteTokenizer()
+    want = one_by_one(model, max_new_tokens=16, repetition_penalty=1.5)
+    got = generate_texts_batched(
+        model, tok, PROMPTS, batch_size=6, max_new_tokens=16, repetition_penalty=1.5
+    )
+    assert got == want
+
+
+def test_batched_sampling_is_reproducible() -> None:
+    model, tok = model_for("llama"), ByteTokenizer()
+    options: dict[str, Any] = dict(batch_size=3, max_new_tokens=12, temperature=1.0, seed=5)
+    first = generate_texts_batched(model, tok, PROMPTS, **options)
+    assert first == generate_texts_batched(model, tok, PROMPTS, **options)
+    assert first != generate_texts_batched(model, tok, PROMPTS, **{**options, "seed": 6})
+
+
+def test_bad_batch_inputs() -> None:
+    model, tok = model_for("learned"), ByteTokenizer()
+    with pytest.raises(UsageError, match="batch_size"):
+        generate_texts_batched(model, tok, PROMPTS, batch_size=0)
+    with pytest.raises(UsageError, match="prompt 2 is empty"):
+        generate_texts_batched(model, tok, ["ok", ""])
+    assert generate_texts_batched(model, tok, []) == []
+
+
+def test_finish_text() -> None:
+    assert finish_text("abc\ndef", ["\n"]) == "abc"
+    assert finish_text("abc", ["x", ""]) == "abc"
+    assert finish_text("ab\ufffd", []) == "ab"
+    assert finish_text("a-b+c", ["+", "-"]) == "a"
