@@ -369,27 +369,44 @@ def generate_texts(
     length_penalty: float = 1.0,
     stop: Sequence[str] = ("\n",),
     seed: int | None = 0,
+    batch_size: int = 16,
 ) -> list[str]:
     """The output for each prompt: greedy by default, sampled, or by beam search (`beams` > 1).
 
-    Decoder-only models continue the prompt (truncated on the left to fit the context); an
-    encoder-decoder model (with `encode`/`decode`) translates it by beam search from its BOS
-    (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it). Output stops at an end token
-    or at the first of the `stop` strings.
+    Decoder-only models continue the prompt (truncated on the left to fit the context); greedy
+    decoding runs `batch_size` prompts at a time in left-padded batches (the same outputs as one
+    by one). An encoder-decoder model (with `encode`/`decode`) translates it by beam search from
+    its BOS (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it). Output stops at an end
+    token or at the first of the `stop` strings.
     """
+    from llmkit.inference.batch import generate_texts_batched
     from llmkit.inference.generation import beam_search, context_length, generate_text
     from llmkit.tokenizers.base import BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS, find_special
 
     eos = find_special(tokenizer, SEPARATOR_TOKENS)
     seq2seq = hasattr(model, "encode") and hasattr(model, "decode")
     limit = context_length(model)
-    outputs: list[str] = []
-    for prompt in prompts:
+
+    def prompt_ids(prompt: str) -> list[int]:
         ids = list(tokenizer.encode(prompt))
         if not seq2seq and limit is not None:
             ids = ids[-max(1, limit - max_new_tokens) :]
-        if not ids:
-            ids = [eos if eos is not None else 0]
+        return ids or [eos if eos is not None else 0]
+
+    if not seq2seq and beams <= 1 and (temperature == 0 or top_k == 1):
+        texts = generate_texts_batched(
+            model,
+            tokenizer,
+            [prompt_ids(p) for p in prompts],
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            stop=list(stop),
+            stop_token_ids=[] if eos is None else [eos],
+        )
+        return [_cut(text, stop).strip() for text in texts]
+    outputs: list[str] = []
+    for prompt in prompts:
+        ids = prompt_ids(prompt)
         if seq2seq or beams > 1:
             bos = find_special(tokenizer, BOS_TOKENS)
             if bos is None:

@@ -181,6 +181,7 @@ def evaluate_checkpoint(
             length_penalty=opts.length_penalty,
             stop=opts.stop,
             seed=opts.seed,
+            batch_size=opts.batch_size,
             **sampling,
         )
         refs = [r[opts.reference_field] for r in rows]

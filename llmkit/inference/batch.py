@@ -2,7 +2,8 @@
 
 Prompts are sorted by length so that similar lengths share a batch (less padding), run
 `batch_size` at a time with an attention mask and per-row positions, and returned in the original
-order. Greedy outputs equal generating each prompt alone with `generate_text` (tested); sampled
+order. A model whose forward takes no `attention_mask` runs one prompt at a time. Greedy outputs
+equal generating each prompt alone with `generate_text` (tested); sampled
 outputs are reproducible for a given seed and batch size, but rows draw from one generator, so they
 differ from one-by-one sampling.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmkit.errors import UsageError
-from llmkit.inference.generation import encode_prompt, first_stop, pad_left, stream
+from llmkit.inference.generation import accepts, encode_prompt, first_stop, pad_left, stream
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,7 +34,7 @@ def finish_text(text: str, stop: Sequence[str]) -> str:
 def generate_texts_batched(
     model: nn.Module,
     tokenizer: Tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str | Sequence[int]],
     *,
     batch_size: int = 8,
     max_new_tokens: int = 64,
@@ -45,29 +46,33 @@ def generate_texts_batched(
     seed: int | None = None,
     repetition_penalty: float = 1.0,
 ) -> list[str]:
-    """The text generated after each prompt, in order; options as in `stream_text`."""
+    """The text generated after each prompt (text or token ids), in order; options as in
+    `stream_text`."""
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    encoded = [encode_prompt(tokenizer, p, vocab_size=vocab) for p in prompts]
+    encoded = [
+        encode_prompt(tokenizer, p, vocab_size=vocab) if isinstance(p, str) else list(p)
+        for p in prompts
+    ]
     for i, ids in enumerate(encoded):
         if not ids:
             raise UsageError(f"prompt {i + 1} is empty after tokenization; give some text")
+    if not accepts(model, "attention_mask"):  # padding needs a mask: one prompt at a time
+        batch_size = 1
     stops = set(stop_token_ids)
     stop_strings = [s for s in stop if s]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     outputs = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         group = order[start : start + batch_size]
-        padded, mask = pad_left(
-            [encoded[i] for i in group], pad_id=min(stops, default=0), model=model
-        )
+        padded, mask = pad_left([encoded[i] for i in group], pad_id=0, model=model)
         rows: list[list[int]] = [[] for _ in group]
         open_rows = set(range(len(group)))
         for token in stream(
             model,
             padded,
-            attention_mask=mask,
+            attention_mask=mask if len(group) > 1 else None,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_k=top_k,

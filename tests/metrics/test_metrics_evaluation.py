@@ -429,3 +429,25 @@ def test_lm_windows_score_every_token_once_with_context(
     assert sorted(seen) == list(range(1, len(stream)))
     with pytest.raises(UsageError, match="--stride 17"):
         next(lm_windows(shards, 16, 1, stride=17))
+
+
+def test_greedy_generation_batches_give_the_one_by_one_outputs() -> None:
+    from llmkit.inference.generation import generate_text
+
+    torch.manual_seed(3)
+    model = llmkit.create(
+        "model", "gpt", vocab_size=257, max_positions=48, n_layers=1, n_heads=2, d_model=16
+    ).eval()
+    tok = ByteTokenizer()
+    prompts = ["a", "the longest prompt of all of them", "mid size", "", "xy"]
+    alone = []
+    for p in prompts:
+        ids = list(tok.encode(p))[-(48 - 12) :] or [
+            256
+        ]  # an empty prompt starts from the end token
+        text = generate_text(model, tok, ids, max_new_tokens=12, stop_token_ids=[256])
+        alone.append(core._cut(text, ["\n"]).strip())
+    assert len(set(alone)) > 2
+    for size in (1, 2, 16):
+        got = core.generate_texts(model, tok, prompts, max_new_tokens=12, batch_size=size)
+        assert got == alone, size
