@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmkit.errors import UsageError
-from llmkit.inference.generation import accepts, encode_prompt, first_stop, pad_left, stream
+from llmkit.inference.generation import (
+    accepts,
+    context_length,
+    encode_prompt,
+    first_stop,
+    pad_left,
+    stream,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,9 +70,15 @@ def generate_texts_batched(
     stops = set(stop_token_ids)
     stop_strings = [s for s in stop if s]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    # A batch stops where its longest prompt reaches the context; prompts that close to the end
+    # would lose tokens beside it, so they run alone.
+    limit = context_length(model)
+    roomy = [i for i in order if limit is None or len(encoded[i]) + max_new_tokens <= limit]
+    groups = [roomy[at : at + batch_size] for at in range(0, len(roomy), batch_size)]
+    crowded = set(order) - set(roomy)
+    groups += [[i] for i in order if i in crowded]
     outputs = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        group = order[start : start + batch_size]
+    for group in groups:
         padded, mask = pad_left([encoded[i] for i in group], pad_id=0, model=model)
         rows: list[list[int]] = [[] for _ in group]
         open_rows = set(range(len(group)))

@@ -85,3 +85,15 @@ def test_finish_text() -> None:
     assert finish_text("abc", ["x", ""]) == "abc"
     assert finish_text("ab\ufffd", []) == "ab"
     assert finish_text("a-b+c", ["+", "-"]) == "a"
+
+
+@pytest.mark.parametrize("position", ["learned", "llama"])
+def test_prompts_near_the_context_end_get_their_own_budget(position: str) -> None:
+    model, tok = model_for(position), ByteTokenizer()  # context 96
+    prompts = ["short", "x" * 80, "also short", "y" * 90]
+    want = [generate_text(model, tok, p, max_new_tokens=24) for p in prompts]
+    assert len(want[3]) <= 96 - 90 < len(want[0])  # the budgets really differ
+    got = generate_texts_batched(model, tok, prompts, batch_size=4, max_new_tokens=24)
+    assert got == want
+    with pytest.raises(UsageError, match="context is 96 tokens"):
+        generate_texts_batched(model, tok, ["z" * 96, "ok"], batch_size=2)
