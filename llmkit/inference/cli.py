@@ -248,22 +248,21 @@ def generate_command(
     stops.update([eos] if isinstance(eos, int) else (eos or []))
     if chat and "<|im_end|>" in tokenizer.special_tokens:
         stops.add(tokenizer.special_tokens["<|im_end|>"])
+    options: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        stop_token_ids=stops,
+        seed=seed,
+        repetition_penalty=repetition_penalty,
+    )
     if prompts is not None:
         if hasattr(model, "encode"):
             raise UsageError(f"{ckpt}: --prompts is for decoder-only checkpoints; use -p")
         texts = generate_texts_batched(
-            model,
-            tokenizer,
-            [wrap(p) for p in prompts],
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            stop=stop,
-            stop_token_ids=stops,
-            seed=seed,
-            repetition_penalty=repetition_penalty,
+            model, tokenizer, [wrap(p) for p in prompts], batch_size=batch_size, **options
         )
         lines = "".join(
             json.dumps({"prompt": p, "output": t}, ensure_ascii=False) + "\n"
@@ -282,19 +281,7 @@ def generate_command(
         text = _beam_generate(model, tokenizer, prompt, gen, beams or 4, max_new_tokens, stops)
         out.write(text + "\n")
         return
-    for piece in stream_text(
-        model,
-        tokenizer,
-        prompt,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        stop=stop,
-        stop_token_ids=stops,
-        seed=seed,
-        repetition_penalty=repetition_penalty,
-    ):
+    for piece in stream_text(model, tokenizer, prompt, **options):
         out.write(piece)
         out.flush()
     out.write("\n")
