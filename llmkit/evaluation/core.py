@@ -376,10 +376,11 @@ def generate_texts(
     Decoder-only models continue the prompt (truncated on the left to fit the context); greedy
     decoding runs `batch_size` prompts at a time in left-padded batches (the same outputs as one
     by one). An encoder-decoder model (with `encode`/`decode`) translates it by beam search from
-    its BOS (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it). Output stops at an end
-    token or at the first of the `stop` strings.
+    its BOS (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it), `batch_size` sources
+    at a time, right-padded with a source mask. Output stops at an end token or at the first of
+    the `stop` strings.
     """
-    from llmkit.inference.batch import generate_texts_batched
+    from llmkit.inference.batch import beam_search_batched, generate_texts_batched
     from llmkit.inference.generation import beam_search, context_length, generate_text
     from llmkit.tokenizers.base import BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS, find_special
 
@@ -404,17 +405,30 @@ def generate_texts(
             stop_token_ids=[] if eos is None else [eos],
         )
         return [_cut(text, stop).strip() for text in texts]
+    bos = find_special(tokenizer, BOS_TOKENS)
+    if bos is None:
+        bos = find_special(tokenizer, PAD_TOKENS)
+    if bos is None:
+        bos = eos
+    if seq2seq:
+        if bos is None:
+            raise UsageError("the tokenizer has no BOS, PAD or EOS token to start decoding")
+        hyps = beam_search_batched(
+            model,
+            [prompt_ids(p) for p in prompts],
+            batch_size=batch_size,
+            pad_id=find_special(tokenizer, PAD_TOKENS) or 0,
+            beam_size=max(1, beams),
+            max_new_tokens=max_new_tokens,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            length_penalty=length_penalty,
+        )
+        return [_cut(tokenizer.decode(h.tokens), stop).strip() for h in hyps]
     outputs: list[str] = []
     for prompt in prompts:
         ids = prompt_ids(prompt)
-        if seq2seq or beams > 1:
-            bos = find_special(tokenizer, BOS_TOKENS)
-            if bos is None:
-                bos = find_special(tokenizer, PAD_TOKENS)
-            if bos is None:
-                bos = eos
-            if seq2seq and bos is None:
-                raise UsageError("the tokenizer has no BOS, PAD or EOS token to start decoding")
+        if beams > 1:
             best = beam_search(
                 model,
                 [ids],

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING
 
 from llmkit.errors import UsageError
 from llmkit.inference.generation import (
+    Hypothesis,
     accepts,
+    beam_search,
     context_length,
     encode_prompt,
     first_stop,
+    model_device,
     pad_left,
     stream,
 )
@@ -135,3 +138,51 @@ def read_prompts(path: Path) -> list[str]:
     if not prompts:
         raise UsageError(f'{path}: no prompts (one per line, or .jsonl with a "prompt" field)')
     return prompts
+
+
+def beam_search_batched(
+    model: nn.Module,
+    sources: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+    pad_id: int = 0,
+    beam_size: int = 4,
+    max_new_tokens: int = 64,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    length_penalty: float = 1.0,
+) -> list[Hypothesis]:
+    """The best beam for each source of an encoder-decoder model, `batch_size` sources at a time.
+
+    Sources are sorted by length and right-padded with a source mask (the encoder's positions of
+    real tokens do not move), so each keeps the hypothesis it gets alone (tested).
+    """
+    import torch
+
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    if any(len(s) == 0 for s in sources):
+        raise UsageError("beam_search_batched needs non-empty sources")
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    best: list[Hypothesis | None] = [None] * len(sources)
+    for at in range(0, len(order), batch_size):
+        group = order[at : at + batch_size]
+        width = max(len(sources[i]) for i in group)
+        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for r, i in enumerate(group):
+            ids[r, : len(sources[i])] = torch.as_tensor(list(sources[i]), dtype=torch.long)
+            mask[r, : len(sources[i])] = 1
+        hyps = beam_search(
+            model,
+            ids,
+            beam_size=beam_size,
+            max_new_tokens=max_new_tokens,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            length_penalty=length_penalty,
+            src_mask=mask.to(model_device(model)),
+        )
+        for r, i in enumerate(group):
+            best[i] = hyps[r][0]
+    return [h for h in best if h is not None]

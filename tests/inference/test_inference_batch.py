@@ -97,3 +97,37 @@ def test_prompts_near_the_context_end_get_their_own_budget(position: str) -> Non
     assert got == want
     with pytest.raises(UsageError, match="context is 96 tokens"):
         generate_texts_batched(model, tok, ["z" * 96, "ok"], batch_size=2)
+
+
+def test_batched_beam_search_keeps_each_sources_hypothesis() -> None:
+    from llmkit.inference.batch import beam_search_batched
+    from llmkit.inference.generation import beam_search
+    from llmkit.models.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(2)
+    model = Transformer(
+        TransformerConfig(
+            vocab_size=23,
+            max_positions=40,
+            n_encoder_layers=2,
+            n_decoder_layers=2,
+            n_heads=2,
+            d_model=16,
+            d_ff=32,
+            dropout=0.0,
+        )
+    ).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(4.0)  # sharper distributions: beams that differ by source
+    sources = [[5, 6, 7, 8, 9, 10, 11], [3], [12, 4, 4], [9, 9, 9, 9, 2], [7, 1]]
+    options: dict[str, Any] = dict(
+        beam_size=3, max_new_tokens=8, bos_token_id=1, eos_token_id=2, length_penalty=0.7
+    )
+    alone = [beam_search(model, [s], **options)[0][0] for s in sources]
+    assert len({tuple(h.tokens) for h in alone}) > 2
+    for size in (2, 5):
+        got = beam_search_batched(model, sources, batch_size=size, pad_id=0, **options)
+        assert [h.tokens for h in got] == [h.tokens for h in alone]
+        assert [h.score for h in got] == pytest.approx([h.score for h in alone], abs=1e-4)
+    with pytest.raises(UsageError, match="non-empty"):
+        beam_search_batched(model, [[3], []], **options)
