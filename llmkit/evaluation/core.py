@@ -404,7 +404,7 @@ def generate_texts(
             stop=list(stop),
             stop_token_ids=[] if eos is None else [eos],
         )
-        return [_cut(text, stop).strip() for text in texts]
+        return [text.strip() for text in texts]  # already cut before the first stop string
     bos = find_special(tokenizer, BOS_TOKENS)
     if bos is None:
         bos = find_special(tokenizer, PAD_TOKENS)

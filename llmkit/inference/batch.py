@@ -3,9 +3,9 @@
 Prompts are sorted by length so that similar lengths share a batch (less padding), run
 `batch_size` at a time with an attention mask and per-row positions, and returned in the original
 order. A model whose forward takes no `attention_mask` runs one prompt at a time. Greedy outputs
-equal generating each prompt alone with `generate_text` (tested); sampled
-outputs are reproducible for a given seed and batch size, but rows draw from one generator, so they
-differ from one-by-one sampling.
+equal generating each prompt alone with `generate_text` (tested); sampled outputs are reproducible
+for a given seed and batch size, but rows draw from one generator, so they differ from one-by-one
+sampling.
 """
 
 from __future__ import annotations
