@@ -88,25 +88,42 @@ def build(side: str) -> Any:
 
 
 def make_step(side: str) -> Any:
-    """One training step closure (forward, loss, backward, AdamW) on a fixed random batch."""
+    """One training step closure (forward, loss, backward, AdamW) on a fixed random batch.
+
+    A `+compile` side compiles model and loss together, the way llmkit's trainer does with
+    `train.compile: true` (its own ObjectiveLoss module for llmkit, the same function for HF).
+    """
     import torch
     import torch.nn.functional as F
 
-    model = build("llmkit" if side == "llmkit+compile" else side).train()
+    base, compiled = side.removesuffix("+compile"), side.endswith("+compile")
+    model = build(base).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
-    forward = torch.compile(model) if side == "llmkit+compile" else model
     gen = torch.Generator().manual_seed(1)
     data = torch.randint(0, VOCAB, (BATCH, CTX + 1), generator=gen)
-    x, y = data[:, :-1], data[:, 1:]
+    batch = {"input_ids": data[:, :-1], "labels": data[:, 1:]}
+
+    if base == "llmkit":
+        import llmkit
+        from llmkit.train.objectives import Objective, ObjectiveLoss
+
+        scored: Any = ObjectiveLoss(
+            Objective(model, "causal_lm"), llmkit.create("loss", "cross_entropy")
+        )
+    else:
+
+        def scored(b: dict[str, Any]) -> Any:
+            logits = model(b["input_ids"]).logits
+            return F.cross_entropy(logits.reshape(-1, VOCAB), b["labels"].reshape(-1))
+
+    forward = torch.compile(scored) if compiled else scored
 
     def step() -> float:
-        out = forward(x)
-        logits = out.logits if side == "hf" else out
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        loss = forward(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return loss.item()
+        return float(loss.item())
 
     return step, model
 
@@ -169,7 +186,7 @@ def bench_train(threads: int, rounds: int, steps: int, compile_too: bool) -> dic
     import torch
 
     torch.set_num_threads(threads)
-    sides = ["llmkit", "hf"] + (["llmkit+compile"] if compile_too else [])
+    sides = ["llmkit", "hf"] + (["llmkit+compile", "hf+compile"] if compile_too else [])
     runners = {side: make_step(side) for side in sides}
     params = {side: sum(p.numel() for p in runners[side][1].parameters()) for side in sides}
     for side in sides:  # warm-up (and compilation)
@@ -190,13 +207,16 @@ def bench_train(threads: int, rounds: int, steps: int, compile_too: bool) -> dic
     result: dict[str, Any] = {
         "threads": threads,
         "load_avg": os.getloadavg()[0],
+        "thp": os.environ.get("THP_MEM_ALLOC_ENABLE", ""),
         "matmul_peak_gflops": {"wall": peak_wall / 1e9, "cpu": peak_cpu / 1e9},
         "sides": {},
     }
     for side in sides:
         tok_wall = BATCH * CTX / statistics.median(wall[side])
         tok_cpu = BATCH * CTX / statistics.median(cpu[side])
-        compiled = side == "llmkit+compile"  # compiler memory would swamp the model's: not measured
+        compiled = side.endswith(
+            "+compile"
+        )  # compiler memory would swamp the model's: not measured
         mem = (
             float("nan")
             if compiled
@@ -215,6 +235,10 @@ def bench_train(threads: int, rounds: int, steps: int, compile_too: bool) -> dic
     result["speedup_wall"] = s["llmkit"]["tokens_per_s_wall"] / s["hf"]["tokens_per_s_wall"]
     result["speedup_cpu"] = s["llmkit"]["tokens_per_cpu_s"] / s["hf"]["tokens_per_cpu_s"]
     result["memory_ratio"] = s["llmkit"]["peak_mb"] / s["hf"]["peak_mb"]
+    if compile_too:
+        compiled = s["llmkit+compile"]["tokens_per_cpu_s"]
+        result["compiled_vs_hf_cpu"] = compiled / s["hf"]["tokens_per_cpu_s"]
+        result["compiled_vs_hf_compiled_cpu"] = compiled / s["hf+compile"]["tokens_per_cpu_s"]
     return result
 
 
@@ -276,7 +300,7 @@ def print_train(r: dict[str, Any]) -> None:
     print(
         f"\n## Training step: GPT vocab {VOCAB}, {LAYERS} layers, d {D}, {HEADS} heads, "
         f"context {CTX}, batch {BATCH}, fp32, CPU, {r['threads']} thread(s), "
-        f"load average {r['load_avg']:.1f}"
+        f"load average {r['load_avg']:.1f}, THP_MEM_ALLOC_ENABLE={r['thp']}"
     )
     print(
         f"fp32 matmul peak (1024^3): {peak['wall']:.1f} GFLOP/s wall, {peak['cpu']:.1f} GFLOP/s "
@@ -290,7 +314,8 @@ def print_train(r: dict[str, Any]) -> None:
     labels = {
         "llmkit": "llmkit gpt",
         "hf": "transformers GPT2LMHeadModel (sdpa)",
-        "llmkit+compile": "llmkit gpt + torch.compile",
+        "llmkit+compile": "llmkit gpt + torch.compile (model and loss)",
+        "hf+compile": "transformers GPT2LMHeadModel + torch.compile (model and loss)",
     }
     for side, s in r["sides"].items():
         print(
@@ -302,6 +327,11 @@ def print_train(r: dict[str, Any]) -> None:
         f"llmkit/HF: {r['speedup_wall']:.2f}x tokens/s (wall), {r['speedup_cpu']:.2f}x tokens per "
         f"CPU-second; peak memory ratio {r['memory_ratio']:.2f}"
     )
+    if "compiled_vs_hf_cpu" in r:
+        print(
+            f"llmkit + compile: {r['compiled_vs_hf_cpu']:.2f}x HF eager, "
+            f"{r['compiled_vs_hf_compiled_cpu']:.2f}x HF + compile (tokens per CPU-second)"
+        )
 
 
 def print_attention(rows: dict[str, list[dict[str, float]]], threads: int) -> None:
@@ -338,13 +368,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--max-len", type=int, default=8192)
-    parser.add_argument("--compile", action="store_true", help="add llmkit + torch.compile (slow)")
+    parser.add_argument(
+        "--compile", action="store_true", help="add both models + torch.compile (slow)"
+    )
+    parser.add_argument(
+        "--thp",
+        choices=["0", "1"],
+        default="1",
+        help="THP_MEM_ALLOC_ENABLE for this run and its children (1, as the llmkit CLI sets it)",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--attention-child", help=argparse.SUPPRESS)
     parser.add_argument("--lengths", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("LLMKIT_PLUGINS", "")
+    os.environ["THP_MEM_ALLOC_ENABLE"] = args.thp
     if args.memory_child:
         memory_child(args.memory_child, args.threads)
         return

@@ -18,6 +18,7 @@ import click
 from llmkit.errors import LlmkitError, UsageError
 
 ENV_DEBUG = "LLMKIT_DEBUG"
+ENV_THP = "THP_MEM_ALLOC_ENABLE"
 
 
 class LlmkitGroup(click.Group):
@@ -183,8 +184,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         click.echo("  ".join([*cells, str(row[-1])]).rstrip())
 
 
+def tune_process() -> None:
+    """Back torch's large CPU tensors with transparent huge pages on Linux, unless the user chose.
+
+    A CPU training step allocates fresh tokens x vocab tensors (logits, log-softmax, their
+    gradients); faulting those in 4 KiB at a time took a fifth of a small GPT's step here
+    (docs/benchmarks.md). torch reads the variable at allocation time, so setting it is enough.
+    """
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault(ENV_THP, "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    tune_process()
     try:
         cli.main(args=argv, prog_name="llmkit", standalone_mode=True)
     except UsageError as exc:  # errors raised while building the command list

@@ -6,6 +6,7 @@ wrapper around it sees every call (a model's `classify` head included) and syncs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from torch import Tensor, nn
@@ -48,3 +49,22 @@ class Objective(nn.Module):
             return logits, batch["labels"]
         classify: Any = self.model.classify
         return classify(batch["input_ids"], attention_mask=mask), batch["labels"]  # (B, n_labels)
+
+
+class ObjectiveLoss(nn.Module):
+    """`forward(batch) -> loss`: the objective's logits scored by `loss`, as one module.
+
+    The trainer wraps and compiles this module rather than the objective alone, so that DDP sees
+    the whole forward and `torch.compile` fuses the loss's log-softmax (a few passes over a
+    tokens x vocab tensor) with the LM head instead of running it eagerly.
+    """
+
+    def __init__(self, objective: Objective, loss: Callable[[Tensor, Tensor], Tensor]) -> None:
+        super().__init__()
+        self.objective = objective
+        self.loss = loss
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """The scalar (or per-target) loss of one batch."""
+        logits, targets = self.objective(batch)
+        return self.loss(logits, targets)

@@ -23,7 +23,7 @@ from llmkit.atomic import write_json
 from llmkit.errors import UsageError, WorkError
 from llmkit.train import state as ckpt
 from llmkit.train.distributed import Dist, mean_across_ranks, wrap
-from llmkit.train.objectives import Objective
+from llmkit.train.objectives import Objective, ObjectiveLoss
 
 Batches = Iterator[dict[str, torch.Tensor]]
 
@@ -102,12 +102,13 @@ class Trainer:
             raise UsageError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         self.model = model
         self.objective = Objective(model, objective).to(dist.device)
-        self.step_fn: nn.Module = wrap(self.objective, dist)
-        if settings.compile:
+        self.loss = loss
+        self.scored = ObjectiveLoss(self.objective, loss)
+        self.step_fn: nn.Module = wrap(self.scored, dist)
+        if settings.compile:  # model and loss in one graph: the log-softmax fuses with the head
             self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.loss = loss
         self.train_batches = train_batches
         self.eval_batches = eval_batches
         self.settings = settings
@@ -195,8 +196,7 @@ class Trainer:
             if i >= self.settings.eval_batches:
                 break
             with self._autocast():
-                logits, targets = self.objective(self._to_device(batch))
-                total += float(self.loss(logits, targets))
+                total += float(self.scored(self._to_device(batch)))
             count += 1
         self.objective.train()
         if count == 0:
@@ -229,8 +229,7 @@ class Trainer:
                 sync = micro == s.grad_accum - 1 or not hasattr(self.step_fn, "no_sync")
                 with contextlib.nullcontext() if sync else self.step_fn.no_sync():  # type: ignore[operator]
                     with self._autocast():
-                        logits, targets = self.step_fn(batch)
-                        loss = self.loss(logits, targets) / s.grad_accum
+                        loss = self.step_fn(batch) / s.grad_accum
                     self.scaler.scale(loss).backward()
                 step_loss += float(loss.detach())
             if not math.isfinite(step_loss):

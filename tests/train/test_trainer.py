@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,24 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
     small = train(tmp_path / "b", Halves(), max_steps=3, grad_accum=2)
     for (name, a), b in zip(big.state_dict().items(), small.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_compiled_step_trains_like_the_eager_one(tmp_path: Path) -> None:
+    """`compile: true` compiles model and loss together; three steps give the eager weights."""
+    eager = train(tmp_path / "eager", FixedBatches(), max_steps=3)
+    compiled = train(tmp_path / "compiled", FixedBatches(), max_steps=3, compile=True)
+    for (name, a), b in zip(
+        eager.state_dict().items(), compiled.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    losses = [
+        [
+            json.loads(line)["loss"]
+            for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        ]
+        for run in ("eager", "compiled")
+    ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
 def test_training_reduces_loss_and_writes_a_checkpoint(tmp_path: Path) -> None:
