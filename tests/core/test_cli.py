@@ -199,3 +199,19 @@ def test_example_plugin_attention_in_a_model(
     cache = model.new_cache(2)
     steps = [model(ids[:, i : i + 1], cache=cache) for i in range(6)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="huge pages are a Linux setting")
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0")])
+def test_cli_turns_on_huge_pages_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, expected: str
+) -> None:
+    from llmkit.cli import ENV_THP, main
+
+    if given is None:
+        monkeypatch.delenv(ENV_THP, raising=False)
+    else:
+        monkeypatch.setenv(ENV_THP, given)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ[ENV_THP] == expected
