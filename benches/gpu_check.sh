@@ -2,7 +2,8 @@
 # One-command GPU check for llmkit's models (a few minutes on one modern GPU):
 #   GPT-2-small-sized llmkit `gpt` (124M parameters, context 1024), bf16 autocast, flash SDPA
 #   (the FLASH_ATTENTION backend is forced, so a fallback to another kernel is an error),
-#   fused AdamW, eager and torch.compile; transformers' GPT2LMHeadModel (sdpa) eager alongside.
+#   fused AdamW, eager and torch.compile (model + loss, as the trainer compiles);
+#   transformers' GPT2LMHeadModel (sdpa) eager alongside.
 #   Prints training tokens/s, peak GPU memory and MFU against the measured bf16 matmul peak.
 #
 #   benches/gpu_check.sh                 # defaults: batch 16, 20 timed steps
@@ -87,15 +88,20 @@ def run(label: str, model: torch.nn.Module, compile_model: bool, hf: bool, flash
     model = model.to(device).train()
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device == "cuda")
-    fwd = torch.compile(model) if compile_model else model
     data = torch.randint(0, V, (args.batch, T + 1), device=device)
     x, y = data[:, :-1], data[:, 1:]
 
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        logits = out.logits if hf else out
+        return F.cross_entropy(logits.float().reshape(-1, V), y.reshape(-1))
+
+    # Compiled as llmkit's trainer compiles (model and loss in one graph).
+    fwd_loss = torch.compile(forward_loss) if compile_model else forward_loss
+
     def step() -> None:
         with autocast(), flash_only() if flash else contextlib.nullcontext():
-            out = fwd(x)
-            logits = out.logits if hf else out
-            loss = F.cross_entropy(logits.float().view(-1, V), y.reshape(-1))
+            loss = fwd_loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
