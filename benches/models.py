@@ -216,9 +216,8 @@ def bench_train(threads: int, rounds: int, steps: int, compile_too: bool) -> dic
     for side in sides:
         tok_wall = BATCH * CTX / statistics.median(wall[side])
         tok_cpu = BATCH * CTX / statistics.median(cpu[side])
-        compiled = side.endswith(
-            "+compile"
-        )  # compiler memory would swamp the model's: not measured
+        # compiler memory would swamp the model's: not measured for compiled sides
+        compiled = side.endswith("+compile")
         mem = (
             float("nan")
             if compiled

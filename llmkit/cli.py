@@ -188,7 +188,7 @@ def tune_process() -> None:
     """Back torch's large CPU tensors with transparent huge pages on Linux, unless the user chose.
 
     A CPU training step allocates fresh tokens x vocab tensors (logits, log-softmax, their
-    gradients); faulting those in 4 KiB at a time took a fifth of a small GPT's step here
+    gradients); faulting those in 4 KiB at a time took 5-20% of a small GPT's step here
     (docs/benchmarks.md). torch reads the variable at allocation time, so setting it is enough.
     """
     if sys.platform.startswith("linux"):

@@ -102,7 +102,6 @@ class Trainer:
             raise UsageError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         self.model = model
         self.objective = Objective(model, objective).to(dist.device)
-        self.loss = loss
         self.scored = ObjectiveLoss(self.objective, loss)
         self.step_fn: nn.Module = wrap(self.scored, dist)
         if settings.compile:  # model and loss in one graph: the log-softmax fuses with the head
