@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
+from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import build_positions
@@ -82,7 +83,7 @@ class Bert(nn.Module):
         )
         self.token_types = nn.Embedding(c.type_vocab_size, c.d_model)
         self.embed_norm = build_norm(c.norm, c.d_model, c.norm_eps)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = dropout_layer(c.dropout)
         self.blocks = nn.ModuleList(
             Block(
                 build_attention(

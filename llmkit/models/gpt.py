@@ -20,6 +20,7 @@ from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
+from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.head import LMHead
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
@@ -87,7 +88,7 @@ class GPT(nn.Module):
             max_positions=c.max_positions,
             rope_theta=c.rope_theta,
         )
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = dropout_layer(c.dropout)
         self.blocks = nn.ModuleList(
             Block(
                 build_attention(

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
+from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.head import LMHead
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
@@ -96,7 +97,7 @@ class Transformer(nn.Module):
         self.positions = build_positions(
             c.position, d_model=c.d_model, n_heads=c.n_heads, max_positions=c.max_positions
         )
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = dropout_layer(c.dropout)
 
         def attention(causal: bool, cross: bool = False) -> Any:
             name = c.cross_attention if cross else c.attention

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 from llmkit.nn.cache import LayerCache
+from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.positions import Positions
 
 #: torch >= 2.5 lets scaled_dot_product_attention share key/value heads itself (`enable_gqa`).
@@ -83,7 +84,7 @@ class Attention(nn.Module):
         else:
             self.qkv = nn.Linear(d_model, d_model + kv_width, bias=bias)  # fused: one matmul
         self.out = nn.Linear(d_model, d_model, bias=bias)
-        self.resid_dropout = nn.Dropout(dropout)
+        self.resid_dropout = dropout_layer(dropout)
 
     # -- the shared path ---------------------------------------------------------------------------
     def forward(
@@ -153,22 +154,27 @@ class Attention(nn.Module):
         """Softmax attention of q (B, nh, Tq, hs) over held + new keys; returns (B, nh, Tq, hs)."""
         if cache is not None and not self.cross:
             k, v = cache.append(k, v)  # (B, nkv, Tk, hs): everything held so far
-            k_pos = torch.arange(cache.start, cache.start + k.shape[2], device=q.device)
-        else:
-            k_pos = q_pos if not self.cross else torch.arange(k.shape[2], device=q.device)
-        bias = (
-            None if positions is None or self.cross else positions.bias(q_pos, k_pos, self.causal)
-        )
-        fast_causal = (
-            self.causal
-            and cache is None
-            and attention_mask is None
-            and bias is None
+        unmasked = (  # no padding, no score bias, no window: only causality can hide a key
+            attention_mask is None
+            and (positions is None or self.cross or not positions.has_bias)
             and type(self).window_mask is Attention.window_mask
         )
-        keep = None if fast_causal else self.keep_mask(q_pos, k_pos, attention_mask, q.shape[0])
-        mask = additive_mask(keep, bias, q.dtype)
-        y = self.kernel(q, k, v, mask, is_causal=fast_causal)
+        if unmasked and self.causal and cache is None:
+            y = self.kernel(q, k, v, None, is_causal=True)  # the kernel's own causal mask
+        elif unmasked and (not self.causal or q.shape[2] == 1):
+            y = self.kernel(q, k, v, None, is_causal=False)  # one new query sees every held key
+        else:
+            if cache is not None and not self.cross:
+                k_pos = torch.arange(cache.start, cache.start + k.shape[2], device=q.device)
+            else:
+                k_pos = q_pos if not self.cross else torch.arange(k.shape[2], device=q.device)
+            bias = (
+                None
+                if positions is None or self.cross
+                else positions.bias(q_pos, k_pos, self.causal)
+            )
+            keep = self.keep_mask(q_pos, k_pos, attention_mask, q.shape[0])
+            y = self.kernel(q, k, v, additive_mask(keep, bias, q.dtype), is_causal=False)
         self.after_attend(cache)
         return y
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmkit.errors import UsageError
+from llmkit.nn.dropout import dropout_layer
 
 
 class MLP(nn.Module):
@@ -23,7 +24,7 @@ class MLP(nn.Module):
         self.activation = activation
         self.up = nn.Linear(d_model, hidden, bias=bias)
         self.down = nn.Linear(hidden, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.up(x)  # (B, T, hidden)
@@ -51,7 +52,7 @@ class SwiGLU(nn.Module):
         self.gate = nn.Linear(d_model, hidden, bias=bias)
         self.up = nn.Linear(d_model, hidden, bias=bias)
         self.down = nn.Linear(hidden, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))

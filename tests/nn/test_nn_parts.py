@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from llmkit.errors import UsageError
 from llmkit.nn.cache import KVCache
+from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import alibi_slopes, build_positions, sinusoid_table
@@ -151,3 +152,16 @@ def test_position_ids_past_the_tables() -> None:
     learned = GPT(GPTConfig(vocab_size=11, max_positions=8, n_layers=1, n_heads=2, d_model=8))
     with pytest.raises(UsageError, match="max_positions is 8"):
         learned(ids, position_ids=far)
+
+
+def test_dropout_layer_is_free_at_zero_and_drops_in_training() -> None:
+    assert isinstance(dropout_layer(0.0), torch.nn.Identity)
+    layer = dropout_layer(0.5).train()
+    torch.manual_seed(0)
+    y = layer(torch.ones(10_000))
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert 0.45 < float((y == 0).float().mean()) < 0.55
+    assert torch.equal(layer.eval()(torch.ones(5)), torch.ones(5))
+    for bad in (-0.1, 1.0):
+        with pytest.raises(UsageError, match="dropout"):
+            dropout_layer(bad)
