@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,6 +16,21 @@ os.environ["LLMKIT_PLUGINS"] = ""
 os.environ.pop("LLMKIT_DEBUG", None)
 
 REPO = Path(__file__).resolve().parent.parent
+ENV_REQUIRE_DATA = "LLMKIT_REQUIRE_DATA"
+
+
+@pytest.fixture(scope="session")
+def missing_data() -> Callable[[str], NoReturn]:
+    """Skip a test whose optional real data (SmolLM2, OpenAI's GPT-2 files) is not installed; fail
+    instead under `.ci/run`, which installs it all and sets LLMKIT_REQUIRE_DATA=1, so that CI can
+    never pass by skipping the tests against real data."""
+
+    def missing(reason: str) -> NoReturn:
+        if os.environ.get(ENV_REQUIRE_DATA, "") not in ("", "0"):
+            pytest.fail(f"{reason} ({ENV_REQUIRE_DATA} is set: this run must have the data)")
+        pytest.skip(reason)
+
+    return missing
 
 
 @pytest.fixture(autouse=True)

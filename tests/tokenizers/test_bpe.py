@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import bpe_reference as ref
 import pytest
@@ -303,27 +305,27 @@ def test_tiktoken_parity_on_real_text(name: str) -> None:
     assert tok.decode(tok.encode(text)) == text
 
 
-def _gpt2_files() -> tuple[Path, Path]:
+def _gpt2_files(missing_data: Callable[[str], NoReturn]) -> tuple[Path, Path]:
     """OpenAI's GPT-2 vocab.json + merges.txt, as openai-whisper 20230124 ships them (.ci/run)."""
     import importlib.util
 
     spec = importlib.util.find_spec("whisper")
     folder = Path(spec.origin).parent / "assets" / "gpt2" if spec and spec.origin else None
     if folder is None or not (folder / "merges.txt").is_file():
-        pytest.skip(
+        missing_data(
             "GPT-2 files need: pip install --no-deps openai-whisper==20230124 (see .ci/run)"
         )
     return folder / "vocab.json", folder / "merges.txt"
 
 
 @pytest.fixture(scope="module")
-def gpt2_pair() -> tuple[BPETokenizer, object, object]:
+def gpt2_pair(missing_data: Callable[[str], NoReturn]) -> tuple[BPETokenizer, object, object]:
     """llmkit, tiktoken and `tokenizers` encoders built from the real GPT-2 files."""
     tiktoken_load = pytest.importorskip("tiktoken.load")
     tiktoken = pytest.importorskip("tiktoken")
     from tokenizers import ByteLevelBPETokenizer
 
-    vocab, merges = _gpt2_files()
+    vocab, merges = _gpt2_files(missing_data)
     tok = BPETokenizer.from_gpt2(vocab, merges)
     ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(str(merges), str(vocab))
     enc = tiktoken.Encoding(
