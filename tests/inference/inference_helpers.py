@@ -165,3 +165,21 @@ def write_tiny_gguf(path: Path, quantize: bool, tie: bool = True, seed: int = 0)
     if tie:
         reference.tie_weights()
     return TinyGGUF(path, reference, hf_tok, config)
+
+
+def tiny_transformer(vocab: int = 13, seed: int = 0) -> torch.nn.Module:
+    """A two-layer encoder-decoder Transformer small enough for beam-search tests."""
+    from llmkit.models.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(
+        vocab_size=vocab,
+        max_positions=64,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        n_heads=2,
+        d_model=16,
+        d_ff=32,
+        dropout=0.0,
+    )
+    return Transformer(cfg).eval()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from inference_helpers import tiny_transformer
 
 from llmkit.errors import UsageError
 from llmkit.inference.batch import finish_text, generate_texts_batched
@@ -102,21 +103,8 @@ def test_prompts_near_the_context_end_get_their_own_budget(position: str) -> Non
 def test_batched_beam_search_keeps_each_sources_hypothesis() -> None:
     from llmkit.inference.batch import beam_search_batched
     from llmkit.inference.generation import beam_search
-    from llmkit.models.transformer import Transformer, TransformerConfig
 
-    torch.manual_seed(2)
-    model = Transformer(
-        TransformerConfig(
-            vocab_size=23,
-            max_positions=40,
-            n_encoder_layers=2,
-            n_decoder_layers=2,
-            n_heads=2,
-            d_model=16,
-            d_ff=32,
-            dropout=0.0,
-        )
-    ).eval()
+    model = tiny_transformer(vocab=23, seed=2)
     with torch.no_grad():
         model.head.weight.mul_(4.0)  # sharper distributions: beams that differ by source
     sources = [[5, 6, 7, 8, 9, 10, 11], [3], [12, 4, 4], [9, 9, 9, 9, 2], [7, 1]]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inference_helpers import tiny_transformer
 
 from llmkit.errors import UsageError
 from llmkit.inference.generation import (
@@ -47,23 +48,6 @@ def tiny_llama(vocab: int = 61, seed: int = 0) -> torch.nn.Module:
         vocab_size=vocab, max_positions=64, n_layers=2, n_heads=4, n_kv_heads=2, d_model=32, d_ff=48
     )
     return Llama(cfg).eval()
-
-
-def tiny_transformer(vocab: int = 13, seed: int = 0) -> torch.nn.Module:
-    from llmkit.models.transformer import Transformer, TransformerConfig
-
-    torch.manual_seed(seed)
-    cfg = TransformerConfig(
-        vocab_size=vocab,
-        max_positions=64,
-        n_encoder_layers=2,
-        n_decoder_layers=2,
-        n_heads=2,
-        d_model=16,
-        d_ff=32,
-        dropout=0.0,
-    )
-    return Transformer(cfg).eval()
 
 
 def argmax_loop(model: torch.nn.Module, ids: torch.Tensor, n: int) -> torch.Tensor:
