@@ -15,7 +15,8 @@ from typing import Any
 from llmkit.errors import RegistryError
 from llmkit.registry import Component, unknown_message
 
-_EXPECTED = {
+#: pydantic error types as the phrase llmkit's messages use.
+EXPECTED = {
     "float_type": "expected a number",
     "float_parsing": "expected a number",
     "int_type": "expected an integer",
@@ -84,7 +85,7 @@ def _format_error(error: Any) -> str:
     if kind == "literal_error":
         phrase = f"expected one of {error.get('ctx', {}).get('expected', '')}"
     else:
-        phrase = _EXPECTED.get(kind) or str(error.get("msg", "invalid value"))
+        phrase = EXPECTED.get(kind) or str(error.get("msg", "invalid value"))
         phrase = phrase[0].lower() + phrase[1:] if phrase else phrase
     if kind == "missing":
         return f"{loc}: {phrase}"

@@ -87,11 +87,9 @@ def read_jsonl(
 
 
 def _device(name: str | None) -> str:
-    if name:
-        return name
-    import torch
+    from llmkit.train.distributed import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(name or "auto"))
 
 
 def _tokenizer(checkpoint: Path, required: str | None) -> Any:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmkit.atomic import default_permissions, holds_only, publish_dir
 from llmkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -101,8 +101,9 @@ def save_model(
             generation = {**(generation or {}), "eos_token_id": eos}
     if generation:
         config["generation"] = dict(generation)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    where = target.absolute()
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
     try:
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
@@ -117,39 +118,26 @@ def save_model(
             metadata={"format": "pt", "llmkit_format": str(FORMAT)},
         )
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        _default_permissions(tmp)
-        _replace_dir(tmp, target)
+        default_permissions(tmp)
+        publish_dir(tmp, target, is_checkpoint, "an llmkit checkpoint")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
-def _default_permissions(directory: Path) -> None:
-    """Give the directory and its files the modes the umask allows (mkdtemp makes them private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for file in directory.iterdir():
-        file.chmod(0o666 & ~umask)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing an old checkpoint there."""
-    if dst.is_symlink() or dst.is_file():
-        raise UsageError(f"{dst}: exists and is not a directory; choose another output path")
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    if any(dst.iterdir()) and not (dst / CONFIG_FILE).exists():
-        raise UsageError(
-            f"{dst}: directory exists, is not empty and is not an llmkit checkpoint; "
-            "refusing to overwrite it"
-        )
-    old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-    os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
+def is_checkpoint(directory: Path) -> bool:
+    """True if `directory` holds an llmkit checkpoint and nothing else (so replacing it is safe)."""
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (
+        isinstance(config, dict)
+        and "model" in config
+        and "format" in config
+        and holds_only(directory, (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE))
+    )
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -292,7 +280,10 @@ def load_model(
     except (SafetensorError, OSError, ValueError) as exc:
         raise UsageError(f"{weights}: not a readable safetensors file ({exc})") from None
     with no_weight_init():
-        model = build_model(config)
+        try:
+            model = build_model(config)
+        except UsageError as exc:
+            raise UsageError(f"{path / CONFIG_FILE}: {exc}") from None
     load_state_into(model, state, str(weights))
     torch_dtype = as_dtype(dtype) if dtype is not None else None
     if device is not None or torch_dtype is not None:

@@ -66,8 +66,16 @@ def import_gguf_command(file: Path, output: Path) -> None:
 
 def _report(model: Any, output: Path, tokenizer: Any) -> None:
     n = sum(p.numel() for p in model.parameters())
+    size = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
     tok = f", tokenizer with {tokenizer.vocab_size} ids" if tokenizer is not None else ""
-    click.echo(f"wrote {output}: {model.config.model_name}, {n / 1e6:.1f}M parameters{tok}")
+    vocab = getattr(model.config, "vocab_size", None)
+    if tokenizer is not None and vocab is not None and tokenizer.vocab_size > vocab + 256:
+        click.echo(
+            f"warning: the tokenizer has {tokenizer.vocab_size} ids but the model {vocab}; "
+            "they do not belong together, and prompts will be refused",
+            err=True,
+        )
+    click.echo(f"wrote {output}: {model.config.model_name}, {size} parameters{tok}")
 
 
 @click.group("export")
@@ -87,19 +95,15 @@ def export_group() -> None:
 )
 def export_hf(ckpt_dir: Path, output: Path) -> None:
     """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
-    from llmkit.inference.checkpoint import load_model, read_config
+    from llmkit.errors import UsageError
+    from llmkit.inference.checkpoint import load_model, load_tokenizer, read_config
     from llmkit.models.hf import save_hf
 
+    if output.absolute().resolve() == ckpt_dir.absolute().resolve():
+        raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
     model = load_model(ckpt_dir)
-    save_hf(model, output)
-    config = read_config(ckpt_dir)
-    if config.get("tokenizer"):
-        from llmkit.inference.checkpoint import load_tokenizer
-
-        tokenizer = load_tokenizer(ckpt_dir)
-        to_hf = getattr(tokenizer, "to_hf", None)
-        if to_hf is not None:
-            to_hf(output / "tokenizer.json")
+    tokenizer = load_tokenizer(ckpt_dir) if read_config(ckpt_dir).get("tokenizer") else None
+    save_hf(model, output, tokenizer=tokenizer)
     click.echo(f"wrote {output}")
 
 
@@ -165,7 +169,9 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
     type=click.Path(path_type=Path),
     help="With --prompts: write the JSON lines to this file (atomically) instead of stdout.",
 )
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option(
+    "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)."
+)
 @click.option(
     "--dtype",
     default=None,
@@ -193,7 +199,6 @@ def generate_command(
     dtype: str | None,
 ) -> None:
     """Generate text from a checkpoint (or a .gguf file), streaming tokens to stdout as they come."""
-    import torch
 
     from llmkit.atomic import write_text
     from llmkit.errors import UsageError
@@ -219,8 +224,9 @@ def generate_command(
     prompts = read_prompts(prompts_file) if prompts_file is not None else None
     if prompts is None and (prompt is None or prompt == "-"):
         prompt = sys.stdin.read()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from llmkit.train.distributed import resolve_device
+
+    device = str(resolve_device(device or "auto"))
     if gguf_file:
         from llmkit.inference.checkpoint import as_dtype
         from llmkit.inference.gguf import generation_defaults, import_gguf

@@ -451,7 +451,8 @@ def encode_prompt(
 ) -> list[int]:
     """Ids of `text`; with `special`, special-token texts in it (e.g. `<|im_start|>`) become their ids.
 
-    Ids at or past `vocab_size` (bytes a model's vocabulary lacks) are dropped.
+    Ids at or past `vocab_size` that stand for a single character (bytes a model's vocabulary
+    lacks) are dropped; any other such id means the tokenizer does not belong to the model.
     """
     import re
 
@@ -468,7 +469,13 @@ def encode_prompt(
                 ids.extend(tokenizer.encode(piece))
     else:
         ids = tokenizer.encode(text)
-    if vocab_size is not None:
+    if vocab_size is not None and any(i >= vocab_size for i in ids):
+        words = [i for i in ids if i >= vocab_size and len(tokenizer.decode([i])) > 1]
+        if words:
+            raise UsageError(
+                f"the tokenizer gives id {words[0]} ({tokenizer.decode([words[0]])!r}) but the "
+                f"model has {vocab_size} ids: the tokenizer does not belong to this model"
+            )
         ids = [i for i in ids if i < vocab_size]
     return ids
 

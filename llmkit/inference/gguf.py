@@ -200,6 +200,12 @@ def read_gguf(path: str | Path) -> GGUFModel:
     d_model = int(_require(reader, f"{arch}.embedding_length", file))
     n_heads = int(_require(reader, f"{arch}.attention.head_count", file))
     n_kv_heads = int(_field(reader, f"{arch}.attention.head_count_kv", n_heads))
+    if n_heads <= 0 or d_model % n_heads or n_kv_heads <= 0 or n_heads % n_kv_heads:
+        raise UsageError(
+            f"{file}: {arch}.embedding_length {d_model}, attention.head_count {n_heads} and "
+            f"attention.head_count_kv {n_kv_heads} do not fit: the width must split into the "
+            "heads, and the heads into key/value groups"
+        )
     head_dim = int(_field(reader, f"{arch}.attention.key_length", d_model // n_heads))
     rope_dim = int(_field(reader, f"{arch}.rope.dimension_count", head_dim))
     if rope_dim != head_dim:
@@ -357,7 +363,7 @@ def import_gguf(path: str | Path) -> tuple[nn.Module, Tokenizer | None, GGUFMode
 
     read = read_gguf(path)
     with no_weight_init():  # from_hf loads (and checks) every weight
-        model = from_hf(read.hf_config, read.state_dict)
+        model = from_hf(read.hf_config, read.state_dict, source=str(path))
     tokenizer = build_tokenizer(read.tokenizer) if read.tokenizer is not None else None
     return model, tokenizer, read
 

@@ -75,7 +75,8 @@ def import_hf(
     if not src.is_dir():
         raise UsageError(f"{src}: not a directory (expected a Hugging Face model directory)")
     config, weights = read_hf_dir(src)
-    model = from_hf(config, weights)  # random init stays: BERT heads may be absent from the file
+    # random init stays where BERT heads are absent from the file
+    model = from_hf(config, weights, source=str(src / "config.json"))
     generation: dict[str, Any] = {
         k: config[k] for k in ("bos_token_id", "eos_token_id") if config.get(k) is not None
     }

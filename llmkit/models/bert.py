@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
+from llmkit.models.hf import reject_unexpected
 from llmkit.nn.block import Block
 from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.mlp import build_mlp
@@ -168,9 +169,9 @@ def config_from_hf(hf: dict[str, Any]) -> BertConfig:
         "relu": "relu",
     }
     if act not in mlp:
-        raise UsageError(f"config.json: hidden_act '{act}' is not supported")
+        raise UsageError(f"hidden_act '{act}' is not supported")
     if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise UsageError("config.json: only position_embedding_type 'absolute' is supported")
+        raise UsageError("only position_embedding_type 'absolute' is supported")
     n_labels = hf.get("num_labels") or len(hf.get("id2label") or {}) or 2
     return BertConfig(
         vocab_size=hf["vocab_size"],
@@ -218,6 +219,17 @@ def config_to_hf(c: BertConfig) -> dict[str, Any]:
 #: Heads that a checkpoint may lack (a BertForMaskedLM has no pooler/classifier, and so on);
 #: they keep their fresh initialisation.
 OPTIONAL = ("pooler.", "classifier.", "mlm_dense.", "mlm_norm.", "mlm_head.bias")
+
+
+#: Tensors a BERT checkpoint may hold that carry nothing to load: the MLM decoder tied to the word
+#: embeddings, the position-id buffer, and BertForPreTraining's next-sentence head (not modelled).
+HF_IGNORED = (
+    "cls.predictions.decoder.weight",
+    "cls.predictions.decoder.bias",
+    "embeddings.position_ids",
+    "cls.seq_relationship.weight",
+    "cls.seq_relationship.bias",
+)
 
 
 def _pairs(c: BertConfig) -> list[tuple[str, list[str]]]:
@@ -274,6 +286,7 @@ def state_dict_from_hf(c: BertConfig, hf: dict[str, Tensor]) -> dict[str, Tensor
         raise UsageError(
             f"BERT weights lack {len(missing)} tensors, first: {', '.join(missing[:5])}"
         )
+    reject_unexpected("BERT", hf, {k for _, keys in _pairs(c) for k in keys}, HF_IGNORED)
     return out
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from llmkit.errors import RegistryError, UsageError
+from llmkit.params import EXPECTED
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -26,7 +27,24 @@ class ModelConfig:
     model_name: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        self.check_types()
         self.validate()
+
+    def check_types(self) -> None:
+        """Check (and coerce, e.g. 4.0 -> 4) every field against its annotation; UsageError naming it.
+
+        Configs also come from JSON files (checkpoints, Hugging Face config.json), where a quoted
+        number would otherwise surface later as an unrelated TypeError.
+        """
+        import pydantic
+
+        for name, adapter in _field_adapters(type(self)).items():
+            value = getattr(self, name)
+            try:
+                setattr(self, name, adapter.validate_python(value))
+            except pydantic.ValidationError as exc:
+                phrase = EXPECTED.get(exc.errors()[0].get("type", ""), "invalid value")
+                raise UsageError(f"{name}: {phrase}, got {value!r}") from None
 
     def validate(self) -> None:
         """Check field values against each other; raise UsageError naming the fields."""
@@ -83,6 +101,21 @@ class ModelConfig:
                 f"known: {', '.join(sorted(known))}"
             )
         return cls(**data)
+
+
+_ADAPTERS: dict[type, dict[str, Any]] = {}
+
+
+def _field_adapters(cls: type) -> dict[str, Any]:
+    """A pydantic TypeAdapter per dataclass field of a config class (built once per class)."""
+    if cls not in _ADAPTERS:
+        import pydantic
+
+        hints = typing.get_type_hints(cls)
+        _ADAPTERS[cls] = {
+            f.name: pydantic.TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)
+        }
+    return _ADAPTERS[cls]
 
 
 def _check_choice(field: str, value: str | None, choices: tuple[str, ...]) -> None:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
+from llmkit.models.hf import reject_unexpected
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
 from llmkit.nn.dropout import dropout_layer
@@ -176,11 +177,9 @@ def config_from_hf(hf: dict[str, Any]) -> GPTConfig:
         "relu": "relu",
     }
     if act not in mlp:
-        raise UsageError(f"config.json: activation_function '{act}' is not supported")
+        raise UsageError(f"activation_function '{act}' is not supported")
     if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("reorder_and_upcast_attn"):
-        raise UsageError(
-            "config.json: scale_attn_by_inverse_layer_idx/reorder_and_upcast_attn unsupported"
-        )
+        raise UsageError("scale_attn_by_inverse_layer_idx/reorder_and_upcast_attn unsupported")
     return GPTConfig(
         vocab_size=hf["vocab_size"],
         max_positions=hf.get("n_positions", 1024),
@@ -225,6 +224,11 @@ def config_to_hf(c: GPTConfig) -> dict[str, Any]:
     }
 
 
+#: Tensors a GPT-2 checkpoint may hold that carry nothing to load: a tied LM head, and the causal
+#: mask buffers older transformers versions saved.
+HF_IGNORED = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")
+
+
 def _hf_key_map(c: GPTConfig) -> list[tuple[str, str, bool]]:
     """(llmkit key, HF key, transpose) pairs; HF GPT-2 stores its linear weights as Conv1D (in, out)."""
     pairs = [("embed.weight", "transformer.wte.weight", False)]
@@ -264,6 +268,8 @@ def state_dict_from_hf(c: GPTConfig, hf: dict[str, Tensor]) -> dict[str, Tensor]
         raise UsageError(
             f"GPT-2 weights lack {len(missing)} tensors, first: {', '.join(missing[:5])}"
         )
+    used = {theirs for _, theirs, _ in _hf_key_map(c)}
+    reject_unexpected("GPT-2", hf, used, HF_IGNORED)
     return out
 
 

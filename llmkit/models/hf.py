@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -17,13 +18,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from llmkit.atomic import default_permissions, holds_only, publish_dir
 from llmkit.errors import UsageError
 
 #: Attention variants that compute exactly what HF's eager/sdpa attention computes.
 FULL_ATTENTION = ("mha", "sdpa", "gqa", "mqa")
 
 
-def _module_for(config_json: dict[str, Any]) -> ModuleType:
+def _module_for(config_json: dict[str, Any], source: str = "config.json") -> ModuleType:
     from llmkit.models import bert, gpt, llama
 
     model_type = str(config_json.get("model_type", "")).lower()
@@ -34,8 +36,10 @@ def _module_for(config_json: dict[str, Any]) -> ModuleType:
     for key, module in table.items():
         if key in archs:
             return module
+    if "model" in config_json and "format" in config_json:
+        raise UsageError(f"{source}: this is already an llmkit checkpoint; it needs no import")
     raise UsageError(
-        f"config.json: model_type '{model_type}' is not supported; supported: gpt2, bert, llama"
+        f"{source}: model_type '{model_type}' is not supported; supported: gpt2, bert, llama"
     )
 
 
@@ -85,15 +89,44 @@ def load_weights(
     model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
 
 
-def from_hf(config_json: dict[str, Any], state_dict: dict[str, Tensor]) -> nn.Module:
-    """An llmkit model (GPT, Bert or Llama) holding the weights of a Hugging Face checkpoint."""
-    module = _module_for(config_json)
-    config = module.config_from_hf(config_json)
+def from_hf(
+    config_json: dict[str, Any], state_dict: dict[str, Tensor], source: str = "config.json"
+) -> nn.Module:
+    """An llmkit model (GPT, Bert or Llama) holding the weights of a Hugging Face checkpoint.
+
+    `source` names the checkpoint in errors (its config.json, or the GGUF file it came from).
+    """
+    if not isinstance(config_json, dict):
+        raise UsageError(f"{source}: expected a JSON object")
+    module = _module_for(config_json, source)
+    try:
+        config = module.config_from_hf(config_json)
+    except KeyError as exc:
+        raise UsageError(f"{source}: field {exc} is missing") from None
+    except (TypeError, AttributeError) as exc:
+        raise UsageError(f"{source}: a field has the wrong type ({exc})") from None
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc}") from None
     model_cls = {"gpt": "GPT", "bert": "Bert", "llama": "Llama"}[config.model_name]
     model: nn.Module = getattr(module, model_cls)(config)
-    weights = module.state_dict_from_hf(config, state_dict)
-    load_weights(model, weights, getattr(module, "OPTIONAL", ()))
+    try:
+        weights = module.state_dict_from_hf(config, state_dict)
+        load_weights(model, weights, getattr(module, "OPTIONAL", ()))
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc}") from None
     return model.eval()
+
+
+def reject_unexpected(
+    arch: str, hf: dict[str, Tensor], used: set[str], ignored: tuple[str, ...] = ()
+) -> None:
+    """A UsageError listing checkpoint tensors the config has no place for (never drop weights)."""
+    extra = [k for k in hf if k not in used and not k.endswith(ignored)]
+    if extra:
+        raise UsageError(
+            f"{arch} weights hold {len(extra)} tensor(s) the config has no place for, first: "
+            f"{', '.join(extra[:3])}; does config.json describe these weights (layers, sizes)?"
+        )
 
 
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -110,49 +143,88 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
 
 def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """config.json and the safetensors weights (one file or an index of shards) of an HF model dir."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     root = Path(path)
     if not (root / "config.json").is_file():
         raise UsageError(f"{root}: no config.json (expected a Hugging Face model directory)")
-    config = json.loads((root / "config.json").read_text())
+    config = _read_json(root / "config.json")
     index = root / "model.safetensors.index.json"
     if (root / "model.safetensors").is_file():
         files = [root / "model.safetensors"]
     elif index.is_file():
-        files = [
-            root / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        ]
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UsageError(f"{index}: field 'weight_map' (tensor -> shard file) is missing")
+        files = [root / str(f) for f in sorted(set(weight_map.values()))]
     else:
         raise UsageError(f"{root}: no model.safetensors (only safetensors weights are read)")
     weights: dict[str, Tensor] = {}
     for file in files:
-        weights.update(load_file(str(file)))
+        try:
+            weights.update(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UsageError(f"{file}: not a readable safetensors file ({exc})") from None
     return config, weights
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{file}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: expected a JSON object")
+    return data
 
 
 def load_hf(path: str | os.PathLike[str]) -> nn.Module:
     """Load a Hugging Face GPT-2/BERT/Llama directory (as written by save_pretrained)."""
     config, weights = read_hf_dir(path)
-    return from_hf(config, weights)
+    return from_hf(config, weights, source=str(Path(path) / "config.json"))
 
 
-def save_hf(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Write config.json + model.safetensors that `transformers` loads with from_pretrained.
+#: What `save_hf` writes: a directory holding only these is one of its earlier exports.
+EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
-    Files are written to a temporary directory beside `path`, then moved into place.
+
+def is_export(directory: Path) -> bool:
+    """True if `directory` looks like an earlier `save_hf` output (so replacing it loses nothing)."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (
+        isinstance(config, dict) and "model_type" in config and holds_only(directory, EXPORT_FILES)
+    )
+
+
+def save_hf(model: nn.Module, path: str | os.PathLike[str], tokenizer: Any = None) -> None:
+    """Write config.json + model.safetensors (+ tokenizer.json) that `transformers` loads.
+
+    Everything is written to a temporary directory beside `path` and renamed into place; an
+    existing `path` is replaced only if empty or an earlier export.
     """
     from safetensors.torch import save_file
 
     config, weights = to_hf(model)
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-") as tmp:
+    target = Path(path)
+    where = target.absolute()
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
+    try:
         save_file(
             {k: v.detach().contiguous() for k, v in weights.items()},
-            os.path.join(tmp, "model.safetensors"),
+            str(tmp / "model.safetensors"),
             metadata={"format": "pt"},
         )
-        Path(tmp, "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(os.path.join(tmp, "model.safetensors"), root / "model.safetensors")
-        os.replace(os.path.join(tmp, "config.json"), root / "config.json")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        to_hf_tokenizer = getattr(tokenizer, "to_hf", None)
+        if to_hf_tokenizer is not None:
+            to_hf_tokenizer(tmp / "tokenizer.json")
+        default_permissions(tmp)
+        publish_dir(tmp, target, is_export, "a Hugging Face export of llmkit's")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

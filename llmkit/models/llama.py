@@ -16,6 +16,7 @@ from torch import Tensor
 from llmkit.errors import UsageError
 from llmkit.models.config import model_factory
 from llmkit.models.gpt import GPT, GPTConfig
+from llmkit.models.hf import reject_unexpected
 
 
 @dataclasses.dataclass
@@ -81,16 +82,16 @@ def config_from_hf(hf: dict[str, Any]) -> LlamaConfig:
     d_model, n_heads = hf["hidden_size"], hf["num_attention_heads"]
     head_dim = hf.get("head_dim") or d_model // n_heads
     if head_dim * n_heads != d_model:
-        raise UsageError(f"config.json: head_dim={head_dim} * num_attention_heads != hidden_size")
+        raise UsageError(f"head_dim={head_dim} * num_attention_heads != hidden_size")
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
-        raise UsageError(f"config.json: rope type '{rope.get('rope_type')}' is not supported")
+        raise UsageError(f"rope type '{rope.get('rope_type')}' is not supported")
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
     if hf.get("hidden_act", "silu") != "silu":
-        raise UsageError(f"config.json: hidden_act '{hf.get('hidden_act')}' is not supported")
+        raise UsageError(f"hidden_act '{hf.get('hidden_act')}' is not supported")
     bias = bool(hf.get("attention_bias", False))
     if bool(hf.get("mlp_bias", False)) != bias:
-        raise UsageError("config.json: attention_bias and mlp_bias must agree")
+        raise UsageError("attention_bias and mlp_bias must agree")
     return LlamaConfig(
         vocab_size=hf["vocab_size"],
         max_positions=hf.get("max_position_embeddings", 2048),
@@ -136,6 +137,11 @@ def config_to_hf(c: GPTConfig) -> dict[str, Any]:
     }
 
 
+#: Tensors a Llama checkpoint may hold that carry nothing to load (older rotary-frequency buffers);
+#: with tied embeddings an `lm_head.weight` copy is ignored too.
+HF_IGNORED = ("rotary_emb.inv_freq",)
+
+
 def _pairs(c: GPTConfig) -> list[tuple[str, list[str]]]:
     """(llmkit key, HF keys concatenated along dim 0) for every tensor."""
     names = ["weight", "bias"] if c.bias else ["weight"]
@@ -168,6 +174,8 @@ def state_dict_from_hf(c: GPTConfig, hf: dict[str, Tensor]) -> dict[str, Tensor]
         )
     for ours, keys in _pairs(c):
         out[ours] = torch.cat([hf[k] for k in keys], dim=0) if len(keys) > 1 else hf[keys[0]]
+    ignored = ("rotary_emb.inv_freq", "lm_head.weight") if c.tie_embeddings else HF_IGNORED
+    reject_unexpected("Llama", hf, {k for _, keys in _pairs(c) for k in keys}, ignored)
     return out
 
 

@@ -103,6 +103,43 @@ def test_overwrite_replaces_a_checkpoint_but_not_other_dirs(tmp_path: Path) -> N
     assert (other / "cat.jpg").exists()
 
 
+def test_only_an_llmkit_checkpoint_and_nothing_else_is_replaced(tmp_path: Path) -> None:
+    gpt = build("gpt")
+    hf_like = tmp_path / "hf"  # a config.json alone does not make a folder ours to delete
+    hf_like.mkdir()
+    (hf_like / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (hf_like / "vocab.txt").write_text("keep")
+    with pytest.raises(UsageError, match=r"hf: directory is not empty and is not an llmkit"):
+        save_model(gpt, hf_like)
+    assert sorted(p.name for p in hf_like.iterdir()) == ["config.json", "vocab.txt"]
+    save_model(gpt, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "notes.md").write_text("mine")  # a user's file inside a checkpoint
+    with pytest.raises(UsageError, match="not an llmkit checkpoint"):
+        save_model(gpt, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "notes.md").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a directory"):
+        save_model(gpt, tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    save_model(gpt, tmp_path / "empty")
+    assert type(load_model(tmp_path / "empty")).__name__ == "GPT"
+
+
+def test_config_errors_name_the_checkpoint_file(tmp_path: Path) -> None:
+    save_model(build("gpt"), tmp_path / "ckpt")
+    path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(path.read_text())
+    for change, message in [
+        ({"d_model": 15}, "d_model=15 is not divisible by n_heads=2"),
+        ({"n_heads": "four"}, "n_heads: expected an integer, got 'four'"),
+        ({"attention": "gqq"}, "gqq"),
+    ]:
+        path.write_text(json.dumps({**config, **change}))
+        with pytest.raises(UsageError) as err:
+            load_model(tmp_path / "ckpt")
+        assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
 def test_a_failed_save_leaves_nothing(tmp_path: Path) -> None:
     class Broken:
         def save(self, path: Path) -> None:

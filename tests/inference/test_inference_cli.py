@@ -134,6 +134,37 @@ def test_bad_input_is_one_line_and_exit_2(
     assert line.startswith(f"Error: {message}")
 
 
+def test_export_never_destroys_its_source_or_a_users_folder(tmp_path: Path) -> None:
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.models.gpt import GPT, GPTConfig
+
+    ckpt = tmp_path / "c"
+    save_model(GPT(GPTConfig(vocab_size=10, n_layers=1, n_heads=1, d_model=8)), ckpt)
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    result = CliRunner().invoke(cli, ["export", "hf", str(ckpt), "-o", str(ckpt)])
+    assert result.exit_code == 2 and "is the checkpoint being exported" in result.output
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"a": 1}')
+    result = CliRunner().invoke(cli, ["export", "hf", str(ckpt), "-o", str(mine)])
+    assert result.exit_code == 2 and "refusing to replace it" in result.output
+    assert (mine / "config.json").read_text() == '{"a": 1}'
+    result = CliRunner().invoke(cli, ["import", "hf", str(mine), "-o", str(mine)])
+    assert result.exit_code == 2 and (mine / "config.json").read_text() == '{"a": 1}'
+
+
+def test_generate_rejects_an_unusable_device(gguf_ckpt: Path) -> None:
+    devices = ["foo"] if torch.cuda.is_available() else ["foo", "cuda"]
+    for device in devices:
+        result = CliRunner().invoke(
+            cli, ["generate", str(gguf_ckpt), "-p", "hi", "--device", device]
+        )
+        assert result.exit_code == 2, result.output
+        [line] = result.output.strip().splitlines()
+        assert f"device '{device}'" in line
+
+
 def test_generate_needs_a_tokenizer(tmp_path: Path) -> None:
     from llmkit.inference.checkpoint import save_model
     from llmkit.models.gpt import GPT, GPTConfig

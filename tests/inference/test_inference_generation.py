@@ -267,7 +267,9 @@ def test_encode_prompt_maps_special_texts() -> None:
     tok = ByteTokenizer()
     assert encode_prompt(tok, "a<s>b</s>") == [97, 256, 98, 257]
     assert encode_prompt(tok, "a<s>", special=False) == [97, 60, 115, 62]
-    assert encode_prompt(tok, "a\x04b", vocab_size=5) == [4]
+    assert encode_prompt(tok, "a\x04b", vocab_size=5) == [4]  # bytes the model lacks: dropped
+    with pytest.raises(UsageError, match=r"id 256 \('<s>'\).*does not belong to this model"):
+        encode_prompt(tok, "a<s>", vocab_size=200)  # a token of several characters: refused
 
 
 def test_chat_templates() -> None:

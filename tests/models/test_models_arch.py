@@ -255,3 +255,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(name: str) -> None:
     assert calls[True] == 2 * calls[False]  # every block's forward ran again in backward
     assert len(plain) == len(recomputed) > 0
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, recomputed, strict=True))
+
+
+def test_the_yaml_in_docs_models_builds_the_model_it_describes() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "docs" / "models.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "attention:" in b]
+    spec = dict(yaml.safe_load(block)["train"]["model"])
+    model = llmkit.create("model", spec.pop("name"), vocab_size=V, **spec)
+    assert type(model.blocks[0].attn).__name__ == "SlidingWindowAttention"
+    assert model.config.to_dict() | spec == model.config.to_dict()

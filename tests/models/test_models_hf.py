@@ -173,6 +173,89 @@ def test_missing_tensors_and_unknown_architectures_are_errors(tmp_path: Path) ->
         read_hf_dir(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    ("make", "layers_field", "extra"),
+    [
+        (gpt2, "n_layer", "transformer.h.1."),
+        (lambda: llama(), "num_hidden_layers", "model.layers.1."),
+        (lambda: transformers.BertForMaskedLM(bert_config()), "num_hidden_layers", "layer.1."),
+    ],
+)
+def test_weights_the_config_has_no_place_for_are_an_error(
+    make: Callable[[], Any], layers_field: str, extra: str, tmp_path: Path
+) -> None:
+    make().save_pretrained(tmp_path)
+    config, weights = read_hf_dir(tmp_path)
+    config[layers_field] = 1  # the file holds two layers; silently dropping one would be wrong
+    with pytest.raises(UsageError, match=rf"config has no place for, first: \S*{extra}"):
+        from_hf(config, weights, source="x/config.json")
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["GPT2Model", "BertModel", "BertForPreTraining", "BertForSequenceClassification"],
+)
+def test_other_hf_heads_load_without_complaint(model: str, tmp_path: Path) -> None:
+    config = (
+        bert_config()
+        if model.startswith("Bert")
+        else transformers.GPT2Config(vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4)
+    )
+    getattr(transformers, model)(config).save_pretrained(tmp_path)
+    assert isinstance(load_hf(tmp_path), torch.nn.Module)
+
+
+def test_bad_config_and_weight_files_are_named(tmp_path: Path) -> None:
+    gpt2().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    good = json.loads(path.read_text())
+    path.write_text(json.dumps({**good, "n_head": "four"}))
+    with pytest.raises(UsageError, match=rf"^{path}: n_heads: expected an integer, got 'four'"):
+        load_hf(tmp_path)
+    path.write_text(json.dumps({**good, "n_head": 5}))
+    with pytest.raises(UsageError, match=rf"^{path}: d_model=32 is not divisible by n_heads=5"):
+        load_hf(tmp_path)
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "vocab_size"}))
+    with pytest.raises(UsageError, match=rf"^{path}: field 'vocab_size' is missing"):
+        load_hf(tmp_path)
+    path.write_text("{oops")
+    with pytest.raises(UsageError, match=rf"^{path}: not valid JSON"):
+        load_hf(tmp_path)
+    path.write_text(json.dumps(good))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(UsageError, match=rf"^{weights}: not a readable safetensors file"):
+        load_hf(tmp_path)
+
+
+def test_an_llmkit_checkpoint_is_not_imported_as_hf(tmp_path: Path) -> None:
+    from llmkit.inference.checkpoint import save_model
+    from llmkit.models.gpt import GPT, GPTConfig
+
+    save_model(GPT(GPTConfig(vocab_size=V, n_layers=1, n_heads=4, d_model=32)), tmp_path)
+    with pytest.raises(UsageError, match="already an llmkit checkpoint; it needs no import"):
+        load_hf(tmp_path)
+
+
+def test_save_hf_replaces_only_its_own_exports(tmp_path: Path) -> None:
+    model = load_hf_model(tmp_path)
+    save_hf(model, tmp_path / "out")
+    save_hf(model, tmp_path / "out")  # an earlier export is replaced
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    (tmp_path / "out" / "generation_config.json").write_text("{}")
+    with pytest.raises(UsageError, match="is not a Hugging Face export of llmkit's"):
+        save_hf(model, tmp_path / "out")
+    assert (tmp_path / "out" / "generation_config.json").exists()
+
+
+def load_hf_model(tmp_path: Path) -> torch.nn.Module:
+    gpt2().save_pretrained(tmp_path / "src")
+    return load_hf(tmp_path / "src")
+
+
 def test_non_hf_choices_refuse_to_export() -> None:
     import llmkit
 
