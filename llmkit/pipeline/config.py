@@ -12,7 +12,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from llmkit.errors import UsageError
 
@@ -115,6 +115,12 @@ class PipelineConfig(_Section):
     data: dict[str, Any] | None = None
     train: TrainSection | None = None
     eval: EvalSection | None = None
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        """The file the pipeline was read from, to name in errors ("pipeline" when built in code)."""
+        return self._source or "pipeline"
 
 
 def _field_names(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
@@ -217,4 +223,5 @@ def load(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise UsageError(f"{file}: {_describe(exc.errors()[0])}") from None
+    config._source = str(file)
     return config

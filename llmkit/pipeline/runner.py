@@ -56,6 +56,7 @@ def check(config: PipelineConfig) -> list[str]:
         tr = config.train
         if tr.model is not None:
             _validate_spec("model", tr.model, validate, positional=0)
+            check_model(config)
         _validate_spec("optimizer", tr.optimizer, validate, positional=1)
         if tr.scheduler is not None:
             validate(llmkit.get("scheduler", tr.scheduler.name), (None,), _scheduler_params(tr))
@@ -69,6 +70,66 @@ def check(config: PipelineConfig) -> list[str]:
     if not plan:
         raise UsageError("the pipeline has no stage; add tokenizer, data, train or eval")
     return plan
+
+
+PLACEHOLDER_VOCAB = 256  # the model's vocab_size in `check`, before any tokenizer exists
+PLACEHOLDER_LABELS = 2  # and a classifier's label count, before the data is read
+
+
+def model_params(train: TrainSection, vocab_size: int, n_labels: int | None) -> dict[str, Any]:
+    """The model's keyword parameters: the tokenizer's vocab (unless given) and BERT's labels."""
+    assert train.model is not None
+    params = {"vocab_size": vocab_size, **train.model.params}
+    if n_labels is not None and train.model.name == "bert":
+        params.setdefault("n_labels", n_labels)
+    return params
+
+
+def check_model(config: PipelineConfig) -> None:
+    """Build the train section's model as `stage_train` does, without weights, to check its config.
+
+    The config's own checks (names, head counts, choices) and the attention options are only
+    validated when the model is built, so this builds it on the meta device, with a placeholder
+    vocab size; errors name the file and the field, e.g. `train.model.attention: unknown ...`.
+    """
+    import torch
+
+    import llmkit
+    from llmkit.errors import LlmkitError
+
+    t = config.train
+    assert t is not None and t.model is not None
+    n_labels = PLACEHOLDER_LABELS if t.objective == "classification" else None
+    params = model_params(t, PLACEHOLDER_VOCAB, n_labels)
+    try:
+        try:
+            with torch.device("meta"):
+                llmkit.create("model", t.model.name, **params)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" not in str(exc).lower():
+                raise
+            # A module that fills a table on the CPU (RoPE) cannot be built on meta; build it on
+            # the CPU without the random init (untouched weight memory is never paged in).
+            from llmkit.inference.checkpoint import no_weight_init
+
+            with no_weight_init():
+                llmkit.create("model", t.model.name, **params)
+    except LlmkitError as exc:
+        raise _model_error(config, t.model.name, str(exc)) from None
+    except Exception as exc:
+        raise _model_error(config, t.model.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _model_error(config: PipelineConfig, name: str, message: str) -> UsageError:
+    """`FILE: train.model.FIELD: problem` when the message starts with a field, else `train.model`."""
+    import llmkit
+
+    message = (message.strip().splitlines() or ["invalid model config"])[0]
+    field, sep, rest = message.partition(": ")
+    fields = {p.name for p in llmkit.describe("model", name).params}
+    if sep and field in fields:
+        return UsageError(f"{config.source}: train.model.{field}: {rest}")
+    return UsageError(f"{config.source}: train.model: {message}")
 
 
 def _scheduler_params(train: TrainSection) -> dict[str, Any]:
@@ -275,9 +336,7 @@ def stage_train(
             config, base, data_dir, tokenizer, config.seed
         )
         if t.model is not None:
-            params = {"vocab_size": tokenizer.vocab_size, **t.model.params}
-            if "n_labels" in facts and t.model.name == "bert":
-                params.setdefault("n_labels", facts["n_labels"])
+            params = model_params(t, tokenizer.vocab_size, facts.get("n_labels"))
             model = llmkit.create("model", t.model.name, **params)
         else:
             model = llmkit.load_model(_resolve(base, str(t.init_from)))

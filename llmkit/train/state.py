@@ -8,6 +8,7 @@ written in a temporary directory and renamed, so a directory that exists is comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,6 +108,50 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
         return None
     candidate = checkpoints / pointer.read_text().strip()
     return candidate if (candidate / STATE_FILE).is_file() else None
+
+
+RESUMABLE_FIELDS = frozenset({"dropout", "gradient_checkpointing"})
+"""Model-config fields a resumed run may change: they change how weights train, not what they mean."""
+
+SAME_ATTENTION = frozenset({"mha", "sdpa"})
+"""Attention variants that compute the same function from the same weights (only the kernel differs)."""
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON would give it back (tuples become lists), so saved and live configs compare."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def config_changes(directory: Path, model: nn.Module) -> list[str]:
+    """`field old -> new` for each model-config field that differs between `directory` and `model`.
+
+    Fields in RESUMABLE_FIELDS and a switch between SAME_ATTENTION variants are not changes; a
+    checkpoint without a readable config.json gives no changes (loading it reports the problem).
+    """
+    from llmkit.inference.checkpoint import model_config
+
+    current = _plain(model_config(model))
+    try:
+        saved = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(saved, dict):
+        return []
+    if saved.get("model") != current.get("model"):
+        return [f"model {saved.get('model')!r} -> {current.get('model')!r}"]
+    from_dict = getattr(type(getattr(model, "config", None)), "from_dict", None)
+    if from_dict is not None:  # fill fields an older checkpoint lacks with their defaults
+        with contextlib.suppress(UsageError, TypeError, ValueError):
+            saved = _plain(from_dict({k: v for k, v in saved.items() if k in current}).to_dict())
+    changes = []
+    for key, new in current.items():
+        old = saved.get(key, "<unset>")
+        if old == new or key in RESUMABLE_FIELDS:
+            continue
+        if key == "attention" and {str(old), str(new)} <= SAME_ATTENTION:
+            continue
+        changes.append(f"{key} {old!r} -> {new!r}")
+    return changes
 
 
 def load_checkpoint(

@@ -139,6 +139,13 @@ class Trainer:
         directory = directory or ckpt.latest_checkpoint(self.checkpoints)
         if directory is None:
             return False
+        changes = ckpt.config_changes(directory, self.model)
+        if changes:
+            raise UsageError(
+                f"{directory}: was trained with another model config ({'; '.join(changes)}), so "
+                "this run cannot resume from it; train into a new output directory, or start over "
+                f"in {self.out_dir} with train.resume=false (or by deleting {self.checkpoints})"
+            )
         state = ckpt.load_checkpoint(directory, self.model, self.optimizer, self.scheduler)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from llmkit.cli import cli
 from llmkit.errors import UsageError
-from llmkit.pipeline import config
+from llmkit.pipeline import config, runner
 
 GOOD = """
 name: t
@@ -87,3 +87,66 @@ def test_validate_command(tmp_path: Path) -> None:
     assert (
         bad.exit_code == 2 and "unknown parameter 'n_layer'; did you mean 'n_layers'?" in bad.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "train.model.attention=gqq",
+            "train.model.attention: unknown attention 'gqq'; did you mean 'gqa'?",
+        ),
+        ("train.model.d_model=33", "train.model: d_model=33 is not divisible by n_heads=2"),
+        ("train.model.n_kv_heads=3", "train.model: n_heads=2 is not a multiple of n_kv_heads=3"),
+        ("train.model.position=ropee", "train.model.position: unknown choice 'ropee'"),
+        ("train.model.norm=ln", "train.model.norm: unknown choice 'ln'"),
+        (
+            "train.model.attention_options.windw=3",
+            "train.model.attention_options: attention 'sdpa': unknown parameter 'windw'",
+        ),
+        (  # RoPE's tables cannot be built on the meta device; the options are still checked
+            "train.model={name: llama, d_model: 32, n_layers: 1, n_heads: 2, n_kv_heads: 2, "
+            "attention: sliding_window, attention_options: {windw: 3}}",
+            "unknown parameter 'windw'; did you mean 'window'?",
+        ),
+    ],
+)
+def test_validate_builds_the_model_config(tmp_path: Path, override: str, message: str) -> None:
+    path = write(tmp_path, GOOD)
+    with pytest.raises(UsageError) as info:
+        runner.check(config.load(path, [override]))
+    assert str(info.value).startswith(f"{path}: train.model")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    result = CliRunner().invoke(cli, ["validate", str(path), override])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: train.model") and message in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.model.position=rope", "train.model.attention=gqa", "train.model.n_kv_heads=1"],
+        [  # n_labels is only known once the data is read; a placeholder stands in for it
+            "train.objective=classification",
+            "train.model={name: bert, d_model: 32, n_layers: 1, n_heads: 2}",
+        ],
+    ],
+)
+def test_validate_accepts_models_that_build(tmp_path: Path, overrides: list[str]) -> None:
+    assert runner.check(config.load(write(tmp_path, GOOD), overrides))
+
+
+def test_run_checks_the_model_before_any_stage(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("some text to train a tokenizer on\n" * 20)
+    out = tmp_path / "out"
+    path = write(
+        tmp_path,
+        GOOD.replace("tokenizer: {name: byte}", f"tokenizer: {{train_files: [{corpus}]}}")
+        + f"output: {out}\n",
+    )
+    result = CliRunner().invoke(cli, ["run", str(path), "train.model.attention=gqq"])
+    assert result.exit_code == 2
+    assert "train.model.attention: unknown attention 'gqq'" in result.stderr
+    assert not (out / "tokenizer.json").exists()  # the tokenizer was not trained first

@@ -93,6 +93,24 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+def test_rerun_with_another_model_config_stops_instead_of_resuming(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pipe = write(tmp_path, "p.yaml", PRETRAIN.format(out=out))
+    short = ["train.max_steps=2", "train.scheduler.warmup_steps=1", "~eval"]
+    run(pipe, *short)
+    result = CliRunner().invoke(cli, ["run", str(pipe), *short, "train.model.attention=mqa"])
+    assert result.exit_code == 2, result.output
+    error = result.stderr.strip()
+    assert error.startswith(f"Error: {out / 'checkpoints' / 'step-0000002'}: was trained with")
+    assert "(attention 'sdpa' -> 'mqa')" in error and "train.resume=false" in error
+    assert "\n" not in error and "Traceback" not in result.output
+    assert json.loads((out / "model" / "config.json").read_text())["attention"] == "sdpa"
+    run(pipe, *short, "train.model.dropout=0.1")  # dropout does not change what weights mean
+    log = run(pipe, *short, "train.model.attention=mqa", "train.resume=false")
+    assert "train: 2 steps" in log
+    assert json.loads((out / "model" / "config.json").read_text())["attention"] == "mqa"
+
+
 @pytest.mark.slow
 def test_classification_finetune(tmp_path: Path) -> None:
     rows = ["text,label"]

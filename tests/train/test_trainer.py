@@ -23,9 +23,16 @@ from trainer_helpers import FixedBatches, tiny_gpt
 def train(tmp_path: Path, batches: FixedBatches, **settings: object) -> torch.nn.Module:
     torch.manual_seed(0)
     model = tiny_gpt()
+    make_trainer(tmp_path, model, batches, **settings).fit()
+    return model
+
+
+def make_trainer(
+    tmp_path: Path, model: torch.nn.Module, batches: FixedBatches, **settings: object
+) -> Trainer:
     optimizer = llmkit.create("optimizer", "sgd", model.parameters(), lr=0.5)
     loss = llmkit.create("loss", "cross_entropy")
-    trainer = Trainer(
+    return Trainer(
         model,
         "causal_lm",
         optimizer,
@@ -37,8 +44,6 @@ def train(tmp_path: Path, batches: FixedBatches, **settings: object) -> torch.nn
         distributed.setup("cpu"),
         log=lambda line: None,
     )
-    trainer.fit()
-    return model
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
@@ -92,6 +97,35 @@ def test_running_out_of_data_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="training data ran out at step 2 of 5"):
         train(tmp_path, Short(), max_steps=5)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_config(tmp_path: Path) -> None:
+    train(tmp_path, FixedBatches(), max_steps=2)  # tiny_gpt: sdpa attention, learned positions
+    latest = tmp_path / "checkpoints" / "step-0000002"
+
+    def gpt(**changes: object) -> torch.nn.Module:
+        return llmkit.create(
+            "model",
+            "gpt",
+            **{"vocab_size": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "max_positions": 16}
+            | changes,
+        )
+
+    for changes, message in [
+        ({"attention": "sliding_window"}, "attention 'sdpa' -> 'sliding_window'"),  # same shapes
+        ({"attention": "mqa"}, "attention 'sdpa' -> 'mqa'"),  # different shapes
+        ({"position": "rope", "n_layers": 2}, "n_layers 1 -> 2; position 'learned' -> 'rope'"),
+    ]:
+        trainer = make_trainer(tmp_path, gpt(**changes), FixedBatches(), max_steps=4)
+        with pytest.raises(UsageError) as info:
+            trainer.resume()
+        text = str(info.value)
+        assert text.startswith(f"{latest}: was trained with another model config")
+        assert message in text and "train.resume=false" in text and "\n" not in text
+    # Dropout, gradient checkpointing and mha <-> sdpa leave the weights' meaning alone.
+    same = gpt(attention="mha", dropout=0.1, gradient_checkpointing=True)
+    trainer = make_trainer(tmp_path, same, FixedBatches(), max_steps=4)
+    assert trainer.resume() and trainer.step == 2
 
 
 def test_fp16_on_cpu_is_refused(tmp_path: Path) -> None:
