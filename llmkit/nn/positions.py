@@ -128,7 +128,7 @@ class RotaryPositions(Positions):
         self.head_dim = head_dim
         self.theta = theta
         self.inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)  # as HF
-        self.cos, self.sin = self._tables(max_positions, torch.device("cpu"))
+        self.cos, self.sin = self._tables(max_positions, self.inv_freq.device)
 
     def _tables(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
         freqs = torch.outer(

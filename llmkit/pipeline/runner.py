@@ -60,6 +60,7 @@ def check(config: PipelineConfig) -> list[str]:
         _validate_spec("optimizer", tr.optimizer, validate, positional=1)
         if tr.scheduler is not None:
             validate(llmkit.get("scheduler", tr.scheduler.name), (None,), _scheduler_params(tr))
+        check_optimization(config)
         _validate_spec("loss", tr.loss, validate, positional=0)
         source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
         plan.append(f"train: {tr.objective}, {source}, {tr.max_steps} steps")
@@ -108,8 +109,8 @@ def check_model(config: PipelineConfig) -> None:
         except (NotImplementedError, RuntimeError) as exc:
             if "meta" not in str(exc).lower():
                 raise
-            # A module that fills a table on the CPU (RoPE) cannot be built on meta; build it on
-            # the CPU without the random init (untouched weight memory is never paged in).
+            # A plugin module that insists on CPU tensors cannot be built on meta; build it on the
+            # CPU without the random init (untouched weight memory is never paged in).
             from llmkit.inference.checkpoint import no_weight_init
 
             with no_weight_init():
@@ -118,6 +119,34 @@ def check_model(config: PipelineConfig) -> None:
         raise _model_error(config, t.model.name, str(exc)) from None
     except Exception as exc:
         raise _model_error(config, t.model.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def check_optimization(config: PipelineConfig) -> None:
+    """Build the optimizer and scheduler around one stand-in parameter, as `stage_train` does.
+
+    Their factories check values against each other (`total_steps` must exceed `warmup_steps`, a
+    learning rate must be positive), which only building them does.
+    """
+    import torch
+
+    import llmkit
+    from llmkit.errors import LlmkitError
+
+    t = config.train
+    assert t is not None
+    try:
+        optimizer = llmkit.create(
+            "optimizer",
+            t.optimizer.name,
+            [torch.nn.Parameter(torch.zeros(1))],
+            **t.optimizer.params,
+        )
+        if t.scheduler is not None:
+            llmkit.create("scheduler", t.scheduler.name, optimizer, **_scheduler_params(t))
+    except LlmkitError as exc:
+        raise UsageError(f"{config.source}: train: {exc}") from None
+    except (ValueError, TypeError) as exc:  # torch's own optimizers check their arguments so
+        raise UsageError(f"{config.source}: train.optimizer: {exc}") from None
 
 
 def _model_error(config: PipelineConfig, name: str, message: str) -> UsageError:

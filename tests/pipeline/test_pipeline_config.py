@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_validate_command(tmp_path: Path) -> None:
             "train.model.attention_options.windw=3",
             "train.model.attention_options: attention 'sdpa': unknown parameter 'windw'",
         ),
-        (  # RoPE's tables cannot be built on the meta device; the options are still checked
+        (  # a Llama (RoPE) on the meta device: the options are still checked
             "train.model={name: llama, d_model: 32, n_layers: 1, n_heads: 2, n_kv_heads: 2, "
             "attention: sliding_window, attention_options: {windw: 3}}",
             "unknown parameter 'windw'; did you mean 'window'?",
@@ -150,3 +151,21 @@ def test_run_checks_the_model_before_any_stage(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "train.model.attention: unknown attention 'gqq'" in result.stderr
     assert not (out / "tokenizer.json").exists()  # the tokenizer was not trained first
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["train.scheduler={name: cosine, warmup_steps: 20}"],
+            "train: scheduler 'cosine': total_steps (3) must exceed warmup_steps (20)",
+        ),
+        (["train.optimizer.lr=-1"], "train.optimizer: Invalid learning rate: -1.0"),
+    ],
+)
+def test_validate_builds_optimizer_and_scheduler(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    path = write(tmp_path, GOOD)
+    with pytest.raises(UsageError, match=re.escape(f"{path}: {message}")):
+        runner.check(config.load(path, overrides))
