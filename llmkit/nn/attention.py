@@ -203,9 +203,13 @@ class Attention(nn.Module):
     def kernel(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
     ) -> Tensor:
-        """softmax(q k^T / sqrt(hs) + mask) v; q (B, nh, Tq, hs), k and v (B, nkv, Tk, hs)."""
+        """softmax(q k^T / sqrt(hs) + mask) v; q (B, nh, Tq, hs), k and v (B, nkv, Tk, hs).
+
+        Scores are masked in fp32: in fp16 a masked score (the dtype's minimum plus a negative
+        logit) would overflow to -inf and a padding query's row would become NaN.
+        """
         k, v = repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads)  # (B, nh, Tk, hs)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, nh, Tq, Tk)
+        scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(self.head_dim)  # (B, nh, Tq, Tk)
         if is_causal:
             tq, tk = scores.shape[-2:]
             causal = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril()
@@ -217,11 +221,11 @@ class Attention(nn.Module):
         return weights @ v  # (B, nh, Tq, hs)
 
     def normalize(self, scores: Tensor) -> Tensor:
-        """Attention weights from masked scores (..., Tq, Tk): a softmax over the keys, in fp32.
+        """Attention weights from masked fp32 scores (..., Tq, Tk): a softmax over the keys.
 
         Variants that change only this step (e.g. a softmax with an extra zero logit) override it.
         """
-        return torch.softmax(scores.float(), dim=-1)
+        return torch.softmax(scores, dim=-1)
 
 
 def repeat_kv(t: Tensor, n_heads: int) -> Tensor:
@@ -243,7 +247,12 @@ def padding_mask(attention_mask: Tensor, n_keys: int, batch: int) -> Tensor:
             )
         return attention_mask[:, -n_keys:].bool()[:, None, None, :]  # (B, 1, 1, Tk)
     if attention_mask.dim() == 4:
-        return attention_mask.bool()
+        if attention_mask.dtype != torch.bool:
+            raise UsageError(
+                f"a 4-D attention_mask must be boolean (True = may attend), got {attention_mask.dtype}"
+                "; an additive float mask would be misread"
+            )
+        return attention_mask
     raise UsageError(
         f"attention_mask must be (B, T) or (B, heads, Tq, Tk), got {attention_mask.dim()}-D"
     )
@@ -280,6 +289,8 @@ class SDPAttention(Attention):
     def kernel(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
     ) -> Tensor:
+        if type(self).normalize is not Attention.normalize:  # a subclass's own weights: plain math
+            return Attention.kernel(self, q, k, v, mask, is_causal)
         dropout = self.dropout if self.training else 0.0
         if k.shape[1] != q.shape[1]:
             if SDPA_GQA:  # kv heads shared inside the kernel: no copy of the whole cache per step
@@ -432,7 +443,8 @@ class SlidingWindowAttention(SDPAttention):
         positions: Positions | None,
     ) -> Tensor:
         T = q.shape[2]
-        if (cache is not None and cache.length > 0) or 2 * self.window >= T:
+        own_window = type(self).window_mask is not SlidingWindowAttention.window_mask
+        if (cache is not None and cache.length > 0) or 2 * self.window >= T or own_window:
             return super().attend(q, k, v, q_pos, attention_mask, cache, positions)
         y = self.blockwise(q, k, v, attention_mask, positions)
         if cache is not None:
@@ -483,9 +495,7 @@ class SlidingWindowAttention(SDPAttention):
         # ALiBi depends only on the distance, so one (nh, W, sides*W) bias serves every block.
         bias = None if positions is None else positions.bias(q_at, k_at, self.causal)
         mask = additive_mask(allowed[:, None], bias, q.dtype)  # (B*n, nh|1, W, sides*W)
-        y = F.scaled_dot_product_attention(
-            qb, kb, vb, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B*n, nh, W, hs)
+        y = self.kernel(qb, kb, vb, mask, is_causal=False)  # (B*n, nh, W, hs)
         return y.unflatten(0, (B, n)).transpose(1, 2).flatten(2, 3)[:, :, :T]
 
 

@@ -55,13 +55,14 @@ def check(config: PipelineConfig) -> list[str]:
     if config.train is not None:
         tr = config.train
         if tr.model is not None:
-            _validate_spec("model", tr.model, validate, positional=0)
+            _validate_spec(config, "model", tr.model, validate, positional=0)
             check_model(config)
-        _validate_spec("optimizer", tr.optimizer, validate, positional=1)
+        _validate_spec(config, "optimizer", tr.optimizer, validate, positional=1)
         if tr.scheduler is not None:
-            validate(llmkit.get("scheduler", tr.scheduler.name), (None,), _scheduler_params(tr))
+            scheduler = ComponentSpec(name=tr.scheduler.name, **_scheduler_params(tr))
+            _validate_spec(config, "scheduler", scheduler, validate, positional=1)
         check_optimization(config)
-        _validate_spec("loss", tr.loss, validate, positional=0)
+        _validate_spec(config, "loss", tr.loss, validate, positional=0)
         source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
         plan.append(f"train: {tr.objective}, {source}, {tr.max_steps} steps")
     if config.eval is not None:
@@ -134,31 +135,33 @@ def check_optimization(config: PipelineConfig) -> None:
 
     t = config.train
     assert t is not None
+    stand_in = [torch.nn.Parameter(torch.zeros(1))]
     try:
-        optimizer = llmkit.create(
-            "optimizer",
-            t.optimizer.name,
-            [torch.nn.Parameter(torch.zeros(1))],
-            **t.optimizer.params,
-        )
-        if t.scheduler is not None:
+        optimizer = llmkit.create("optimizer", t.optimizer.name, stand_in, **t.optimizer.params)
+    except (LlmkitError, ValueError, TypeError) as exc:  # torch's optimizers raise ValueError
+        raise _spec_error(config, "optimizer", t.optimizer.name, str(exc)) from None
+    if t.scheduler is not None:
+        try:
             llmkit.create("scheduler", t.scheduler.name, optimizer, **_scheduler_params(t))
-    except LlmkitError as exc:
-        raise UsageError(f"{config.source}: train: {exc}") from None
-    except (ValueError, TypeError) as exc:  # torch's own optimizers check their arguments so
-        raise UsageError(f"{config.source}: train.optimizer: {exc}") from None
+        except (LlmkitError, ValueError, TypeError) as exc:
+            raise _spec_error(config, "scheduler", t.scheduler.name, str(exc)) from None
 
 
 def _model_error(config: PipelineConfig, name: str, message: str) -> UsageError:
-    """`FILE: train.model.FIELD: problem` when the message starts with a field, else `train.model`."""
+    return _spec_error(config, "model", name, message)
+
+
+def _spec_error(config: PipelineConfig, kind: str, name: str, message: str) -> UsageError:
+    """`FILE: train.KIND.FIELD: problem` when the message is about one field, else `train.KIND`."""
     import llmkit
 
-    message = (message.strip().splitlines() or ["invalid model config"])[0]
+    message = (message.strip().splitlines() or [f"invalid {kind} config"])[0]
+    message = message.removeprefix(f"{kind} '{name}': ")
     field, sep, rest = message.partition(": ")
-    fields = {p.name for p in llmkit.describe("model", name).params}
+    fields = {p.name for p in llmkit.describe(kind, name).params}
     if sep and field in fields:
-        return UsageError(f"{config.source}: train.model.{field}: {rest}")
-    return UsageError(f"{config.source}: train.model: {message}")
+        return UsageError(f"{config.source}: train.{kind}.{field}: {rest}")
+    return UsageError(f"{config.source}: train.{kind}: {message}")
 
 
 def _scheduler_params(train: TrainSection) -> dict[str, Any]:
@@ -170,12 +173,18 @@ def _scheduler_params(train: TrainSection) -> dict[str, Any]:
     return params
 
 
-def _validate_spec(kind: str, spec: ComponentSpec, validate: Any, positional: int) -> None:
+def _validate_spec(
+    config: PipelineConfig, kind: str, spec: ComponentSpec, validate: Any, positional: int
+) -> None:
     import llmkit
+    from llmkit.errors import RegistryError
 
     component = llmkit.get(kind, spec.name)
     params = {k: v for k, v in spec.params.items() if k != "vocab_size" or kind != "model"}
-    validate(component, (None,) * positional, params)
+    try:
+        validate(component, (None,) * positional, params)
+    except RegistryError as exc:
+        raise _spec_error(config, kind, spec.name, str(exc)) from None
 
 
 # -- stages ---------------------------------------------------------------------------------------

@@ -250,3 +250,72 @@ def test_every_variant_is_registered_with_a_summary() -> None:
     names = {c.name: c.summary for c in llmkit.components("attention")}
     for name, _ in VARIANTS:
         assert names[name]
+
+
+def test_fp16_reference_keeps_a_padded_batch_finite() -> None:
+    """Masked fp16 scores are added in fp32: the dtype's minimum plus a negative logit would
+    overflow to -inf, a padding query's row would turn NaN, and the next layer would spread it."""
+    torch.manual_seed(0)
+    model = llmkit.create(
+        "model", "gpt", vocab_size=16, n_layers=2, d_model=32, n_heads=4, attention="mha"
+    ).eval()
+    with torch.no_grad():
+        model.blocks[0].attn.qkv.bias[:64] = 8.0  # q.k about -25 per head once k is negated
+        model.blocks[0].attn.qkv.bias[32:64] *= -1
+    model = model.half()
+    ids, mask = torch.tensor([[0, 0, 5, 6, 7]]), torch.tensor([[0, 0, 1, 1, 1]])
+    with torch.no_grad():
+        padded = model(ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0))
+        alone = model(ids[:, 2:])
+    assert torch.isfinite(padded).all()
+    assert (padded[:, 2:].float() - alone.float()).abs().max() < 5e-2
+
+
+class QuietSDPA(llmkit.nn.attention.SDPAttention):
+    def normalize(self, scores: torch.Tensor) -> torch.Tensor:
+        zero = scores.new_zeros((*scores.shape[:-1], 1))
+        return torch.softmax(torch.cat([scores, zero], dim=-1), dim=-1)[..., :-1]
+
+
+def test_an_sdpa_subclass_normalize_is_used(x: torch.Tensor) -> None:
+    quiet, plain = QuietSDPA(D, H, causal=True).eval(), make("sdpa", causal=True)
+    plain.load_state_dict(quiet.state_dict())
+    with torch.no_grad():
+        got, base = quiet(x), plain(x)
+        ref = Attention.kernel  # the plain math calls normalize: compute the expectation with it
+        q, k, v = quiet._project(x, None, None)
+        want = ref(quiet, q, k, v, None, is_causal=True).transpose(1, 2).reshape(B, T, D)
+        want = quiet.out(want)
+    assert not torch.allclose(got, base, atol=1e-3)
+    assert torch.allclose(got, want, atol=TOL)
+
+
+def test_sliding_window_subclass_hooks_run_on_the_blockwise_path(x: torch.Tensor) -> None:
+    from llmkit.nn.attention import SlidingWindowAttention
+
+    class Zero(SlidingWindowAttention):
+        def kernel(self, q, k, v, mask, is_causal):  # type: ignore[no-untyped-def]
+            return torch.zeros_like(q)
+
+    class Wider(SlidingWindowAttention):
+        def window_mask(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+            return ((q_pos[:, None] - k_pos[None, :]) < 2 * self.window)[None, None]
+
+    window = 3  # T = 37 > 2 * window: the blockwise path
+    zero = Zero(D, H, causal=True, window=window).eval()
+    with torch.no_grad():
+        assert torch.equal(zero(x), zero.out(torch.zeros(B, T, D)))
+    wider = Wider(D, H, causal=True, window=window).eval()
+    same = make("sliding_window", causal=True, window=2 * window)
+    same.load_state_dict(wider.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(wider(x), same(x), atol=TOL)
+
+
+def test_a_float_4d_mask_is_refused(x: torch.Tensor) -> None:
+    additive = torch.zeros(B, 1, T, T)
+    with pytest.raises(UsageError, match="4-D attention_mask must be boolean"):
+        make("sdpa")(x, attention_mask=additive)
+    keep = torch.ones(B, 1, T, T, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(make("sdpa")(x, attention_mask=keep), make("sdpa")(x), atol=TOL)

@@ -81,7 +81,7 @@ def test_validate_command(tmp_path: Path) -> None:
     assert "valid" in result.stdout and "train: causal_lm, model gpt, 3 steps" in result.stdout
     bad = CliRunner().invoke(cli, ["validate", str(path), "train.optimizer.lr=fast"])
     assert bad.exit_code == 2
-    assert bad.stderr.strip() == "Error: optimizer 'adamw': lr: expected a number, got 'fast'"
+    assert bad.stderr.strip() == f"Error: {path}: train.optimizer.lr: expected a number, got 'fast'"
     bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.name=gtp"])
     assert bad.exit_code == 2 and "did you mean 'gpt'?" in bad.stderr
     bad = CliRunner().invoke(cli, ["validate", str(path), "train.model.n_layer=2"])
@@ -158,7 +158,7 @@ def test_run_checks_the_model_before_any_stage(tmp_path: Path) -> None:
     [
         (
             ["train.scheduler={name: cosine, warmup_steps: 20}"],
-            "train: scheduler 'cosine': total_steps (3) must exceed warmup_steps (20)",
+            "train.scheduler: total_steps (3) must exceed warmup_steps (20)",
         ),
         (["train.optimizer.lr=-1"], "train.optimizer: Invalid learning rate: -1.0"),
     ],
