@@ -21,6 +21,7 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it private; a file is not
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -67,10 +68,17 @@ def holds_only(directory: Path, names: Iterable[str]) -> bool:
     return all(entry.name in allowed for entry in directory.iterdir())
 
 
-def default_permissions(directory: Path) -> None:
-    """Give the directory and its files the modes the umask allows (mkdtemp makes them private)."""
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def default_permissions(directory: Path) -> None:
+    """Give the directory and its files the modes the umask allows: mkdtemp makes a directory
+    private, and safetensors writes its files 0600."""
+    umask = current_umask()
     directory.chmod(0o777 & ~umask)
     for file in directory.iterdir():
         file.chmod(0o666 & ~umask)

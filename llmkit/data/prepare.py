@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmkit.atomic import write_text
+from llmkit.atomic import current_umask, write_text
 from llmkit.data.cleaners import Cleaner
 from llmkit.data.pipeline import CleaningPipeline, save_report
 from llmkit.data.records import ReadStats, Record
@@ -573,6 +573,7 @@ def clean(cfg: PrepareConfig, output: str | Path) -> dict[str, Any]:
                 fh.write(json.dumps(rec.to_json(), ensure_ascii=False))
                 fh.write("\n")
                 kept += 1
+        os.chmod(tmp, 0o666 & ~current_umask())
         report = pipeline.report(reader.stats, documents=kept)
         if kept == 0:
             save_report(report, f"{output}.report.json")

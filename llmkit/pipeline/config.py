@@ -9,10 +9,19 @@ Command-line overrides use dotted keys: `train.max_steps=10 train.optimizer.lr=3
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmkit.errors import UsageError
 
@@ -40,10 +49,10 @@ class TokenizerSection(_Section):
     name: str | None = None
     type: Literal["bpe", "wordpiece"] = "bpe"
     train_files: list[str] = Field(default_factory=list)
-    vocab_size: int = 8192
+    vocab_size: int = Field(8192, ge=1)
     pattern: str = "gpt2"
     special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"])
-    min_frequency: int = 2
+    min_frequency: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenizerSection:
@@ -67,22 +76,29 @@ class TrainSection(_Section):
     optimizer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="adamw"))
     scheduler: ComponentSpec | None = None
     loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="cross_entropy"))
-    context: int = 256
-    batch_size: int = 8
-    max_steps: int = 100
-    grad_accum: int = 1
-    grad_clip: float | None = 1.0
+    context: int = Field(256, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_steps: int = Field(100, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     device: str = "auto"
-    log_every: int = 10
-    eval_every: int = 0
-    eval_batches: int = 20
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(0, ge=0)
+    eval_batches: int = Field(20, ge=1)
+    checkpoint_every: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True
-    max_length: int = 128
+    max_length: int = Field(128, ge=1)
     label_field: str = "label"
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
 
     @model_validator(mode="after")
     def _model_source(self) -> TrainSection:
@@ -91,9 +107,6 @@ class TrainSection(_Section):
                 "give exactly one of model (a new model: {name: gpt, ...}) or init_from "
                 "(a checkpoint directory to fine-tune)"
             )
-        for key in ("context", "batch_size", "max_steps", "grad_accum", "max_length"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         return self
 
 
@@ -101,21 +114,32 @@ class EvalSection(_Section):
     """The evaluation stage: metrics over the held-out split of the run's data."""
 
     metrics: list[str] = Field(default_factory=lambda: ["perplexity"])
-    batches: int = 50
-    batch_size: int | None = None
+    batches: int = Field(50, ge=1)
+    batch_size: int | None = Field(None, ge=1)
 
 
 class PipelineConfig(_Section):
     """A whole pipeline: the stages present run in order tokenizer -> data -> train -> eval."""
 
     name: str = "run"
-    output: str = "runs/run"
+    output: str = Field("runs/run", min_length=1)
     seed: int = 0
     tokenizer: TokenizerSection | None = None
     data: dict[str, Any] | None = None
     train: TrainSection | None = None
     eval: EvalSection | None = None
     _source: str | None = PrivateAttr(default=None)
+
+    @field_validator("output")
+    @classmethod
+    def _output_is_a_directory(cls, value: str) -> str:
+        path = Path(value)
+        for part in (path, *path.parents):
+            if part.exists():
+                if not part.is_dir():
+                    raise ValueError(f"'{part}' exists and is not a directory; choose another")
+                break
+        return value
 
     @property
     def source(self) -> str:

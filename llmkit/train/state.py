@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmkit.atomic import write_text
+from llmkit.atomic import default_permissions, write_text
 from llmkit.errors import UsageError
 
 STATE_FILE = "trainer_state.json"
@@ -50,6 +50,16 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> d
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+def remove_unfinished(checkpoints: Path) -> None:
+    """Delete the hidden `.step-*` directories a killed save left behind (each a checkpoint's size).
+
+    Only the process that writes checkpoints calls this, just before it writes the next one.
+    """
+    for entry in checkpoints.glob(".*step-*"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def save_checkpoint(
     directory: Path,
     model: nn.Module,
@@ -66,6 +76,7 @@ def save_checkpoint(
     from llmkit.inference.checkpoint import save_model
 
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_unfinished(directory.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_model(model, tmp, tokenizer=tokenizer)
@@ -83,6 +94,7 @@ def save_checkpoint(
             **(extra or {}),
         }
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=_jsonable) + "\n")
+        default_permissions(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)

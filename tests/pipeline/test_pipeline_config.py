@@ -169,3 +169,26 @@ def test_validate_builds_optimizer_and_scheduler(
     path = write(tmp_path, GOOD)
     with pytest.raises(UsageError, match=re.escape(f"{path}: {message}")):
         runner.check(config.load(path, overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.max_steps=-5", "train.max_steps: input should be greater than or equal to 1"),
+        ("train.keep_checkpoints=0", "train.keep_checkpoints: input should be greater than"),
+        ("train.eval_every=-1", "train.eval_every: input should be greater than or equal to 0"),
+        ("train.device=tpu", "train.device: device must be auto, cpu, cuda, cuda:N or mps"),
+        ("output=", "output: string should have at least 1 character"),
+        ("output=afile/sub", "output: 'afile' exists and is not a directory"),
+    ],
+)
+def test_ranges_devices_and_output_are_checked_on_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, override: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    path = write(tmp_path, GOOD)
+    with pytest.raises(UsageError) as info:
+        config.load(path, [override])
+    [line] = str(info.value).splitlines()
+    assert line.startswith(f"{path}: {message}"), line

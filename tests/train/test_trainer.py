@@ -88,6 +88,27 @@ def test_training_reduces_loss_and_writes_a_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-0000004"
 
 
+def test_checkpoints_are_readable_by_others_and_killed_saves_are_swept(tmp_path: Path) -> None:
+    stale = tmp_path / "checkpoints" / ".step-0000002.x8u7omy5"  # a save killed mid-write
+    (stale / "inner").mkdir(parents=True)
+    (stale / "inner" / "model.safetensors").write_bytes(b"x" * 100)
+    old = os.umask(0o022)
+    try:
+        train(tmp_path, FixedBatches(), max_steps=2, checkpoint_every=1)
+    finally:
+        os.umask(old)
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest",
+        "step-0000001",
+        "step-0000002",
+    ]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files), [
+        (p.name, oct(p.stat().st_mode & 0o777)) for p in files
+    ]
+
+
 def test_running_out_of_data_is_a_clear_error(tmp_path: Path) -> None:
     class Short(FixedBatches):
         def __next__(self) -> dict[str, torch.Tensor]:
