@@ -154,13 +154,15 @@ def describe(kind: str, name: str) -> None:
     help="Run only these stages (repeatable); default: every stage the file has.",
 )
 def run(pipeline: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
-    """Run PIPELINE (a YAML file); OVERRIDES are KEY=VALUE, e.g. train.max_steps=10."""
+    """Run PIPELINE (a YAML file); OVERRIDES are KEY=VALUE (train.max_steps=10) or ~KEY (~eval
+    removes a key or a whole section)."""
     from llmkit.pipeline import config, runner
 
     cfg = config.load(pipeline, list(overrides))
     runner.check(cfg)
     summary = runner.run(cfg, pipeline.resolve().parent, list(stages) or None, log=click.echo)
-    click.echo(f"done: {summary['output']}")
+    if runner.is_main_process():  # under torchrun, rank 0 alone reports
+        click.echo(f"done: {summary['output']}")
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""`llmkit eval`: evaluate a checkpoint (language modelling, classification, generation)."""
+"""`llmkit eval`: evaluate a checkpoint (language modelling, masked LM, classification, generation)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import click
 @click.command(name="eval")
 @click.argument("checkpoint", type=click.Path())
 @click.option(
-    "--data", "data", default=None, help="Evaluation data (shard dir for lm; JSONL otherwise)."
+    "--data",
+    "data",
+    default=None,
+    help="Evaluation data (shard dir for lm and masked_lm; JSONL otherwise).",
 )
 @click.option(
     "--task",
-    type=click.Choice(["lm", "classification", "generation"]),
+    type=click.Choice(["lm", "masked_lm", "classification", "generation"]),
     default="lm",
     show_default=True,
     help="What to evaluate.",
@@ -25,8 +28,12 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: as saved).")
-@click.option("--split", default="validation", show_default=True, help="lm: shard split.")
-@click.option("--context", type=int, default=None, help="lm: tokens per window (default: model's).")
+@click.option(
+    "--split", default="validation", show_default=True, help="lm, masked_lm: shard split."
+)
+@click.option(
+    "--context", type=int, default=None, help="lm, masked_lm: tokens per window (default: model's)."
+)
 @click.option(
     "--stride",
     type=int,
@@ -34,7 +41,9 @@ import click
     help="lm: start a window every N tokens (default: the context; smaller = more context per token).",
 )
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Examples per batch.")
-@click.option("--max-batches", type=int, default=None, help="lm: stop after this many batches.")
+@click.option(
+    "--max-batches", type=int, default=None, help="lm, masked_lm: stop after this many batches."
+)
 @click.option("--text-field", default="text", show_default=True, help="classification: text field.")
 @click.option(
     "--label-field", default="label", show_default=True, help="classification: label field."
@@ -69,7 +78,13 @@ import click
 @click.option(
     "--length-penalty", type=float, default=1.0, show_default=True, help="beam score / len**this."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="generation: sampling seed.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="generation: sampling seed; masked_lm: masking seed.",
+)
 @click.option(
     "--limit", type=int, default=None, help="classification/generation: first N examples."
 )
@@ -88,8 +103,9 @@ def evaluate(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Evaluate CHECKPOINT on --data: perplexity (lm), accuracy/F1/confusion (classification),
-    BLEU/chrF/TER of generated text (generation); print tables, write JSON with --out.
+    """Evaluate CHECKPOINT on --data: perplexity (lm), masked-token perplexity and accuracy of a
+    BERT's masked-LM head (masked_lm), accuracy/F1/confusion (classification), BLEU/chrF/TER of
+    generated text (generation); print tables, write JSON with --out.
 
     CHECKPOINT may also be a results JSON from an earlier --out, to print or --compare it.
     """

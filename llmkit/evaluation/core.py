@@ -2,14 +2,16 @@
 
 A result is a plain dict ``{"task", "metrics": {name: float}, "details": {...}}`` (plus whatever the
 caller adds, such as the checkpoint), so it can be written as JSON, printed as a table and compared.
-Every metric comes from the `metric` plugins, so DDP ranks are summed with `Metric.sync()`.
+Every metric comes from the `metric` plugins, so DDP ranks are summed with `Metric.sync()`
+(except inside `this_process_only`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,27 @@ from llmkit.metrics.render import confusion_table, table
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+_this_process_only = False
+
+
+@contextlib.contextmanager
+def this_process_only() -> Iterator[None]:
+    """Inside: metrics count this process's batches alone, not summed across torch.distributed
+    ranks (for an evaluation that one rank runs while the others wait, as `llmkit run` does)."""
+    global _this_process_only
+    before, _this_process_only = _this_process_only, True
+    try:
+        yield
+    finally:
+        _this_process_only = before
+
+
+def _sync(metric: Any) -> None:
+    """`metric.sync()`: sum its counts across ranks, unless inside `this_process_only`."""
+    if not _this_process_only:
+        metric.sync()
 
 
 # -- language modelling ---------------------------------------------------------------------------
@@ -84,9 +107,9 @@ def evaluate_lm(
                 seen += 1
     finally:
         model.train(was_training)
-    ppl.sync()  # every rank syncs, even one that had no batch, or the others would wait forever
+    _sync(ppl)  # every rank syncs, even one that had no batch, or the others would wait forever
     if bpb is not None:
-        bpb.sync()
+        _sync(bpb)
     try:
         result = ppl.compute()
     except UsageError:
@@ -102,6 +125,126 @@ def evaluate_lm(
         metrics["bits_per_byte"] = float(bpb_result)
         details["bytes"] = bpb_result.details["bytes"]
     return {"task": "lm", "metrics": metrics, "details": details}
+
+
+def evaluate_masked_lm(
+    model: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    *,
+    ignore_index: int = -100,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Perplexity and accuracy of a masked-LM head at the masked positions of `batches`.
+
+    A batch is a dict with masked ``input_ids``, ``labels`` (the original token where one was
+    masked, `ignore_index` elsewhere) and optionally ``attention_mask``, as `MaskedLMBatches` and
+    `masked_lm_windows` yield; `model(input_ids, attention_mask=...)` must return logits (B, T, V).
+    Perplexity is exp(mean NLL of the masked tokens), the loss masked-LM training minimises (the
+    number Hugging Face's run_mlm reports); it is not comparable with a causal LM's perplexity.
+    Accuracy is the share of masked tokens whose argmax is the original token.
+    """
+    import torch
+
+    ppl = llmkit.create("metric", "perplexity", ignore_index=ignore_index)
+    acc = llmkit.create("metric", "accuracy", ignore_index=ignore_index)
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                if max_batches is not None and seen >= max_batches:
+                    break
+                ids = torch.as_tensor(batch["input_ids"], dtype=torch.long).to(device)
+                labels = torch.as_tensor(batch["labels"], dtype=torch.long).to(device)
+                mask = batch.get("attention_mask")
+                if mask is not None:
+                    mask = torch.as_tensor(mask).to(device)
+                logits = logits_of(model(ids, attention_mask=mask))
+                ppl.update(logits, labels)
+                acc.update(logits.argmax(-1), labels)
+                seen += 1
+    finally:
+        model.train(was_training)
+    _sync(ppl)
+    _sync(acc)
+    try:
+        result = ppl.compute()
+    except UsageError:
+        raise UsageError(
+            "evaluate_masked_lm: no masked tokens: the data gave nothing to evaluate"
+        ) from None
+    return {
+        "task": "masked_lm",
+        "metrics": {
+            "perplexity": float(result),
+            "nll": result.details["nll"],
+            "bits_per_token": result.details["bits_per_token"],
+            "accuracy": float(acc.compute()),
+        },
+        "details": {"masked_tokens": result.details["tokens"], "batches": seen},
+    }
+
+
+def evaluate_seq2seq(
+    model: nn.Module,
+    batches: Iterable[dict[str, Any]],
+    *,
+    ignore_index: int = -100,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Teacher-forced perplexity of an encoder-decoder model on its targets.
+
+    A batch is what `Seq2SeqBatches` yields (``input_ids``, ``attention_mask``,
+    ``decoder_input_ids``, ``decoder_attention_mask``, ``labels``); every target token and the end
+    token after it are scored, as the seq2seq objective trains them.
+    """
+    import torch
+
+    ppl = llmkit.create("metric", "perplexity", ignore_index=ignore_index)
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    seen = 0
+
+    def on_device(batch: dict[str, Any], key: str) -> Any:
+        value = batch.get(key)
+        return None if value is None else torch.as_tensor(value).to(device)
+
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                if max_batches is not None and seen >= max_batches:
+                    break
+                logits = logits_of(
+                    model(
+                        on_device(batch, "input_ids"),
+                        on_device(batch, "decoder_input_ids"),
+                        src_mask=on_device(batch, "attention_mask"),
+                        tgt_mask=on_device(batch, "decoder_attention_mask"),
+                    )
+                )
+                ppl.update(logits, on_device(batch, "labels"))
+                seen += 1
+    finally:
+        model.train(was_training)
+    _sync(ppl)
+    try:
+        result = ppl.compute()
+    except UsageError:
+        raise UsageError(
+            "evaluate_seq2seq: no batches: the data gave nothing to evaluate"
+        ) from None
+    return {
+        "task": "seq2seq",
+        "metrics": {
+            "perplexity": float(result),
+            "nll": result.details["nll"],
+            "bits_per_token": result.details["bits_per_token"],
+        },
+        "details": {"tokens": result.details["tokens"], "batches": seen},
+    }
 
 
 def token_byte_lengths(tokenizer: Any) -> list[int] | None:
@@ -159,21 +302,21 @@ def evaluate_classification(
     metrics: dict[str, float] = {}
     acc = llmkit.create("metric", "accuracy")
     acc.update(predictions, labels)
-    acc.sync()
+    _sync(acc)
     metrics["accuracy"] = float(acc.compute())
     per_class: dict[str, Any] = {}
     for average in ("macro", "micro", "weighted"):
         for name in ("precision", "recall", "f1"):
             metric = llmkit.create("metric", name, average=average, **kw)
             metric.update(predictions, labels)
-            metric.sync()
+            _sync(metric)
             result = metric.compute()
             metrics[f"{name}_{average}"] = float(result)
             if average == "macro" and name == "f1":
                 per_class = result.details["per_class"]
     cm = llmkit.create("metric", "confusion_matrix", **({"labels": kw["labels"]} if names else {}))
     cm.update(predictions, labels)
-    cm.sync()
+    _sync(cm)
     matrix = cm.compute()
     shown = names if names is not None else list(matrix.labels)
     if names is not None:
@@ -336,7 +479,7 @@ def evaluate_generation(
         kwargs = {"multiple_targets": True} if name == "exact_match" else {}
         metric = llmkit.create("metric", name, **kwargs)
         metric.update(list(hypotheses), refs)
-        metric.sync()
+        _sync(metric)
         result = metric.compute()
         out[name] = float(result)
         if result.signature is not None:
@@ -370,19 +513,26 @@ def generate_texts(
     stop: Sequence[str] = ("\n",),
     seed: int | None = 0,
     batch_size: int = 16,
+    bos_token_id: int | None = None,
 ) -> list[str]:
     """The output for each prompt: greedy by default, sampled, or by beam search (`beams` > 1).
 
     Decoder-only models continue the prompt (truncated on the left to fit the context); greedy
     decoding runs `batch_size` prompts at a time in left-padded batches (the same outputs as one
-    by one). An encoder-decoder model (with `encode`/`decode`) translates it by beam search from
-    its BOS (the tokenizer's BOS, else PAD, as `Seq2SeqBatches` trains it), `batch_size` sources
-    at a time, right-padded with a source mask. Output stops at an end token or at the first of
-    the `stop` strings.
+    by one). An encoder-decoder model (with `encode`/`decode`) translates it (its source cut to
+    the model's context) by beam search from `bos_token_id`, else the start token
+    `decoder_start_id` picks (as `llmkit generate` does), `batch_size` sources at a time,
+    right-padded with a source mask. Output stops at an end token or at the first of the `stop`
+    strings.
     """
     from llmkit.inference.batch import beam_search_batched, generate_texts_batched
-    from llmkit.inference.generation import beam_search, context_length, generate_text
-    from llmkit.tokenizers.base import BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS, find_special
+    from llmkit.inference.generation import (
+        beam_search,
+        context_length,
+        decoder_start_id,
+        generate_text,
+    )
+    from llmkit.tokenizers.base import PAD_TOKENS, SEPARATOR_TOKENS, find_special
 
     eos = find_special(tokenizer, SEPARATOR_TOKENS)
     seq2seq = hasattr(model, "encode") and hasattr(model, "decode")
@@ -390,8 +540,8 @@ def generate_texts(
 
     def prompt_ids(prompt: str) -> list[int]:
         ids = list(tokenizer.encode(prompt))
-        if not seq2seq and limit is not None:
-            ids = ids[-max(1, limit - max_new_tokens) :]
+        if limit is not None:
+            ids = ids[:limit] if seq2seq else ids[-max(1, limit - max_new_tokens) :]
         return ids or [eos if eos is not None else 0]
 
     if not seq2seq and beams <= 1 and (temperature == 0 or top_k == 1):
@@ -405,11 +555,7 @@ def generate_texts(
             stop_token_ids=[] if eos is None else [eos],
         )
         return [text.strip() for text in texts]  # already cut before the first stop string
-    bos = find_special(tokenizer, BOS_TOKENS)
-    if bos is None:
-        bos = find_special(tokenizer, PAD_TOKENS)
-    if bos is None:
-        bos = eos
+    bos = bos_token_id if bos_token_id is not None else decoder_start_id(tokenizer)
     if seq2seq:
         if bos is None:
             raise UsageError("the tokenizer has no BOS, PAD or EOS token to start decoding")
@@ -454,6 +600,87 @@ def generate_texts(
             )
         outputs.append(_cut(text, stop).strip())
     return outputs
+
+
+# -- what a pipeline's eval stage reports for each training objective -------------------------------
+
+_LM_KEYS = {"perplexity": ("perplexity",), "nll": ("nll",), "bits_per_token": ("bits_per_token",)}
+_AVERAGES = ("macro", "micro", "weighted")
+
+
+def _averaged(name: str) -> dict[str, tuple[str, ...]]:
+    """`name` -> its macro, micro and weighted keys, and each of those keys -> itself."""
+    keys = tuple(f"{name}_{average}" for average in _AVERAGES)
+    return {name: keys, **{key: (key,) for key in keys}}
+
+
+#: Per training objective: each metric name the eval stage takes, and the result keys it reports
+#: (`f1` is its macro, micro and weighted averages, as `llmkit score --average` computes them;
+#: `f1_macro` alone is one of them). The classification confusion matrix is always in the details.
+OBJECTIVE_METRICS: dict[str, dict[str, tuple[str, ...]]] = {
+    "causal_lm": {**_LM_KEYS, "bits_per_byte": ("bits_per_byte",)},
+    "masked_lm": {**_LM_KEYS, "accuracy": ("accuracy",)},
+    "seq2seq": {
+        **_LM_KEYS,
+        **{name: (name,) for name in ("bleu", "chrf", "ter", "exact_match")},
+    },
+    "classification": {"accuracy": ("accuracy",)}
+    | _averaged("precision")
+    | _averaged("recall")
+    | _averaged("f1")
+    | {"confusion_matrix": ()},
+}
+#: What the eval stage reports when the pipeline names no metrics.
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "causal_lm": ("perplexity",),
+    "masked_lm": ("perplexity", "accuracy"),
+    "seq2seq": ("perplexity",),
+    "classification": ("accuracy", "precision", "recall", "f1"),
+}
+#: Seq2seq metrics scored on generated text (the others are teacher-forced).
+GENERATION_METRICS = ("bleu", "chrf", "ter", "exact_match")
+
+
+def _listing(objective: str) -> str:
+    """The metric names of an objective, its averaged variants folded into one note."""
+    known = OBJECTIVE_METRICS[objective]
+    plain = [n for n in known if not any(n.endswith(f"_{a}") for a in _AVERAGES)]
+    averaged = [n for n in plain if f"{n}_macro" in known]
+    note = f" ({'/'.join(averaged)} also as _macro, _micro or _weighted)" if averaged else ""
+    return ", ".join(plain) + note
+
+
+def objective_metrics(objective: str, requested: Sequence[str] | None) -> dict[str, list[str]]:
+    """Each requested metric mapped to the result keys it reports, in order.
+
+    `requested` None means the objective's defaults (`DEFAULT_METRICS`), empty means every metric
+    it has. A metric the objective cannot report is a UsageError that names it and the choices.
+    """
+    import difflib
+
+    known = OBJECTIVE_METRICS.get(objective)
+    if known is None:
+        raise UsageError(f"objective '{objective}' has no evaluation")
+    names = list(DEFAULT_METRICS[objective] if requested is None else requested or known)
+    for name in names:
+        if name in known:
+            continue
+        choices = f"objective {objective} reports: {_listing(objective)}"
+        elsewhere = [o for o, metrics in OBJECTIVE_METRICS.items() if name in metrics]
+        if elsewhere:
+            raise UsageError(
+                f"'{name}' is not reported for objective {objective} (only for "
+                f"{', '.join(elsewhere)}); {choices}"
+            )
+        if any(c.name == name for c in llmkit.components("metric")):
+            raise UsageError(
+                f"metric '{name}' is not computed by the eval stage (score saved predictions "
+                f"with `llmkit score`); {choices}"
+            )
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UsageError(f"unknown metric '{name}'; {hint}{choices}")
+    return {name: list(known[name]) for name in dict.fromkeys(names)}
 
 
 # -- results --------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 Data by task:
 - lm: a directory written by `llmkit data prepare` (token shards; the `--split`, default
   validation), scored in sequential windows of `context` tokens.
+- masked_lm: the same shards, in the same windows, each masked as BERT is trained (15% of the
+  non-special tokens: 80% [MASK], 10% a random token, 10% kept) with a seeded generator; the
+  masked-LM head is scored at the masked positions (perplexity and accuracy).
 - classification: JSONL, one object per line with a text and a label field.
 - generation: JSONL with a prompt field and a reference field (a string or a list of strings).
 """
@@ -17,7 +20,7 @@ from typing import Any
 
 from llmkit.errors import UsageError
 
-TASKS = ("lm", "classification", "generation")
+TASKS = ("lm", "masked_lm", "classification", "generation")
 
 
 @dataclass
@@ -126,11 +129,50 @@ def evaluate_checkpoint(
 
     if opts.task not in TASKS:
         raise UsageError(f"--task {opts.task}: choose one of {', '.join(TASKS)}")
-    if opts.predictions_out and opts.task == "lm":
+    if opts.predictions_out and opts.task in ("lm", "masked_lm"):
         raise UsageError("--predictions-out: only for the classification and generation tasks")
+    from llmkit.inference.checkpoint import load_generation_config, read_config
+    from llmkit.inference.generation import ENCODER_MODELS, decoder_start_id, refuse_encoder
+
     ckpt = Path(checkpoint)
-    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
+    config = read_config(ckpt)
     if opts.task == "lm":
+        refuse_encoder(
+            ckpt,
+            config,
+            "has no next-token perplexity; evaluate its masked-LM head with --task masked_lm",
+        )
+    elif opts.task == "generation":
+        refuse_encoder(ckpt, config)
+    elif opts.task == "masked_lm" and config.get("model") not in ENCODER_MODELS:
+        raise UsageError(
+            f"{ckpt}: a {config.get('model')} checkpoint has no masked-LM head; --task masked_lm "
+            f"is for encoders ({', '.join(ENCODER_MODELS)}); use --task lm"
+        )
+    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
+    encoder_decoder = hasattr(model, "encode") and hasattr(model, "decode")
+    if encoder_decoder and (
+        opts.task == "lm" or (opts.task == "classification" and not hasattr(model, "classify"))
+    ):
+        raise UsageError(
+            f"{ckpt}: a {config.get('model')} checkpoint is an encoder-decoder, which --task "
+            f"{opts.task} cannot score (it needs a decoder-only LM); use --task generation"
+        )
+    if opts.task == "masked_lm":
+        from llmkit.data.shards import TokenShards
+
+        tokenizer = _tokenizer(ckpt, "masked_lm")
+        context = _context(model, opts.context)
+        shards = TokenShards(data, opts.split)
+        try:
+            masked = masked_lm_windows(shards, context, opts.batch_size, tokenizer, seed=opts.seed)
+        except UsageError as exc:
+            raise UsageError(f"{ckpt}: {exc}") from None
+        result = core.evaluate_masked_lm(model, masked, max_batches=opts.max_batches)
+        result["details"].update(
+            context=context, split=opts.split, masking=f"{MASK_PROBABILITY:.0%}, seed {opts.seed}"
+        )
+    elif opts.task == "lm":
         from llmkit.data.shards import TokenShards
 
         context = _context(model, opts.context)
@@ -171,6 +213,7 @@ def evaluate_checkpoint(
         tokenizer = _tokenizer(ckpt, "generation")
         rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
         sampling = _sampling(ckpt, opts)
+        start = decoder_start_id(tokenizer, load_generation_config(ckpt))
         hyps = core.generate_texts(
             model,
             tokenizer,
@@ -180,6 +223,7 @@ def evaluate_checkpoint(
             stop=opts.stop,
             seed=opts.seed,
             batch_size=opts.batch_size,
+            bos_token_id=start,
             **sampling,
         )
         refs = [r[opts.reference_field] for r in rows]
@@ -245,6 +289,73 @@ def lm_windows(
     for w in mine:
         if w[1] - w[0] != context + 1:
             yield pair([w])
+
+
+MASK_PROBABILITY = 0.15  # the share of tokens masked-LM training (`MaskedLMBatches`) predicts
+
+
+def masked_lm_windows(
+    shards: Any,
+    context: int,
+    batch_size: int,
+    tokenizer: Any,
+    seed: int = 0,
+    rank: int | None = None,
+    world: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Masked-LM batches over the whole split: consecutive windows of `context` tokens.
+
+    Each window is masked as `MaskedLMBatches` trains (`MASK_PROBABILITY` of the non-special
+    tokens: 80% the mask token, 10% a random token, 10% kept; labels -100 elsewhere) by a generator
+    seeded with (seed, window index), so the masks, and the scores, do not depend on the batch
+    size or the number of ranks. The last, shorter window gets a batch of its own. With
+    torch.distributed, rank r takes windows r, r + world, ...
+    """
+    import numpy as np
+    import torch
+
+    from llmkit.data.batching import dist_info, mask_tokens
+    from llmkit.tokenizers.base import MASK_TOKENS, find_special
+
+    if context < 1 or batch_size < 1:
+        raise UsageError(f"context ({context}) and batch size ({batch_size}) must be positive")
+    mask_id = find_special(tokenizer, MASK_TOKENS)
+    if mask_id is None:
+        raise UsageError(
+            "the tokenizer has no mask token (" + ", ".join(MASK_TOKENS) + "), which masked-LM "
+            "training and evaluation need"
+        )
+    named = (getattr(tokenizer, "special_tokens", {}) or {}).values()
+    specials = {int(shards.eos_id), *(int(i) for i in named)}
+    rank, world = dist_info(rank, world)
+    n = len(shards)
+    if n < 1:
+        raise UsageError(f"{shards.path} ({shards.split}): no tokens to evaluate")
+    starts = list(range(0, n, context))[rank::world]
+
+    def masked(start: int) -> tuple[Any, Any]:
+        ids = shards.window(start, min(context, n - start)).astype(np.int64)[None]
+        rng = np.random.default_rng([seed % (1 << 63), start // context])
+        return mask_tokens(ids, rng, mask_id, shards.vocab_size, specials, MASK_PROBABILITY)
+
+    def batch(group: list[int]) -> dict[str, Any]:
+        pairs = [masked(s) for s in group]
+        inputs = torch.from_numpy(np.concatenate([p[0] for p in pairs]))
+        return {
+            "input_ids": inputs,
+            "labels": torch.from_numpy(np.concatenate([p[1] for p in pairs])),
+            "attention_mask": torch.ones(inputs.shape, dtype=torch.long),
+        }
+
+    def batches() -> Iterator[dict[str, Any]]:
+        full = [s for s in starts if s + context <= n]
+        for lo in range(0, len(full), batch_size):
+            yield batch(full[lo : lo + batch_size])
+        for s in starts:
+            if s + context > n:
+                yield batch([s])
+
+    return batches()  # the checks above run now, the masking as batches are drawn
 
 
 def _write_lines(path: str | None, lines: list[str]) -> None:

@@ -209,12 +209,11 @@ def generate_command(
         load_tokenizer,
         read_config,
     )
-    from llmkit.inference.generation import apply_chat_template, stream_text
+    from llmkit.inference.generation import apply_chat_template, refuse_encoder, stream_text
 
     gguf_file = ckpt.is_file() and ckpt.suffix.lower() == ".gguf"
     config = {"model": "llama", "tokenizer": True} if gguf_file else read_config(ckpt)
-    if config.get("model") == "bert":
-        raise UsageError(f"{ckpt}: a bert checkpoint is an encoder and does not generate text")
+    refuse_encoder(ckpt, config)
     if not config.get("tokenizer"):
         raise UsageError(f"{ckpt}: the checkpoint carries no tokenizer; generate needs one")
     if prompts_file is not None and (prompt is not None or beams is not None):
@@ -305,7 +304,7 @@ def _beam_generate(
 ) -> str:
     """The best beam's text: the source's translation (encoder-decoder) or the prompt's sequel."""
     from llmkit.errors import UsageError
-    from llmkit.inference.generation import beam_search, encode_prompt
+    from llmkit.inference.generation import beam_search, decoder_start_id, encode_prompt
 
     ids = encode_prompt(tokenizer, prompt, vocab_size=model.config.vocab_size)
     if not ids:
@@ -313,11 +312,11 @@ def _beam_generate(
     eos = min(stops) if len(stops) == 1 else gen.get("eos_token_id")
     if len(stops) > 1 and not isinstance(eos, int):
         raise UsageError("beam search takes one stop token; give a single --stop-token-id")
-    bos = gen.get("bos_token_id")
-    if hasattr(model, "encode") and not isinstance(bos, int):
+    bos = decoder_start_id(tokenizer, gen)  # the same start token `llmkit eval` decodes from
+    if hasattr(model, "encode") and bos is None:
         raise UsageError(
-            "beam search for an encoder-decoder checkpoint needs 'bos_token_id' in the "
-            "checkpoint's generation settings"
+            "an encoder-decoder checkpoint needs a decoder start token: 'bos_token_id' in its "
+            "generation settings, or a BOS, PAD or end token in its tokenizer"
         )
     [[best]] = beam_search(
         model,

@@ -139,6 +139,42 @@ def accepts(model: nn.Module, argument: str) -> bool:
     return argument in params
 
 
+#: Model names (a checkpoint config's `model`) of bidirectional encoders: no next-token predictions.
+ENCODER_MODELS = ("bert",)
+
+
+def refuse_encoder(
+    where: Any, config: dict[str, Any], doing: str = "does not generate text"
+) -> None:
+    """A UsageError if the checkpoint config at `where` is a bidirectional encoder's (BERT).
+
+    Such a model sees every position at once, so it neither generates text nor has a next-token
+    perplexity; `llmkit generate` and `llmkit eval` (lm, generation) refuse it with this one line.
+    """
+    name = config.get("model")
+    if name in ENCODER_MODELS:
+        raise UsageError(f"{where}: a {name} checkpoint is an encoder and {doing}")
+
+
+def decoder_start_id(tokenizer: Any, generation: dict[str, Any] | None = None) -> int | None:
+    """The id an encoder-decoder model's decoder starts from, or None if nothing qualifies.
+
+    The `bos_token_id` of the checkpoint's generation settings when it holds one; else the rule the
+    seq2seq objective trains with by default (`Seq2SeqBatches`): the tokenizer's BOS token, else
+    its PAD token, else its end token. `llmkit generate` and `llmkit eval` both decode from this.
+    """
+    from llmkit.tokenizers.base import BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS, find_special
+
+    saved = (generation or {}).get("bos_token_id")
+    if isinstance(saved, int) and not isinstance(saved, bool):
+        return saved
+    for names in (BOS_TOKENS, PAD_TOKENS, SEPARATOR_TOKENS):
+        found = find_special(tokenizer, names)
+        if found is not None:
+            return found
+    return None
+
+
 def _last_only(model: nn.Module) -> dict[str, int]:
     """`logits_to_keep=1` if the model's forward accepts it: the prompt needs only its last logits."""
     return {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkit.atomic import write_json
 from llmkit.errors import UsageError
 from llmkit.pipeline.config import ComponentSpec, PipelineConfig, TrainSection
 
+if TYPE_CHECKING:
+    from llmkit.train.distributed import Dist
+
 STAGES = ("tokenizer", "data", "train", "eval")
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _resolve(base: Path, path: str) -> str:
@@ -45,7 +51,7 @@ def check(config: PipelineConfig) -> list[str]:
         from llmkit.data.prepare import PrepareConfig
 
         PrepareConfig.from_mapping(
-            {**config.data, "tokenizer": "byte", "output": "x"}, source="data"
+            {**config.data, "tokenizer": "byte", "output": "x"}, source=f"{config.source}: data"
         )
         for step in config.data.get("clean", []) or []:
             name = step if isinstance(step, str) else next(iter(step), "")
@@ -66,9 +72,17 @@ def check(config: PipelineConfig) -> list[str]:
         source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
         plan.append(f"train: {tr.objective}, {source}, {tr.max_steps} steps")
     if config.eval is not None:
-        for metric in config.eval.metrics:
-            llmkit.get("metric", metric)
-        plan.append(f"eval: {', '.join(config.eval.metrics)}")
+        from llmkit.inference.generation import ENCODER_MODELS
+
+        train = config.train
+        name = train.model.name if train is not None and train.model is not None else None
+        if train is not None and train.objective == "causal_lm" and name in ENCODER_MODELS:
+            raise UsageError(  # an encoder sees the next token: its perplexity means nothing
+                f"{config.source}: train.objective: causal_lm with model {name}, a bidirectional "
+                "encoder, has no next-token perplexity to evaluate; use objective masked_lm (or "
+                "classification)"
+            )
+        plan.append(f"eval: {', '.join(eval_metrics(config))}")
     if not plan:
         raise UsageError("the pipeline has no stage; add tokenizer, data, train or eval")
     return plan
@@ -356,8 +370,9 @@ def stage_train(
 
     t = config.train
     assert t is not None
-    dist = distributed.setup(t.device)
-    try:
+    # Under torchrun `run` has joined the process group already and leaves it after every stage;
+    # a caller of this function alone has it joined and left here.
+    with distributed.process_group(t.device) as dist:
         torch.manual_seed(config.seed)
         tokenizer = None
         if tokenizer_path is not None:
@@ -422,13 +437,20 @@ def stage_train(
         result = trainer.fit() if trainer.step < t.max_steps else None
         summary: dict[str, Any] = {"objective": t.objective, **facts}
         if result is not None:
-            if dist.is_main:
-                write_result(result, out)
+            finished = result
+
+            def save() -> None:
+                write_result(finished, out)
                 from llmkit.inference.checkpoint import save_model
 
-                save_model(model, out / "model", tokenizer=tokenizer)
+                start = getattr(train_batches, "bos_id", None) if t.objective == "seq2seq" else None
+                generation = {"bos_token_id": start} if start is not None else None
+                save_model(model, out / "model", tokenizer=tokenizer, generation=generation)
                 if facts.get("labels"):  # class names, in index order, for `llmkit eval`
                     write_json(out / "model" / "labels.json", facts["labels"])
+
+            # Rank 0 writes while the others wait, so no rank reads `out/model` before it is whole.
+            distributed.on_main(dist, save, "saving the trained model")
             summary.update(
                 steps=result.steps,
                 train_loss=result.train_loss,
@@ -441,67 +463,166 @@ def stage_train(
                 + f", {result.tokens_per_second:,.0f} tokens/s -> {out / 'model'}"
             )
         return summary
-    finally:
-        distributed.teardown()
 
 
 def stage_eval(
     config: PipelineConfig, base: Path, out: Path, data_dir: Path | None, log: Log
 ) -> dict[str, Any]:
-    """Evaluate `out/model` on the held-out split (perplexity, or classification metrics)."""
+    """Evaluate `out/model` on the held-out split, as its objective is trained; writes eval.json.
+
+    causal_lm: perplexity (bits per byte) of the validation shards. masked_lm: perplexity and
+    accuracy of the masked-LM head at the masked tokens of the validation shards (as `llmkit eval
+    --task masked_lm`). seq2seq: teacher-forced perplexity of the validation pairs' targets, and
+    BLEU/chrF/TER/exact match of greedy translations when asked. classification: accuracy,
+    precision/recall/F1 and the confusion matrix. eval.json holds every key of every requested
+    metric (`eval_metrics`). This process evaluates alone (under torchrun, rank 0 while the
+    others wait): batches are not split across ranks, nor counts summed.
+    """
     import llmkit
     from llmkit.data import batching
-    from llmkit.evaluation.core import evaluate_classification, evaluate_lm, token_byte_lengths
+    from llmkit.evaluation import core
+    from llmkit.inference.checkpoint import read_config
+    from llmkit.inference.generation import refuse_encoder
 
     e = config.eval
     assert e is not None
+    keys = list(dict.fromkeys(k for ks in eval_metrics(config).values() for k in ks))
     model_dir = out / "model"
-    model = llmkit.load_model(model_dir)
-    tokenizer = llmkit.load_tokenizer(model_dir)
     t = config.train
     objective = t.objective if t is not None else "causal_lm"
-    batch_size = e.batch_size or (t.batch_size if t is not None else 8)
     if objective == "causal_lm":
-        if data_dir is None:
-            raise UsageError("eval: needs the data section (held-out shards)")
-        windows = batching.CausalLMBatches(
-            str(data_dir),
-            t.context if t is not None else 256,
+        refuse_encoder(
+            model_dir, read_config(model_dir), "has no next-token perplexity (objective causal_lm)"
+        )
+    model = llmkit.load_model(model_dir)
+    tokenizer = llmkit.load_tokenizer(model_dir)
+    batch_size = e.batch_size or (t.batch_size if t is not None else 8)
+    context = t.context if t is not None else 256
+    one: dict[str, Any] = {"rank": 0, "world_size": 1}  # this process reads every batch
+    if objective in ("causal_lm", "masked_lm") and data_dir is None:
+        raise UsageError("eval: needs the data section (held-out shards)")
+    with core.this_process_only():
+        if objective == "causal_lm":
+            windows = batching.CausalLMBatches(
+                str(data_dir), context, batch_size, "validation", "sequential", epochs=1, **one
+            )
+            token_bytes = core.token_byte_lengths(tokenizer)
+            result = core.evaluate_lm(
+                model, windows, token_bytes=token_bytes, max_batches=e.batches
+            )
+        elif objective == "masked_lm":
+            from llmkit.data.shards import TokenShards
+            from llmkit.evaluation.runner import masked_lm_windows
+
+            shards = TokenShards(str(data_dir), "validation")
+            masked = masked_lm_windows(
+                shards, context, batch_size, tokenizer, seed=config.seed, rank=0, world=1
+            )
+            result = core.evaluate_masked_lm(model, masked, max_batches=e.batches)
+        elif objective == "classification":
+            _, valid = _records(config, base)
+            if not valid:
+                raise UsageError("eval: no validation records; raise data.validation")
+            labels = json.loads((model_dir / "labels.json").read_text())
+            batches = batching.ClassificationBatches(
+                valid, tokenizer, batch_size, labels=labels, shuffle=False, epochs=1, **one
+            )
+            predictions: list[int] = []
+            targets: list[int] = []
+            classify: Any = model.classify
+            with torch_no_grad():
+                for batch in batches:
+                    logits = classify(batch["input_ids"], attention_mask=batch["attention_mask"])
+                    predictions += logits.argmax(-1).tolist()
+                    targets += batch["labels"].tolist()
+            result = core.evaluate_classification(predictions, targets, labels)
+        else:
+            result = _eval_seq2seq(config, base, model_dir, model, tokenizer, keys, batch_size)
+    missing = [k for k in keys if k not in result["metrics"]]
+    if missing:
+        raise UsageError(f"eval: {missing[0]} could not be computed for this model or tokenizer")
+    metrics = {k: result["metrics"][k] for k in keys}
+    write_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    log(f"eval: {shown or 'see eval.json'} -> {out / 'eval.json'}")
+    return metrics
+
+
+def _eval_seq2seq(
+    config: PipelineConfig,
+    base: Path,
+    model_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    keys: list[str],
+    batch_size: int,
+) -> dict[str, Any]:
+    """`stage_eval` for seq2seq: teacher-forced perplexity and/or scores of greedy translations,
+    decoding from the start token the model was trained with (`decoder_start_id`)."""
+    from llmkit.data import batching
+    from llmkit.evaluation import core
+    from llmkit.inference.checkpoint import load_generation_config
+    from llmkit.inference.generation import context_length, decoder_start_id
+
+    t, e = config.train, config.eval
+    assert t is not None and e is not None
+    _, valid = _records(config, base)
+    if not valid:
+        raise UsageError("eval: no validation records; raise data.validation")
+    start = decoder_start_id(tokenizer, load_generation_config(model_dir))
+    result: dict[str, Any] = {"task": "seq2seq", "metrics": {}, "details": {}}
+    if any(k not in core.GENERATION_METRICS for k in keys):
+        pairs = batching.Seq2SeqBatches(
+            valid,
+            tokenizer,
             batch_size,
-            split="validation",
-            mode="sequential",
+            max_source_len=t.max_length,
+            max_target_len=t.max_length,
+            bos_id=start,
+            shuffle=False,
+            rank=0,
+            world_size=1,
             epochs=1,
         )
-        result = evaluate_lm(
-            model, windows, token_bytes=token_byte_lengths(tokenizer), max_batches=e.batches
+        result = core.evaluate_seq2seq(model, pairs, max_batches=e.batches)
+    generated = [k for k in keys if k in core.GENERATION_METRICS]
+    if generated:
+        rows = valid[: e.batches * batch_size]
+        limit = context_length(model)
+        hyps = core.generate_texts(
+            model,
+            tokenizer,
+            [str(r.text) for r in rows],
+            max_new_tokens=t.max_length if limit is None else min(t.max_length, limit - 1),
+            stop=(),
+            batch_size=batch_size,
+            bos_token_id=start,
         )
-    elif objective == "classification":
-        _, valid = _records(config, base)
-        if not valid:
-            raise UsageError("eval: no validation records; raise data.validation")
-        labels = json.loads((model_dir / "labels.json").read_text())
-        batches = batching.ClassificationBatches(
-            valid, tokenizer, batch_size, labels=labels, shuffle=False, epochs=1
-        )
-        predictions: list[int] = []
-        targets: list[int] = []
-        classify: Any = model.classify
-        with torch_no_grad():
-            for batch in batches:
-                logits = classify(batch["input_ids"], attention_mask=batch["attention_mask"])
-                predictions += logits.argmax(-1).tolist()
-                targets += batch["labels"].tolist()
-        result = evaluate_classification(predictions, targets, labels)
-    else:
-        raise UsageError(
-            f"eval: objective {objective} is evaluated with `llmkit eval` (generation or "
-            "masked-LM tasks); remove the eval section or use that command"
-        )
-    metrics = {k: v for k, v in result["metrics"].items() if k in e.metrics or not e.metrics}
-    metrics = metrics or result["metrics"]
-    write_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
-    log("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return metrics
+        scored = core.evaluate_generation(hyps, [str(r.target) for r in rows], generated)
+        result["metrics"].update(scored["metrics"])
+        result["details"].update(scored["details"])
+        result["details"]["examples"] = [
+            {"source": r.text, "reference": r.target, "hypothesis": h}
+            for r, h in zip(rows[:5], hyps[:5], strict=False)
+        ]
+    return result
+
+
+def eval_metrics(config: PipelineConfig) -> dict[str, list[str]]:
+    """The eval section's metrics, each mapped to the keys it writes to eval.json.
+
+    Without `metrics` in the file, the objective's defaults; a metric the objective's evaluation
+    cannot report is `FILE: eval.metrics: ...`, raised by `check` before any stage runs.
+    """
+    from llmkit.evaluation.core import objective_metrics
+
+    assert config.eval is not None
+    objective = config.train.objective if config.train is not None else "causal_lm"
+    given = config.eval.metrics if "metrics" in config.eval.model_fields_set else None
+    try:
+        return objective_metrics(objective, given)
+    except UsageError as exc:
+        raise UsageError(f"{config.source}: eval.metrics: {exc}") from None
 
 
 def torch_no_grad() -> Any:
@@ -511,10 +632,38 @@ def torch_no_grad() -> Any:
     return torch.no_grad()
 
 
+def is_main_process() -> bool:
+    """False on every rank of a torchrun job but rank 0 (which alone logs and writes results)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _several_ranks() -> bool:
+    """Whether this process is one of several ranks: started by torchrun (WORLD_SIZE > 1) or in a
+    process group its caller has joined. Imports no torch on a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return True
+    torch_dist = sys.modules.get("torch.distributed")
+    return bool(
+        torch_dist is not None
+        and torch_dist.is_available()
+        and torch_dist.is_initialized()
+        and torch_dist.get_world_size() > 1
+    )
+
+
+def _quiet(line: str) -> None:
+    """The log of every rank but rank 0."""
+
+
 def run(
     config: PipelineConfig, base: Path, stages: list[str] | None = None, log: Log = print
 ) -> dict[str, Any]:
-    """Run the pipeline's stages in order (all present ones unless `stages` names some)."""
+    """Run the pipeline's stages in order (all present ones unless `stages` names some).
+
+    Under torchrun it joins the process group once for the whole run: rank 0 alone runs the
+    tokenizer and data stages while the other ranks wait, every rank trains, and rank 0 alone
+    evaluates, logs and writes `summary.json`; a failure on rank 0 stops the others with an error.
+    """
     wanted = stages or [s for s in STAGES if getattr(config, s) is not None]
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
@@ -524,28 +673,60 @@ def run(
         raise UsageError(
             f"stage '{missing[0]}' asked for, but the pipeline has no '{missing[0]}' section"
         )
+    if not _several_ranks():
+        return _run_stages(config, base, wanted, log, None)
+    from llmkit.train import distributed
+
+    device = config.train.device if config.train is not None else "auto"
+    with distributed.process_group(device) as dist:
+        return _run_stages(config, base, wanted, log if dist.is_main else _quiet, dist)
+
+
+def _run_stages(
+    config: PipelineConfig, base: Path, wanted: list[str], log: Log, dist: Dist | None
+) -> dict[str, Any]:
+    """`run`'s stages; `dist` is this rank's `Dist` under torchrun, None in a single process."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"name": config.name, "output": str(out)}
-    tokenizer_path = out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
-    data_dir = out / "data" if (out / "data").is_dir() else None
-    if (
-        config.data is not None
-        and config.train is not None
-        and config.train.objective in ("classification", "seq2seq")
-    ):
-        data_dir = None
-    if "tokenizer" in wanted:
-        tokenizer_path = stage_tokenizer(config, base, out, log)
-    if "data" in wanted and not (
-        config.train and config.train.objective in ("classification", "seq2seq")
-    ):
-        if tokenizer_path is None:
-            raise UsageError("data: needs a tokenizer; add a tokenizer section")
-        data_dir = stage_data(config, base, out, tokenizer_path, log)
+
+    def prepare() -> tuple[Path | None, Path | None]:
+        tokenizer_path = out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
+        data_dir = out / "data" if (out / "data").is_dir() else None
+        if (
+            config.data is not None
+            and config.train is not None
+            and config.train.objective in ("classification", "seq2seq")
+        ):
+            data_dir = None
+        if "tokenizer" in wanted:
+            tokenizer_path = stage_tokenizer(config, base, out, log)
+        if "data" in wanted and not (
+            config.train and config.train.objective in ("classification", "seq2seq")
+        ):
+            if tokenizer_path is None:
+                raise UsageError("data: needs a tokenizer; add a tokenizer section")
+            data_dir = stage_data(config, base, out, tokenizer_path, log)
+        return tokenizer_path, data_dir
+
+    # Rank 0 alone writes the tokenizer and the shards; the other ranks wait for its paths.
+    tokenizer_path, data_dir = _on_main(dist, prepare, "the tokenizer and data stages")
     if "train" in wanted:
         summary["train"] = stage_train(config, base, out, data_dir, tokenizer_path, log)
-    if "eval" in wanted:
-        summary["eval"] = stage_eval(config, base, out, data_dir, log)
-    write_json(out / "summary.json", summary)
-    return summary
+
+    def finish() -> dict[str, Any]:
+        if "eval" in wanted:
+            summary["eval"] = stage_eval(config, base, out, data_dir, log)
+        write_json(out / "summary.json", summary)
+        return summary
+
+    return _on_main(dist, finish, "the eval stage" if "eval" in wanted else "writing summary.json")
+
+
+def _on_main(dist: Dist | None, work: Callable[[], T], what: str) -> T:
+    """`work()` here in a single process; under torchrun on rank 0 alone, the others waiting."""
+    if dist is None:
+        return work()
+    from llmkit.train import distributed
+
+    return distributed.on_main(dist, work, what)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from llmkit.errors import UsageError
+
+T = TypeVar("T")
+
+# How long the other ranks wait for rank 0's stage (tokenizer training and data preparation can take
+# hours on a large corpus); a collective on the default group would give up after its 10 or 30 min.
+MAIN_STAGE_TIMEOUT = timedelta(hours=24)
+_control_group: Any = None  # a gloo group with that timeout, made on first use
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,9 @@ def setup(device: str = "auto") -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if dist.is_available() and dist.is_initialized():  # joined already, by its caller or `run`
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    elif world_size > 1:
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
         if torch_device.type == "cuda":
             torch.cuda.set_device(torch_device)
@@ -59,10 +72,66 @@ def setup(device: str = "auto") -> Dist:
 
 def teardown() -> None:
     """Leave the process group if this process joined one."""
+    global _control_group
     import torch.distributed as dist
 
+    _control_group = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device: str = "auto") -> Iterator[Dist]:
+    """`setup` for the length of a `with` block; leaves the group afterwards if it joined it here
+    (a group its caller had already joined is left alone)."""
+    import torch.distributed as dist
+
+    joined_before = dist.is_available() and dist.is_initialized()
+    info = setup(device)
+    try:
+        yield info
+    finally:
+        if not joined_before:
+            teardown()
+
+
+def _control() -> Any:
+    global _control_group
+    if _control_group is None:
+        import torch.distributed as dist
+
+        _control_group = dist.new_group(backend="gloo", timeout=MAIN_STAGE_TIMEOUT)
+    return _control_group
+
+
+def on_main(dist_info: Dist, work: Callable[[], T], what: str) -> T:
+    """Run `work()` on rank 0 alone while the other ranks wait; every rank gets its result.
+
+    Every rank must call this at the same point. Rank 0 sends its result (which must pickle) or
+    its failure to the others: when `work` raises there, rank 0 re-raises it and every other rank
+    raises a one-line UsageError naming `what`, instead of waiting at a collective that never comes.
+    """
+    if dist_info.world_size == 1:
+        return work()
+    import torch.distributed as dist
+
+    group = _control()
+    if dist_info.is_main:
+        try:
+            value = work()
+        except BaseException:
+            # The error being raised says more than a broken group would.
+            with contextlib.suppress(Exception):
+                dist.broadcast_object_list([(False, None)], src=0, group=group)
+            raise
+        dist.broadcast_object_list([(True, value)], src=0, group=group)
+        return value
+    message: list[Any] = [None]
+    dist.broadcast_object_list(message, src=0, group=group)
+    ok, value = message[0]
+    if not ok:
+        raise UsageError(f"rank {dist_info.rank}: rank 0 failed in {what}; rank 0's error says why")
+    return value
 
 
 def wrap(module: nn.Module, dist_info: Dist) -> nn.Module:

@@ -26,6 +26,7 @@ from llmkit.train.distributed import Dist, mean_across_ranks, wrap
 from llmkit.train.objectives import Objective, ObjectiveLoss
 
 Batches = Iterator[dict[str, torch.Tensor]]
+PER_RANK = "per_rank"  # a checkpoint's data position under torchrun: {"per_rank": [rank 0's, ...]}
 
 
 @dataclass
@@ -49,7 +50,7 @@ class TrainResult:
     """What a finished run reports (also written to the run's `train_result.json`)."""
 
     steps: int
-    train_loss: float
+    train_loss: float  # the last step's, averaged over the ranks under torchrun
     eval_loss: float | None
     tokens_per_second: float
     seconds: float
@@ -151,19 +152,41 @@ class Trainer:
         self.history = list(state.get("history", []))
         data_state = state.get("data")
         if data_state is not None and hasattr(self.train_batches, "load_state_dict"):
-            self.train_batches.load_state_dict(data_state)
+            self.train_batches.load_state_dict(self._rank_data_state(data_state, directory))
         self.log(f"resumed from {directory} at step {self.step}")
         return True
+
+    def _data_state(self) -> dict[str, Any] | None:
+        """The data position to checkpoint: under torchrun every rank's, gathered (a collective)."""
+        state = (
+            self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else None
+        )
+        if self.dist.world_size == 1:
+            return state
+        import torch.distributed
+
+        states: list[Any] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(states, state)
+        return None if all(s is None for s in states) else {PER_RANK: states}
+
+    def _rank_data_state(self, saved: Any, directory: Path) -> Any:
+        """This rank's part of a checkpoint's data position (all of it from a single process)."""
+        ranks = saved.get(PER_RANK) if isinstance(saved, dict) and len(saved) == 1 else None
+        if ranks is None:
+            return saved  # a single process's; the iterator refuses it when the ranks differ
+        if len(ranks) != self.dist.world_size:
+            raise UsageError(
+                f"{directory}: was saved by {len(ranks)} ranks, so only {len(ranks)} ranks can "
+                f"resume from it (this run has {self.dist.world_size}); train into a new output "
+                "directory, or start over with train.resume=false"
+            )
+        return ranks[self.dist.rank]
 
     def save(self, final: bool = False) -> Path:
         """Write a resumable checkpoint of the current step (rank 0); returns its directory."""
         directory = self.checkpoints / f"step-{self.step:07d}"
+        data_state = self._data_state()
         if self.dist.is_main:
-            data_state = (
-                self.train_batches.state_dict()
-                if hasattr(self.train_batches, "state_dict")
-                else None
-            )
             ckpt.save_checkpoint(
                 directory,
                 self.model,
@@ -277,6 +300,9 @@ class Trainer:
             if s.checkpoint_every and self.step % s.checkpoint_every == 0:
                 self.save()
         elapsed = time.perf_counter() - start
+        # The last step's loss, averaged over the ranks like the logged ones, so that every rank
+        # reports (and rank 0 writes) the same number.
+        train_loss = mean_across_ranks(train_loss, self.dist)
         if not s.eval_every and self.eval_batches is not None:
             eval_loss = self.evaluate() or math.nan
         final = self.save(final=True)
