@@ -9,6 +9,7 @@ Every metric comes from the `metric` plugins, so DDP ranks are summed with `Metr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -65,6 +66,20 @@ def _split_batch(batch: Any) -> tuple[Any, Any]:
     return batch[:, :-1], batch[:, 1:]
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode without autograd for the block; the model's training flag is restored after."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def evaluate_lm(
     model: nn.Module,
     batches: Iterable[Any],
@@ -89,24 +104,17 @@ def evaluate_lm(
             "metric", "bits_per_byte", ignore_index=ignore_index, token_bytes=list(token_bytes)
         )
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     seen = 0
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                if max_batches is not None and seen >= max_batches:
-                    break
-                inputs, targets = _split_batch(batch)
-                inputs = torch.as_tensor(inputs, dtype=torch.long).to(device)
-                targets = torch.as_tensor(targets, dtype=torch.long).to(device)
-                logits = logits_of(model(inputs))
-                ppl.update(logits, targets)
-                if bpb is not None:
-                    bpb.update(logits, targets)
-                seen += 1
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for batch in itertools.islice(batches, max_batches):
+            inputs, targets = _split_batch(batch)
+            inputs = torch.as_tensor(inputs, dtype=torch.long).to(device)
+            targets = torch.as_tensor(targets, dtype=torch.long).to(device)
+            logits = logits_of(model(inputs))
+            ppl.update(logits, targets)
+            if bpb is not None:
+                bpb.update(logits, targets)
+            seen += 1
     _sync(ppl)  # every rank syncs, even one that had no batch, or the others would wait forever
     if bpb is not None:
         _sync(bpb)
@@ -148,25 +156,18 @@ def evaluate_masked_lm(
     ppl = llmkit.create("metric", "perplexity", ignore_index=ignore_index)
     acc = llmkit.create("metric", "accuracy", ignore_index=ignore_index)
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     seen = 0
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                if max_batches is not None and seen >= max_batches:
-                    break
-                ids = torch.as_tensor(batch["input_ids"], dtype=torch.long).to(device)
-                labels = torch.as_tensor(batch["labels"], dtype=torch.long).to(device)
-                mask = batch.get("attention_mask")
-                if mask is not None:
-                    mask = torch.as_tensor(mask).to(device)
-                logits = logits_of(model(ids, attention_mask=mask))
-                ppl.update(logits, labels)
-                acc.update(logits.argmax(-1), labels)
-                seen += 1
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for batch in itertools.islice(batches, max_batches):
+            ids = torch.as_tensor(batch["input_ids"], dtype=torch.long).to(device)
+            labels = torch.as_tensor(batch["labels"], dtype=torch.long).to(device)
+            mask = batch.get("attention_mask")
+            if mask is not None:
+                mask = torch.as_tensor(mask).to(device)
+            logits = logits_of(model(ids, attention_mask=mask))
+            ppl.update(logits, labels)
+            acc.update(logits.argmax(-1), labels)
+            seen += 1
     _sync(ppl)
     _sync(acc)
     try:
@@ -204,31 +205,24 @@ def evaluate_seq2seq(
 
     ppl = llmkit.create("metric", "perplexity", ignore_index=ignore_index)
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     seen = 0
 
     def on_device(batch: dict[str, Any], key: str) -> Any:
         value = batch.get(key)
         return None if value is None else torch.as_tensor(value).to(device)
 
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                if max_batches is not None and seen >= max_batches:
-                    break
-                logits = logits_of(
-                    model(
-                        on_device(batch, "input_ids"),
-                        on_device(batch, "decoder_input_ids"),
-                        src_mask=on_device(batch, "attention_mask"),
-                        tgt_mask=on_device(batch, "decoder_attention_mask"),
-                    )
+    with evaluating(model):
+        for batch in itertools.islice(batches, max_batches):
+            logits = logits_of(
+                model(
+                    on_device(batch, "input_ids"),
+                    on_device(batch, "decoder_input_ids"),
+                    src_mask=on_device(batch, "attention_mask"),
+                    tgt_mask=on_device(batch, "decoder_attention_mask"),
                 )
-                ppl.update(logits, on_device(batch, "labels"))
-                seen += 1
-    finally:
-        model.train(was_training)
+            )
+            ppl.update(logits, on_device(batch, "labels"))
+            seen += 1
     _sync(ppl)
     try:
         result = ppl.compute()
@@ -371,36 +365,28 @@ def classify(
     directly; any other causal LM picks the label whose text (" " + name) is most likely after
     `template` filled with the text (zero-shot scoring by summed token log-probabilities).
     """
-    import torch
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     predictions: list[int] = []
-    try:
-        with torch.inference_mode():
-            if hasattr(model, "classify"):
-                pad = _pad_id(tokenizer)
-                for lo in range(0, len(texts), batch_size):
-                    rows = [
-                        ids[:max_length] for ids in _encode(tokenizer, texts[lo : lo + batch_size])
-                    ]
-                    ids, mask = _pad(rows, pad, device)
-                    logits = model.classify(ids, attention_mask=mask)  # type: ignore[operator]
-                    predictions.extend(int(i) for i in logits.argmax(dim=-1).tolist())
-                return predictions
-            options = [tokenizer.encode(" " + str(name)) for name in label_names]
-            if any(not o for o in options):
-                raise UsageError("a label encodes to no tokens; give non-empty label names")
-            from llmkit.inference.generation import context_length
+    with evaluating(model):
+        if hasattr(model, "classify"):
+            pad = _pad_id(tokenizer)
+            for lo in range(0, len(texts), batch_size):
+                rows = [ids[:max_length] for ids in _encode(tokenizer, texts[lo : lo + batch_size])]
+                ids, mask = _pad(rows, pad, device)
+                logits = model.classify(ids, attention_mask=mask)  # type: ignore[operator]
+                predictions.extend(int(i) for i in logits.argmax(dim=-1).tolist())
+            return predictions
+        options = [tokenizer.encode(" " + str(name)) for name in label_names]
+        if any(not o for o in options):
+            raise UsageError("a label encodes to no tokens; give non-empty label names")
+        from llmkit.inference.generation import context_length
 
-            limit = min(max_length, context_length(model) or max_length)
-            for text in texts:
-                prompt = list(tokenizer.encode(template.format(text=text)))
-                scores = _option_logprobs(model, prompt, options, limit, device)
-                predictions.append(max(range(len(scores)), key=scores.__getitem__))
-    finally:
-        model.train(was_training)
+        limit = min(max_length, context_length(model) or max_length)
+        for text in texts:
+            prompt = list(tokenizer.encode(template.format(text=text)))
+            scores = _option_logprobs(model, prompt, options, limit, device)
+            predictions.append(max(range(len(scores)), key=scores.__getitem__))
     return predictions
 
 

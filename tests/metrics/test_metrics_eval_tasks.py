@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from metrics_helpers import validation_shards
 
 import llmkit
 from llmkit.cli import cli
@@ -33,28 +34,10 @@ class Specials:
 
 
 def _shards(path: Path, tokens: np.ndarray) -> Any:
-    """Token shards holding `tokens` (one document; the writer appends EOS 0) as validation."""
-    from llmkit.data.shards import FORMAT_VERSION, MANIFEST, ShardWriter, TokenShards
+    """Token shards holding `tokens` as the validation split."""
+    from llmkit.data.shards import TokenShards
 
-    path.mkdir()
-    writer = ShardWriter(path, "validation", "uint16", eos_id=0, shard_tokens=1 << 20)
-    writer.add(tokens)
-    shards = writer.close()
-    split = {
-        "tokens": sum(s.tokens for s in shards),
-        "documents": 1,
-        "shards": [s.to_json() for s in shards],
-    }
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "fingerprint": "test",
-        "dtype": "uint16",
-        "vocab_size": VOCAB,
-        "eos_id": 0,
-        "splits": {"validation": split},
-    }
-    (path / MANIFEST).write_text(json.dumps(manifest))
-    return TokenShards(path, "validation")
+    return TokenShards(validation_shards(path, tokens, VOCAB), "validation")
 
 
 def _bert(seed: int = 0) -> Any:

@@ -15,6 +15,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from metrics_helpers import validation_shards
 from sklearn import metrics as skm
 from torch import nn
 
@@ -36,28 +37,7 @@ def _tiny_gpt(seed: int) -> nn.Module:
 
 def _shards(path: Path, tokens: np.ndarray) -> Path:
     """A prepared data directory holding `tokens` as the validation split (one document)."""
-    from llmkit.data.shards import FORMAT_VERSION, MANIFEST, ShardWriter
-
-    path.mkdir()
-    writer = ShardWriter(path, "validation", "uint16", eos_id=0, shard_tokens=1 << 20)
-    writer.add(tokens)
-    shards = writer.close()
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "fingerprint": "test",
-        "dtype": "uint16",
-        "vocab_size": VOCAB,
-        "eos_id": 0,
-        "splits": {
-            "validation": {
-                "tokens": sum(s.tokens for s in shards),
-                "documents": 1,
-                "shards": [s.to_json() for s in shards],
-            }
-        },
-    }
-    (path / MANIFEST).write_text(json.dumps(manifest))
-    return path
+    return validation_shards(path, tokens, VOCAB)
 
 
 def _read_png(data: bytes) -> np.ndarray:
