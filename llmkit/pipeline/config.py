@@ -142,6 +142,11 @@ class PipelineConfig(_Section):
         return value
 
     @property
+    def has_file(self) -> bool:
+        """True when the pipeline was read from a file (relative paths are relative to it)."""
+        return self._source is not None
+
+    @property
     def source(self) -> str:
         """The file the pipeline was read from, to name in errors ("pipeline" when built in code)."""
         return self._source or "pipeline"

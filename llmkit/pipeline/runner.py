@@ -85,7 +85,28 @@ def check(config: PipelineConfig) -> list[str]:
         plan.append(f"eval: {', '.join(eval_metrics(config))}")
     if not plan:
         raise UsageError("the pipeline has no stage; add tokenizer, data, train or eval")
+    check_inputs(config)  # the files last: a config error is worth knowing first
     return plan
+
+
+def check_inputs(config: PipelineConfig) -> None:
+    """The files the tokenizer trains on and the data stage reads must exist (paths as `run`
+    resolves them: relative to the pipeline file's directory)."""
+    from llmkit.data.readers import expand_paths
+
+    base = Path(config.source).resolve().parent if config.has_file else Path.cwd()
+    checks: list[tuple[str, list[str], dict[str, Any]]] = []
+    if config.tokenizer is not None and config.tokenizer.train_files:
+        checks.append(("tokenizer.train_files", config.tokenizer.train_files, {}))
+    if config.data is not None and config.data.get("inputs"):
+        inputs = config.data["inputs"]
+        patterns = {k: config.data.get(k) or () for k in ("include", "exclude")}
+        checks.append(("data.inputs", [inputs] if isinstance(inputs, str) else inputs, patterns))
+    for field, paths, patterns in checks:
+        try:
+            expand_paths([_resolve(base, str(p)) for p in paths], **patterns)
+        except UsageError as exc:
+            raise UsageError(f"{config.source}: {field}: {exc}") from None
 
 
 PLACEHOLDER_VOCAB = 256  # the model's vocab_size in `check`, before any tokenizer exists

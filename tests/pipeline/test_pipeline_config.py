@@ -192,3 +192,17 @@ def test_ranges_devices_and_output_are_checked_on_load(
         config.load(path, [override])
     [line] = str(info.value).splitlines()
     assert line.startswith(f"{path}: {message}"), line
+
+
+def test_validate_checks_that_the_input_files_exist(tmp_path: Path) -> None:
+    (tmp_path / "corpus.txt").write_text("some text\n")
+    text = GOOD.replace("tokenizer: {name: byte}", "tokenizer: {train_files: [corpus.txt]}")
+    path = write(tmp_path, text + "data: {inputs: [corpus.txt]}\n")
+    assert runner.check(config.load(path))  # relative to the pipeline file, as run reads them
+    for override, field in [
+        ("tokenizer.train_files=[nope.txt]", "tokenizer.train_files"),
+        ("data.inputs=[texts/*.txt]", "data.inputs"),
+    ]:
+        with pytest.raises(UsageError) as info:
+            runner.check(config.load(path, [override]))
+        assert str(info.value).startswith(f"{path}: {field}: {tmp_path}/")

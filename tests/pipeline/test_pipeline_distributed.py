@@ -107,7 +107,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_a_failure_of_rank_0_stops_the_other_ranks_with_one_line(tmp_path: Path) -> None:
-    pipeline, out = _pipeline(tmp_path, inputs=tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"  # passes validate on every rank; rank 0's data stage fails
+    empty.write_text("")
+    pipeline, out = _pipeline(tmp_path, inputs=empty)
     port = str(_free_port())
     # Two ranks started by hand (as torchrun does), so neither is killed when the other exits.
     procs = [
@@ -133,7 +135,7 @@ def test_a_failure_of_rank_0_stops_the_other_ranks_with_one_line(tmp_path: Path)
     finally:
         for p in procs:
             p.kill()
-    assert procs[0].returncode == 2 and "missing.txt" in err0, err0
+    assert procs[0].returncode == 2 and "no documents left after cleaning" in err0, err0
     assert procs[1].returncode == 2, err1
     assert err1.strip().splitlines() == [
         "Error: rank 1: rank 0 failed in the tokenizer and data stages; rank 0's error says why"

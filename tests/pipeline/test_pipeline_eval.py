@@ -243,6 +243,7 @@ eval: {{metrics: [{metric}]}}
 
 
 def test_validate_refuses_evaluating_an_encoder_trained_as_a_causal_lm(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("some text\n")  # validate checks that inputs exist
     pipe = write(
         tmp_path / "p.yaml",
         f"""
