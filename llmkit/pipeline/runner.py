@@ -152,9 +152,9 @@ def check_model(config: PipelineConfig) -> None:
             with no_weight_init():
                 llmkit.create("model", t.model.name, **params)
     except LlmkitError as exc:
-        raise _model_error(config, t.model.name, str(exc)) from None
+        raise _spec_error(config, "model", t.model.name, str(exc)) from None
     except Exception as exc:
-        raise _model_error(config, t.model.name, f"{type(exc).__name__}: {exc}") from exc
+        raise _spec_error(config, "model", t.model.name, f"{type(exc).__name__}: {exc}") from exc
 
 
 def check_optimization(config: PipelineConfig) -> None:
@@ -180,10 +180,6 @@ def check_optimization(config: PipelineConfig) -> None:
             llmkit.create("scheduler", t.scheduler.name, optimizer, **_scheduler_params(t))
         except (LlmkitError, ValueError, TypeError) as exc:
             raise _spec_error(config, "scheduler", t.scheduler.name, str(exc)) from None
-
-
-def _model_error(config: PipelineConfig, name: str, message: str) -> UsageError:
-    return _spec_error(config, "model", name, message)
 
 
 def _spec_error(config: PipelineConfig, kind: str, name: str, message: str) -> UsageError:
