@@ -11,13 +11,14 @@ BertForSequenceClassification / BertModel checkpoints).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmkit.errors import UsageError
+from llmkit.models.traits import ModelTraits
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.models.hf import reject_unexpected
 from llmkit.nn.block import Block
@@ -74,6 +75,8 @@ class BertConfig(ModelConfig):
 
 class Bert(nn.Module):
     """BERT encoder: `model(input_ids)` -> MLM logits (B, T, V); `model.classify(...)` -> (B, n_labels)."""
+
+    traits: ClassVar[ModelTraits] = ModelTraits("encoder", classifier=True, masked_lm=True, hf_model_types=("bert",))
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from llmkit.errors import RegistryError, UsageError
+from llmkit.models.traits import traits_of
 from llmkit.params import EXPECTED
 
 C = TypeVar("C", bound="ModelConfig")
@@ -215,4 +216,5 @@ def model_factory(
     build.__doc__ = config_cls.__doc__
     build.__name__ = build.__qualname__ = config_cls.model_name
     build.__module__ = model_cls.__module__
+    build.traits = traits_of(model_cls)  # type: ignore[attr-defined]  # asked before building
     return build

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from llmkit.errors import UsageError
+from llmkit.models.traits import ModelTraits
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.models.hf import reject_unexpected
 from llmkit.nn.block import Block
@@ -77,6 +78,8 @@ class GPTConfig(ModelConfig):
 
 class GPT(nn.Module):
     """Decoder-only Transformer LM: `model(input_ids)` -> logits (B, T, vocab_size)."""
+
+    traits: ClassVar[ModelTraits] = ModelTraits("decoder", hf_model_types=("gpt2",))
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()

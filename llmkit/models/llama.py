@@ -8,12 +8,13 @@ half-split ("rotate_half") layout of HF checkpoints, so their q/k weights load u
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from llmkit.errors import UsageError
+from llmkit.models.traits import ModelTraits
 from llmkit.models.config import model_factory
 from llmkit.models.gpt import GPT, GPTConfig
 from llmkit.models.hf import reject_unexpected
@@ -68,6 +69,8 @@ class LlamaConfig(GPTConfig):
 
 class Llama(GPT):
     """Llama-family decoder LM: `model(input_ids)` -> logits (B, T, vocab_size)."""
+
+    traits: ClassVar[ModelTraits] = ModelTraits("decoder", hf_model_types=("llama",))
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from llmkit.models.traits import ModelTraits
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
@@ -89,6 +90,8 @@ class TransformerConfig(ModelConfig):
 
 class Transformer(nn.Module):
     """Encoder-decoder: `model(src_ids, tgt_ids)` -> logits (B, T, V); `encode` and `decode` apart."""
+
+    traits: ClassVar[ModelTraits] = ModelTraits("encoder-decoder")
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
