@@ -1,11 +1,13 @@
 """The pluggy hook specifications: one `register_<kinds>(register)` hook per component kind, plus CLI commands.
 
-Adding a component kind is one line in `KINDS`; its hook is generated from it.
+Each hook receives a `Register` callback; a plugin calls it once per component it provides.
+Adding a component kind is one line in `KINDS` and one hook below (a test checks they agree).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pluggy
 
@@ -13,11 +15,18 @@ PROJECT = "llmkit"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: What builds a component: a class or function, called with the component's options.
+Factory = Callable[..., Any]
+
 #: Component kind -> name of the hook that plugins implement to register components of that kind.
 KINDS: dict[str, str] = {
     "tokenizer": "register_tokenizers",
     "attention": "register_attentions",
+    "norm": "register_norms",
+    "mlp": "register_mlps",
+    "position": "register_positions",
     "model": "register_models",
+    "objective": "register_objectives",
     "optimizer": "register_optimizers",
     "scheduler": "register_schedulers",
     "loss": "register_losses",
@@ -27,25 +36,72 @@ KINDS: dict[str, str] = {
 }
 
 
+class Register(Protocol):
+    """The callback each `register_<kinds>` hook receives: add one component of that kind.
+
+    `factory` is a callable or a lazy ``"package.module:Name"`` string (imported only when the
+    component is used); `summary` is the one line `llmkit components` shows (default: the
+    factory's first docstring line).
+    """
+
+    def __call__(self, name: str, factory: Factory | str, summary: str | None = None) -> None: ...
+
+
 class Specs:
-    """Hook specifications; the per-kind hooks are added below from `KINDS`."""
+    """Hook specifications: one hook per component kind in `KINDS`, plus `register_commands`."""
+
+    @hookspec
+    def register_tokenizers(self, register: Register) -> None:
+        """Register tokenizers: factories that load or build a tokenizer (`bpe`, `wordpiece`)."""
+
+    @hookspec
+    def register_attentions(self, register: Register) -> None:
+        """Register attention modules: `cls(d_model, n_heads, ...)` (see `llmkit.nn.attention`)."""
+
+    @hookspec
+    def register_norms(self, register: Register) -> None:
+        """Register normalisation layers: `cls(d_model, eps=..., bias=...)` (see `llmkit.nn.norms`)."""
+
+    @hookspec
+    def register_mlps(self, register: Register) -> None:
+        """Register feed-forward blocks: `cls(d_model, hidden, bias=..., dropout=...)` (`llmkit.nn.mlp`)."""
+
+    @hookspec
+    def register_positions(self, register: Register) -> None:
+        """Register position schemes: `cls(d_model=, n_heads=, head_dim=, max_positions=, theta=)`."""
+
+    @hookspec
+    def register_models(self, register: Register) -> None:
+        """Register model architectures: factories `name(config: dict) -> nn.Module`."""
+
+    @hookspec
+    def register_objectives(self, register: Register) -> None:
+        """Register training objectives: how records batch, how a batch becomes a loss, how it evaluates."""
+
+    @hookspec
+    def register_optimizers(self, register: Register) -> None:
+        """Register optimizers: factories `name(params, lr=..., ...) -> torch.optim.Optimizer`."""
+
+    @hookspec
+    def register_schedulers(self, register: Register) -> None:
+        """Register learning-rate schedules: factories `name(optimizer, ...) -> LRScheduler`."""
+
+    @hookspec
+    def register_losses(self, register: Register) -> None:
+        """Register losses: modules called as `loss(logits, targets)`."""
+
+    @hookspec
+    def register_metrics(self, register: Register) -> None:
+        """Register metrics: objects with `update(...)` and `compute()`."""
+
+    @hookspec
+    def register_cleaners(self, register: Register) -> None:
+        """Register text cleaners: callables from a record's text to cleaned text (or None to drop it)."""
+
+    @hookspec
+    def register_datasets(self, register: Register) -> None:
+        """Register dataset readers and batchers: iterables of records or batches."""
 
     @hookspec
     def register_commands(self, cli: Any) -> None:
         """Add Click commands or groups to the `llmkit` CLI group `cli` (call `cli.add_command`)."""
-
-
-def _kind_spec(kind: str, hook_name: str) -> Any:
-    def spec(register: Any) -> None:
-        pass
-
-    spec.__name__ = hook_name
-    spec.__doc__ = (
-        f"Register {kind} components: call `register(name, factory, summary=None)` for each;"
-        " `factory` is a callable or a lazy 'module:attribute' string."
-    )
-    return hookspec(spec)
-
-
-for _kind, _hook in KINDS.items():
-    setattr(Specs, _hook, staticmethod(_kind_spec(_kind, _hook)))

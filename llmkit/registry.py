@@ -9,14 +9,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmkit.errors import RegistryError
-from llmkit.hookspecs import KINDS
-
-Factory = Callable[..., Any]
+from llmkit.hookspecs import KINDS, Factory
 
 
 @dataclass

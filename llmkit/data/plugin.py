@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 _C = "llmkit.data.cleaners"
 _D = "llmkit.data.dedup"
@@ -12,7 +12,7 @@ _R = "llmkit.data.readers"
 
 
 @hookimpl
-def register_datasets(register: Any) -> None:
+def register_datasets(register: Register) -> None:
     """Streaming readers."""
     register("text", f"{_R}:TextReader", summary="Plain text files/globs/dirs (.gz/.xz/.bz2)")
     register("jsonl", f"{_R}:JsonlReader", summary="JSON Lines with text (+label/target) fields")
@@ -27,7 +27,7 @@ def register_datasets(register: Any) -> None:
 
 
 @hookimpl
-def register_cleaners(register: Any) -> None:
+def register_cleaners(register: Register) -> None:
     """Cleaners, in the order a pipeline usually applies them."""
     register("nfc", f"{_C}:nfc", summary="Unicode NFC normalisation")
     register("nfkc", f"{_C}:nfkc", summary="Unicode NFKC normalisation (folds ligatures, widths)")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 
 @hookimpl
-def register_losses(register: Any) -> None:
+def register_losses(register: Register) -> None:
     """Cross-entropy over tokens or classes, and KL divergence between two distributions."""
     register(
         "cross_entropy",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 _METRICS: dict[str, tuple[str, str]] = {
     "accuracy": ("classification:Accuracy", "Fraction of correct predictions (top-k with scores)"),
@@ -28,7 +28,7 @@ _METRICS: dict[str, tuple[str, str]] = {
 
 
 @hookimpl
-def register_metrics(register: Any) -> None:
+def register_metrics(register: Register) -> None:
     """Register the built-in metrics (lazily: nothing heavy is imported here)."""
     for name, (target, summary) in _METRICS.items():
         register(name, f"llmkit.metrics.{target}", summary=summary)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 MODELS = {
     "gpt": ("llmkit.models.gpt:gpt", "Decoder-only causal LM in the GPT-2 layout, tied LM head"),
@@ -19,7 +18,7 @@ MODELS = {
 
 
 @hookimpl
-def register_models(register: Callable[..., Any]) -> None:
+def register_models(register: Register) -> None:
     """Register gpt, bert, transformer and llama."""
     for name, (target, summary) in MODELS.items():
         register(name, target, summary=summary)

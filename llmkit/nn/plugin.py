@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 ATTENTIONS = {
     "mha": ("Attention", "Multi-head attention in plain tensor math (the reference)"),
@@ -18,7 +15,7 @@ ATTENTIONS = {
 
 
 @hookimpl
-def register_attentions(register: Callable[..., Any]) -> None:
+def register_attentions(register: Register) -> None:
     """Register every attention variant of llmkit.nn.attention."""
     for name, (cls, summary) in ATTENTIONS.items():
         register(name, f"llmkit.nn.attention:{cls}", summary=summary)

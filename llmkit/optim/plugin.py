@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 
 @hookimpl
-def register_optimizers(register: Any) -> None:
+def register_optimizers(register: Register) -> None:
     """Adam, AdamW, SGD from torch (fused kernels where available) and LAMB."""
     register("adam", "llmkit.optim.factories:adam", summary="Adam (torch, fused when available)")
     register("adamw", "llmkit.optim.factories:adamw", summary="AdamW, decoupled weight decay")
@@ -17,7 +15,7 @@ def register_optimizers(register: Any) -> None:
 
 
 @hookimpl
-def register_schedulers(register: Any) -> None:
+def register_schedulers(register: Register) -> None:
     """Warm-up followed by cosine, linear or constant learning rate."""
     register("cosine", "llmkit.optim.schedules:cosine", summary="Linear warm-up, cosine decay")
     register("linear", "llmkit.optim.schedules:linear", summary="Linear warm-up, linear decay")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmkit.hookspecs import hookimpl
+from llmkit.hookspecs import Register, hookimpl
 
 
 @hookimpl
-def register_tokenizers(register: Any) -> None:
+def register_tokenizers(register: Register) -> None:
     """bpe, wordpiece, byte and char (lazy factories: nothing heavy is imported here)."""
     register(
         "bpe",

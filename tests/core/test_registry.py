@@ -224,3 +224,16 @@ def test_hook_with_wrong_argument_names_is_explained() -> None:
     plugin = make_plugin(register_metrics=lambda reg: reg("x", Scale))
     with pytest.raises(RegistryError, match=r"plugin 'typo'.*can not be found in the hookspec"):
         llmkit.register_plugin(plugin, name="typo")
+
+
+def test_every_kind_has_a_written_hook_spec_and_every_spec_a_kind() -> None:
+    from llmkit.hookspecs import KINDS, Specs
+
+    specs = {name for name in vars(Specs) if name.startswith("register_")}
+    assert specs - {"register_commands"} == set(KINDS.values())
+    for hook in specs:
+        doc = getattr(Specs, hook).__doc__ or ""
+        assert doc.strip() and "\n" not in doc.strip(), f"{hook} needs a one-line docstring"
+    host = plugins.PluginHost()
+    for hook in KINDS.values():
+        assert getattr(host.pm.hook, hook).spec is not None
