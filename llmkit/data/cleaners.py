@@ -175,20 +175,50 @@ class Lowercase(TextCleaner):
 
 # -- noise ---------------------------------------------------------------------------------------
 
-_HTML_DROP = re.compile(r"<(script|style|noscript)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.I | re.S)
-_HTML_BLOCK = re.compile(
-    r"<br\s*/?>|</?(?:p|div|li|ul|ol|tr|td|th|table|h[1-6]|section|article|header|footer|"
-    r"blockquote|pre|nav|aside|hr|dd|dt|dl)\b[^<>]*>",
-    re.I,
+# The elements of the HTML Living Standard plus the obsolete ones still found in old pages; a
+# `<word>` whose name is not here (`<mask>`, `<plugin>`, `<stdin>`) is text, not markup.
+HTML_ELEMENTS = frozenset((
+    "a", "abbr", "acronym", "address", "applet", "area", "article", "aside", "audio", "b", "base",
+    "basefont", "bdi", "bdo", "bgsound", "big", "blink", "blockquote", "body", "br", "button",
+    "canvas", "caption", "center", "cite", "code", "col", "colgroup", "data", "datalist", "dd",
+    "del", "details", "dfn", "dialog", "dir", "div", "dl", "dt", "em", "embed", "fieldset",
+    "figcaption", "figure", "font", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4",
+    "h5", "h6", "head", "header", "hgroup", "hr", "html", "i", "iframe", "img", "input", "ins",
+    "kbd", "keygen", "label", "legend", "li", "link", "main", "map", "mark", "marquee", "menu",
+    "menuitem", "meta", "meter", "nav", "nobr", "noembed", "noframes", "noscript", "object", "ol",
+    "optgroup", "option", "output", "p", "param", "picture", "plaintext", "pre", "progress", "q",
+    "rb", "rp", "rt", "rtc", "ruby", "s", "samp", "search", "script", "section", "select", "slot",
+    "small", "source", "span", "strike", "strong", "style", "sub", "summary", "sup", "table",
+    "tbody", "td", "template", "textarea", "tfoot", "th", "thead", "time", "title", "tr", "track",
+    "tt", "u", "ul", "var", "video", "wbr", "xmp"
+))  # fmt: skip
+_HTML_BLOCKS = frozenset((
+    "address", "article", "aside", "blockquote", "br", "dd", "details", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+    "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td",
+    "th", "tr", "ul"
+))  # fmt: skip
+_HTML_DROP = re.compile(
+    r"<(script|style|noscript)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<!doctype\b[^>]*>|<\?xml\b.*?\?>",
+    re.I | re.S,
 )
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<![A-Za-z][^<>]*>")
+# A start or end tag: a name, then attributes whose quoted values may hold `<` or `>`.
+_HTML_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)(?:\s(?:[^<>\"']|\"[^\"]*\"|'[^']*')*)?/?>")
+
+
+def _tag(match: re.Match[str]) -> str:
+    """What a tag becomes: nothing (a line break for block tags) if it is HTML, else itself."""
+    name = match.group(1).lower()
+    if name not in HTML_ELEMENTS:
+        return match.group(0)
+    return "\n" if name in _HTML_BLOCKS else ""
 
 
 class StripHtml(TextCleaner):
-    """Remove HTML tags, comments, scripts and styles, and decode entities (``&amp;`` -> ``&``).
+    """Remove HTML tags, comments, doctypes, scripts and styles, and decode entities (``&amp;``).
 
-    Block tags (p, div, br, li, ...) become line breaks so that words do not run together; text
-    like ``a < b`` that is not a tag stays.
+    Only tags of known HTML elements go: ``<mask>``, ``<plugin>`` or ``a < b > c`` stay. Block
+    tags (p, div, br, li, ...) become line breaks so that words do not run together.
     """
 
     name = "strip_html"
@@ -196,8 +226,7 @@ class StripHtml(TextCleaner):
     def transform(self, text: str) -> str:
         if "<" in text:
             text = _HTML_DROP.sub("", text)
-            text = _HTML_BLOCK.sub("\n", text)
-            text = _HTML_TAG.sub("", text)
+            text = _HTML_TAG.sub(_tag, text)
         if "&" in text:
             text = html.unescape(text)
         return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmkit
-from llmkit.data.cleaners import add_stopwords, symbol_ratio
+from llmkit.data.cleaners import HTML_ELEMENTS, add_stopwords, symbol_ratio
 from llmkit.data.pipeline import CleaningPipeline, format_report, load_report, save_report
 from llmkit.data.records import Record
 from llmkit.errors import RegistryError, UsageError
@@ -53,6 +54,47 @@ def test_strip_html_tags_scripts_and_entities() -> None:
     assert "<" not in out.replace("3 < 4", "") and "color" not in out and "var a" not in out
     assert "Fish & chips\u00a0cost £5." in out
     assert "Since 3 < 4 and 5 > 2, bold link." in out
+
+
+def test_strip_html_keeps_angle_brackets_that_are_not_html() -> None:
+    text = (
+        "Fill in the <mask> token; load the <plugin> named in <config>.\n"
+        '  File "<stdin>", line 1, in <module>\n'
+        "Types look like <class 'int'>; and a < b > c holds."
+    )
+    assert run("strip_html", [text]) == [text]
+    page = (
+        '<!DOCTYPE html><?xml version="1.0"?><DIV class="x">Use <code>&lt;mask&gt;</code> '
+        "<a title=\"a > b\" href='y'>here</a><noscript>enable JS</noscript></DIV>"
+    )
+    assert run("strip_html", [page]) == ["\nUse <mask> here\n"]
+
+
+_HTML_NAMES = sorted(HTML_ELEMENTS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="<")))
+def test_strip_html_only_decodes_entities_in_text_without_tags(text: str) -> None:
+    assert run("strip_html", [text]) == [html.unescape(text)]
+    if "&" not in text:
+        assert run("strip_html", [text]) == [text]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="<&")),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,11}", fullmatch=True).filter(
+        lambda w: w.lower() not in HTML_ELEMENTS
+    ),
+    st.sampled_from(_HTML_NAMES),
+    st.text(alphabet=st.characters(blacklist_characters="<&")),
+)
+def test_strip_html_keeps_a_non_html_word_tag(before: str, word: str, tag: str, after: str) -> None:
+    out = run("strip_html", [f"{before}<{word}><{tag}>{after}</{tag}></{word}>"])[0]
+    assert out is not None
+    assert f"<{word}>" in out and f"</{word}>" in out
+    assert f"<{tag}>" not in out and after in out
 
 
 def test_urls_and_emails() -> None:
