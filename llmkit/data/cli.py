@@ -111,7 +111,11 @@ def prepare(
             nl=False,
         )
 
-    result = run_prepare(cfg, force=force, progress=progress if show else None)
+    def warn(line: str) -> None:
+        if quiet:  # otherwise the report printed below holds the warning
+            click.echo(line, err=True)
+
+    result = run_prepare(cfg, force=force, progress=progress if show else None, warn=warn)
     if show and not result.skipped:
         click.echo("", err=True)
     m = result.manifest

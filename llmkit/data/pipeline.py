@@ -222,6 +222,7 @@ def format_report(report: dict[str, Any], examples: bool = True) -> str:
     for key, label in (("tokens", "tokens"), ("documents", "documents")):
         if report.get(key):
             lines.append(f"{label}: {report[key]}")
+    lines += [f"warning: {line}" for line in report.get("warnings", [])]
     if examples:
         for s in report.get("steps", []):
             for ex in s.get("examples", []):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -36,6 +37,7 @@ from llmkit.registry import unknown_message
 from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
 
 REPORT = "cleaning_report.json"
+log = logging.getLogger(__name__)
 DEFAULT_CLEAN = ["nfc", "control_chars", "missing"]
 
 
@@ -336,6 +338,28 @@ class PrepareResult:
     report: dict[str, Any]
     manifest: dict[str, Any]
 
+    @property
+    def warnings(self) -> list[str]:
+        """Problems that did not stop the run (an empty split), as the report records them."""
+        return list(self.report.get("warnings", []))
+
+
+def split_warnings(cfg: PrepareConfig, documents: dict[str, int]) -> list[str]:
+    """One line per split that came out empty although documents were asked for it."""
+    total = sum(documents.values())
+    out: list[str] = []
+    if float(cfg.validation) > 0 and documents.get("validation", 0) == 0:
+        out.append(
+            f"the validation split is empty (validation {cfg.validation} of {total} documents); "
+            "evaluation needs one: raise validation, or set it to 0 to train without"
+        )
+    if total and documents.get("train", 0) == 0:
+        out.append(
+            f"the train split is empty (validation {cfg.validation} of {total} documents); "
+            "lower validation"
+        )
+    return out
+
 
 def _chunks(
     records: Iterator[Record], chunk_chars: int, batch_docs: int = 100_000
@@ -382,11 +406,13 @@ def prepare(
     cfg: PrepareConfig,
     force: bool = False,
     progress: Callable[[dict[str, float]], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> PrepareResult:
     """Clean and tokenize `cfg.inputs` into token shards in `cfg.output` (idempotent; atomic).
 
     `progress`, if given, is called after each tokenized chunk with the bytes read, documents and
-    tokens written so far and the seconds elapsed.
+    tokens written so far and the seconds elapsed. Each warning (an empty split) goes to the report
+    and to `warn`, by default this module's logger.
     """
     import numpy as np
 
@@ -481,11 +507,17 @@ def prepare(
         shards = {name: w.close() for name, w in writers.items()}
         total_docs = sum(w.documents for w in writers.values())
         seconds = time.perf_counter() - started
+        warnings = (
+            split_warnings(cfg, {name: w.documents for name, w in writers.items()})
+            if total_docs
+            else []
+        )
         report = pipeline.report(
             reader.stats,
             documents=total_docs,
             tokens=sum(w.tokens for w in writers.values()),
             seconds=round(seconds, 3),
+            **({"warnings": warnings} if warnings else {}),
         )
         save_report(report, out_dir / REPORT)
         if total_docs == 0:
@@ -524,6 +556,8 @@ def prepare(
         for w in writers.values():
             w.abort()
         raise
+    for line in warnings:
+        (warn or log.warning)(f"warning: {out_dir}: {line}")
     return PrepareResult(out_dir, False, report, manifest)
 
 

@@ -371,3 +371,25 @@ def test_output_inside_the_input_directory_is_not_read_back(
     first = prepare(config([str(corpus_dir)], out))
     again = prepare(config([str(corpus_dir)], out))
     assert again.skipped and len(first.manifest["inputs"]) == 5
+
+
+def test_an_empty_validation_split_is_a_warning(
+    tmp_path: Path, corpus_dir: Path, tiny_tokenizer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="llmkit.data.prepare"):
+        result = prepare(config([str(corpus_dir)], out, validation=0.01))
+    assert result.manifest["splits"]["validation"]["documents"] == 0  # 1% of five documents
+    assert len(result.warnings) == 1 and "validation split is empty" in result.warnings[0]
+    assert "raise validation" in caplog.text and str(out) in caplog.text
+    assert json.loads((out / "cleaning_report.json").read_text())["warnings"] == result.warnings
+    res = CliRunner().invoke(
+        cli,
+        ["data", "prepare", str(corpus_dir), "--tokenizer", "testbytes", "-o", str(out), "--force"],
+    )
+    assert res.exit_code == 0 and "warning: the validation split is empty" in res.output
+    res = CliRunner().invoke(cli, ["data", "report", str(out)])
+    assert "warning: the validation split is empty" in res.output
+    # asked for no validation split: nothing to warn about
+    result = prepare(config([str(corpus_dir)], tmp_path / "none", validation=0.0))
+    assert result.warnings == [] and "warnings" not in result.report
