@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What can go wrong in the core: bad input (a pattern, a vocabulary, an id, a special token) or I/O.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// Bad input from the caller; the message says what and where.
     Invalid(String),

@@ -2,10 +2,10 @@
 //! work, Rust errors as `ValueError`/`OSError`.
 
 use crate::bpe::{Bpe as CoreBpe, SpecialSet};
-use crate::error::Error;
 use crate::pretok::Pretokenizer;
+use crate::py::py_err;
 use crate::trainer::{train, WordCounter};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyBytes, PyList};
@@ -14,13 +14,6 @@ use std::sync::Arc;
 
 /// What `BpeTrainer.train` returns: token bytes by id, number of special tokens, merges.
 type TrainResult<'py> = (Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>);
-
-fn py_err(e: Error) -> PyErr {
-    match e {
-        Error::Invalid(m) => PyValueError::new_err(m),
-        Error::Io(m) => PyOSError::new_err(m),
-    }
-}
 
 fn pool(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     match threads {

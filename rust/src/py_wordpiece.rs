@@ -4,18 +4,13 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::error::Error;
+use crate::py::py_err;
 use crate::wordpiece::{self, Config, Normalizer, Specials, TrainConfig, WordCounts, WordPiece};
-
-fn to_py(e: wordpiece::Error) -> PyErr {
-    match e {
-        wordpiece::Error::Invalid(m) => PyValueError::new_err(m),
-        wordpiece::Error::Io(m) => PyOSError::new_err(m),
-    }
-}
 
 /// A WordPiece tokenizer (vocabulary + BERT normalizer/pre-tokenizer settings). Immutable.
 #[pyclass(module = "llmkit._rust", name = "WordPiece", frozen)]
@@ -92,11 +87,9 @@ impl PyWordPiece {
             .allow_threads(|| match (tokens, path) {
                 (Some(tokens), None) => WordPiece::new(tokens, config),
                 (None, Some(path)) => WordPiece::from_vocab_file(&path, config),
-                _ => Err(wordpiece::Error::Invalid(
-                    "pass exactly one of tokens and path".into(),
-                )),
+                _ => Err(Error::Invalid("pass exactly one of tokens and path".into())),
             })
-            .map_err(to_py)?;
+            .map_err(py_err)?;
         Ok(PyWordPiece { inner })
     }
 
@@ -183,7 +176,7 @@ impl PyWordPiece {
             checked.push(id as u32);
         }
         py.allow_threads(|| self.inner.decode(&checked, skip_special_tokens, cleanup))
-            .map_err(to_py)
+            .map_err(py_err)
     }
 
     /// `text` after BERT normalization.
@@ -308,7 +301,7 @@ impl PyWordPieceTrainer {
     fn feed_files(&mut self, py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<()> {
         let counts = &mut self.counts;
         py.allow_threads(|| paths.iter().try_for_each(|p| counts.add_file(p)))
-            .map_err(to_py)
+            .map_err(py_err)
     }
 
     /// Invalid UTF-8 sequences replaced so far.
@@ -357,7 +350,7 @@ impl PyWordPieceTrainer {
         };
         let counts = &self.counts;
         py.allow_threads(|| wordpiece::train(counts, &cfg))
-            .map_err(to_py)
+            .map_err(py_err)
     }
 }
 

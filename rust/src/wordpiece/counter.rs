@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::normalizer::{Normalizer, Scratch};
 use super::pretokenizer::{for_each_word, is_separator, split_at_whitespace};
-use super::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Word counts of a corpus, after normalization and pre-tokenization. Counts are sums, so they
 /// do not depend on how the corpus is split into texts or over threads.

@@ -5,9 +5,10 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use super::describe;
 use super::normalizer::{Normalizer, Scratch};
 use super::pretokenizer::{for_each_word, split_at_whitespace};
-use super::{describe, invalid, Error, Result};
+use crate::error::{Error, Result};
 
 /// A part of a text: ordinary text, or a special token's id.
 #[derive(Debug, Clone, Copy)]
@@ -105,13 +106,17 @@ impl WordPiece {
         place: impl Fn(usize) -> String,
     ) -> Result<Self> {
         if vocab.len() > u32::MAX as usize {
-            return invalid("vocabulary has more than 2^32 tokens");
+            return Err(Error::invalid("vocabulary has more than 2^32 tokens"));
         }
         if config.continuing_subword_prefix.is_empty() {
-            return invalid("continuing_subword_prefix must not be empty");
+            return Err(Error::invalid(
+                "continuing_subword_prefix must not be empty",
+            ));
         }
         if config.max_input_chars_per_word == 0 {
-            return invalid("max_input_chars_per_word must be at least 1");
+            return Err(Error::invalid(
+                "max_input_chars_per_word must be at least 1",
+            ));
         }
         let prefix = config.continuing_subword_prefix.as_str();
         let mut ids: FxHashMap<Box<str>, u32> = FxHashMap::default();
@@ -120,29 +125,29 @@ impl WordPiece {
         let (mut max_len, mut max_continuation_len) = (0, 0);
         for (id, token) in vocab.iter().enumerate() {
             if token.is_empty() {
-                return invalid(format!("{}: empty token", place(id)));
+                return Err(Error::invalid(format!("{}: empty token", place(id))));
             }
             if token.contains(['\n', '\r']) {
-                return invalid(format!(
+                return Err(Error::invalid(format!(
                     "{}: {} contains a line break",
                     place(id),
                     describe(token)
-                ));
+                )));
             }
             if token.ends_with(char::is_whitespace) {
-                return invalid(format!(
+                return Err(Error::invalid(format!(
                     "{}: {} ends with whitespace",
                     place(id),
                     describe(token)
-                ));
+                )));
             }
             if let Some(&first) = ids.get(token.as_str()) {
-                return invalid(format!(
+                return Err(Error::invalid(format!(
                     "{}: duplicate token {} (first at {})",
                     place(id),
                     describe(token),
                     place(first as usize)
-                ));
+                )));
             }
             ids.insert(token.as_str().into(), id as u32);
             max_len = max_len.max(token.len());
@@ -154,19 +159,19 @@ impl WordPiece {
             }
         }
         let Some(&unk_id) = ids.get(config.unk_token.as_str()) else {
-            return invalid(format!(
+            return Err(Error::invalid(format!(
                 "the vocabulary has no unk_token {}; add it or pass another unk_token",
                 describe(&config.unk_token)
-            ));
+            )));
         };
         let mut special_ids = Vec::with_capacity(config.special_tokens.len());
         let mut is_special = vec![false; vocab.len()];
         for s in &config.special_tokens {
             let Some(&id) = ids.get(s.as_str()) else {
-                return invalid(format!(
+                return Err(Error::invalid(format!(
                     "special token {} is not in the vocabulary",
                     describe(s)
-                ));
+                )));
             };
             if !is_special[id as usize] {
                 special_ids.push(id);
@@ -463,10 +468,10 @@ impl WordPiece {
         let mut first = true;
         for &id in ids {
             let Some(token) = self.vocab.get(id as usize) else {
-                return invalid(format!(
+                return Err(Error::invalid(format!(
                     "id {id} is out of range for a vocabulary of {} tokens",
                     self.vocab.len()
-                ));
+                )));
             };
             if skip_special_tokens && self.is_special[id as usize] {
                 continue;

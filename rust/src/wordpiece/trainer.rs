@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::counter::WordCounts;
-use super::{invalid, Result};
+use crate::error::{Error, Result};
 
 /// Settings of [`train`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,14 +169,14 @@ pub fn train(counts: &WordCounts, cfg: &TrainConfig) -> Result<Vec<String>> {
         cont_ids.insert(ch, add(format!("{prefix}{ch}"), &mut id2w, &mut w2id));
     }
     if cfg.vocab_size < id2w.len() {
-        return invalid(format!(
+        return Err(Error::invalid(format!(
             "vocab_size={} is smaller than the {} special tokens and {} initial characters \
              (with their {prefix} forms) of this corpus; use at least {} or set limit_alphabet",
             cfg.vocab_size,
             cfg.special_tokens.len(),
             id2w.len() - cfg.special_tokens.len(),
             id2w.len()
-        ));
+        )));
     }
 
     let mut symbols: Vec<Vec<u32>> = words

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
+use super::describe;
 use super::model::{Config, WordPiece};
-use super::{describe, invalid, Error, Result};
+use crate::error::{Error, Result};
 
 /// Parse `vocab.txt` bytes; `name` is used in error messages.
 pub fn parse_vocab(bytes: &[u8], name: &str) -> Result<Vec<String>> {
@@ -19,19 +20,21 @@ pub fn parse_vocab(bytes: &[u8], name: &str) -> Result<Vec<String>> {
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let lineno = i + 1;
         let Ok(line) = std::str::from_utf8(line) else {
-            return invalid(format!("{name} line {lineno}: invalid UTF-8"));
+            return Err(Error::invalid(format!(
+                "{name} line {lineno}: invalid UTF-8"
+            )));
         };
         let token = line.trim_end();
         if token.is_empty() {
-            return invalid(format!(
+            return Err(Error::invalid(format!(
                 "{name} line {lineno}: empty line (a vocab.txt has one token per line)"
-            ));
+            )));
         }
         if let Some(first) = seen.insert(token, lineno) {
-            return invalid(format!(
+            return Err(Error::invalid(format!(
                 "{name} line {lineno}: duplicate token {} (first on line {first})",
                 describe(token)
-            ));
+            )));
         }
         vocab.push(token.to_owned());
     }
@@ -47,7 +50,9 @@ impl WordPiece {
         let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{name}: {e}")))?;
         let vocab = parse_vocab(&bytes, &name)?;
         if vocab.is_empty() {
-            return invalid(format!("{name}: the vocabulary file is empty"));
+            return Err(Error::invalid(format!(
+                "{name}: the vocabulary file is empty"
+            )));
         }
         Self::build(vocab, config, |id| format!("{name} line {}", id + 1)).map_err(|e| match e {
             Error::Invalid(m) if !m.starts_with(&name) => Error::Invalid(format!("{name}: {m}")),
