@@ -72,9 +72,8 @@ class ModelConfig:
             raise UsageError(
                 f"position='rope' needs an even head size, d_model/n_heads={d_model // n_heads}"
             )
-        _check_choice("position", position, ("none", "learned", "sinusoidal", "rope", "alibi"))
-        _check_choice("norm", getattr(self, "norm", None), ("layernorm", "rmsnorm"))
-        _check_choice("mlp", getattr(self, "mlp", None), ("gelu", "gelu_tanh", "relu", "swiglu"))
+        for kind in ("position", "norm", "mlp"):
+            check_choice(kind, kind, getattr(self, kind, None))
         for field in ("n_layers", "vocab_size", "max_positions"):
             value = getattr(self, field, 1)
             if value <= 0:
@@ -119,9 +118,14 @@ def _field_adapters(cls: type) -> dict[str, Any]:
     return _ADAPTERS[cls]
 
 
-def _check_choice(field: str, value: str | None, choices: tuple[str, ...]) -> None:
-    if value is not None and value not in choices:
-        raise UsageError(f"{field}: unknown choice '{value}'; choose one of {', '.join(choices)}")
+def check_choice(field: str, kind: str, value: str | None) -> None:
+    """A part chosen by name (norm, mlp, position) must be a registered `kind`, built-in or a plugin's."""
+    from llmkit.api import components
+    from llmkit.registry import unknown_message
+
+    names = [component.name for component in components(kind)]
+    if value is not None and value not in names:
+        raise UsageError(f"{field}: {unknown_message('choice', value, names)}")
 
 
 def check_attention(field: str, name: str) -> None:

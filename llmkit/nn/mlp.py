@@ -1,11 +1,17 @@
-"""Position-wise feed-forward blocks, chosen by name: GELU (exact or tanh), ReLU, SwiGLU."""
+"""Position-wise feed-forward blocks, registered as `mlp` components: GELU (exact or tanh), ReLU, SwiGLU.
+
+An MLP component is a class (or factory) called as `cls(d_model, hidden, bias=bias, dropout=dropout)`
+with the model's width, its feed-forward width (`d_ff`, default 4 * d_model), its `bias` flag and
+its dropout rate, returning an `nn.Module` that maps (B, T, d_model) to (B, T, d_model). Name the
+output projection `down` if the model's scaled init of residual projections should reach it.
+"""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmkit.errors import UsageError
+from llmkit.nn.components import build_part
 from llmkit.nn.dropout import dropout_layer
 
 
@@ -37,6 +43,27 @@ class MLP(nn.Module):
         return self.dropout(self.down(h))  # (B, T, D)
 
 
+class GeluMLP(MLP):
+    """MLP with exact GELU (BERT, Vaswani-style models)."""
+
+    def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(d_model, hidden, activation="gelu", bias=bias, dropout=dropout)
+
+
+class GeluTanhMLP(MLP):
+    """MLP with the tanh approximation of GELU (GPT-2's `gelu_new`)."""
+
+    def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(d_model, hidden, activation="gelu_tanh", bias=bias, dropout=dropout)
+
+
+class ReluMLP(MLP):
+    """MLP with ReLU (the original Transformer)."""
+
+    def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(d_model, hidden, activation="relu", bias=bias, dropout=dropout)
+
+
 class SwiGLU(nn.Module):
     """Gated MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), as in Llama."""
 
@@ -58,17 +85,6 @@ class SwiGLU(nn.Module):
         return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
 
 
-MLPS: dict[str, tuple[type[nn.Module], str]] = {
-    "gelu": (MLP, "gelu"),
-    "gelu_tanh": (MLP, "gelu_tanh"),
-    "relu": (MLP, "relu"),
-    "swiglu": (SwiGLU, "silu"),
-}
-
-
 def build_mlp(name: str, d_model: int, hidden: int, bias: bool, dropout: float = 0.0) -> nn.Module:
-    """The feed-forward block `name`; unknown names are a UsageError listing choices."""
-    if name not in MLPS:
-        raise UsageError(f"mlp: unknown mlp '{name}'; choose one of {', '.join(MLPS)}")
-    cls, activation = MLPS[name]
-    return cls(d_model, hidden, activation=activation, bias=bias, dropout=dropout)
+    """The registered feed-forward block `name`; an unknown name lists the registered ones."""
+    return build_part("mlp", name, nn.Module, d_model, hidden, bias=bias, dropout=dropout)

@@ -1,11 +1,18 @@
-"""Normalisation layers, chosen by name: LayerNorm and RMSNorm."""
+"""Normalisation layers, registered as `norm` components: LayerNorm and RMSNorm.
+
+A norm component is a class (or factory) called as `cls(d_model, eps=eps, bias=bias)` with the
+model's width, its `norm_eps` and its `bias` flag (a norm without a bias may ignore it), returning an
+`nn.Module` that maps (..., d_model) to the same shape. Models hold norms under the names they
+always had (`norm1`, `norm2`, `norm`), so a norm's own parameter names (`weight`, `bias`) are what
+appear in the state dict.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from llmkit.errors import UsageError
+from llmkit.nn.components import build_part
 
 
 class LayerNorm(nn.LayerNorm):
@@ -30,11 +37,6 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(dtype)
 
 
-NORMS: dict[str, type[nn.Module]] = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}
-
-
 def build_norm(name: str, d_model: int, eps: float, bias: bool = True) -> nn.Module:
-    """The norm `name` over `d_model` features; unknown names are a UsageError listing choices."""
-    if name not in NORMS:
-        raise UsageError(f"norm: unknown norm '{name}'; choose one of {', '.join(NORMS)}")
-    return NORMS[name](d_model, eps=eps, bias=bias)
+    """The registered norm `name` over `d_model` features; an unknown name lists the registered ones."""
+    return build_part("norm", name, nn.Module, d_model, eps=eps, bias=bias)

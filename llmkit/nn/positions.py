@@ -1,8 +1,14 @@
-"""Position information, chosen by name: learned absolute, sinusoidal, RoPE, ALiBi (or none).
+"""Position information, registered as `position` components: learned, sinusoidal, RoPE, ALiBi, none.
 
 Every scheme has the same three hooks, so attention and models need not know which one is in use:
 `embed` adds absolute embeddings to the token embeddings, `rotate` turns queries and keys (RoPE),
 `bias` returns an additive score bias (ALiBi). The hooks a scheme does not use are identities.
+
+A position component is a subclass of `Positions` called with keyword arguments only:
+`cls(d_model=, n_heads=, head_dim=, max_positions=, theta=)` (`theta` is the model's RoPE base);
+it takes the ones it needs and swallows the rest with `**_`. It overrides the hooks it uses, sets
+`has_bias = True` if `bias` returns one, and lives in the model as `positions` (a learned table's
+`weight` is `positions.weight` in the state dict).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from llmkit.errors import UsageError
+from llmkit.nn.components import build_part
 
 
 class Positions(nn.Module):
@@ -20,6 +27,9 @@ class Positions(nn.Module):
 
     absolute = False
     has_bias = False  # True when `bias` returns a score bias (ALiBi)
+
+    def __init__(self, **_: object) -> None:
+        super().__init__()
 
     def fit(self, end: int) -> None:
         """Make positions 0 .. end - 1 encodable (grow tables; a fixed table too small is an error).
@@ -191,24 +201,14 @@ class AlibiPositions(Positions):
         return -self.slopes[:, None, None] * distance  # (nh, Tq, Tk)
 
 
-POSITIONS: dict[str, type[Positions]] = {
-    "none": Positions,
-    "learned": LearnedPositions,
-    "sinusoidal": SinusoidalPositions,
-    "rope": RotaryPositions,
-    "alibi": AlibiPositions,
-}
-
-
 def build_positions(
     name: str, *, d_model: int, n_heads: int, max_positions: int, rope_theta: float = 10000.0
 ) -> Positions:
-    """The position scheme `name` sized for a model; an unknown name is a UsageError."""
-    if name not in POSITIONS:
-        raise UsageError(f"position: unknown scheme '{name}'; choose one of {', '.join(POSITIONS)}")
-    if name == "none":
-        return Positions()
-    return POSITIONS[name](
+    """The registered position scheme `name` sized for a model; an unknown name lists the registered ones."""
+    return build_part(
+        "position",
+        name,
+        Positions,
         d_model=d_model,
         head_dim=d_model // n_heads,
         n_heads=n_heads,

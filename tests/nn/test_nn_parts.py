@@ -64,7 +64,7 @@ def test_learned_positions_refuse_overlong_input() -> None:
     learned = build_positions("learned", d_model=4, n_heads=1, max_positions=5)
     with pytest.raises(UsageError, match="max_positions is 5"):
         learned.embed(torch.zeros(1, 4, 4), offset=2)
-    with pytest.raises(UsageError, match="unknown scheme 'rotary'"):
+    with pytest.raises(UsageError, match=r"unknown position 'rotary'; available: .*rope"):
         build_positions("rotary", d_model=4, n_heads=1, max_positions=5)
 
 
