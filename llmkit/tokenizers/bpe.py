@@ -6,18 +6,18 @@ parses and writes files, checks arguments and turns core errors into `UsageError
 
 from __future__ import annotations
 
-import glob as globlib
 import gzip
 import json
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from llmkit import _rust
 from llmkit.atomic import write_text
 from llmkit.errors import UsageError
+from llmkit.tokenizers.corpus import Corpus, feed_corpus, feed_texts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,8 +36,10 @@ CL100K_SPECIALS = {
 O200K_SPECIALS = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
 GPT2_ENDOFTEXT = "<|endoftext|>"
 
-#: Texts sent to the Rust trainer at a time when training from an iterator.
-_FEED_CHARS = 8 << 20
+
+def _progress(message: str) -> None:
+    """Print a training progress line to stderr."""
+    print(f"[bpe] {message}", file=sys.stderr, flush=True)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -105,28 +107,6 @@ def _pattern_arg(pattern: str) -> str:
     return pattern
 
 
-def expand_files(files: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files named directly or by glob patterns (`**` recursive), in a stable order."""
-    items = [files] if isinstance(files, str | Path) else list(files)
-    out: list[Path] = []
-    for item in items:
-        if not isinstance(item, str | Path):
-            raise UsageError(f"expected a file name or glob, got {type(item).__name__}")
-        p = Path(item).expanduser()
-        if p.is_file():
-            out.append(p)
-            continue
-        matches = sorted(globlib.glob(str(p), recursive=True))
-        files_found = [Path(m) for m in matches if Path(m).is_file()]
-        if not files_found:
-            raise UsageError(
-                f"{item}: no such file and no file matches it as a glob (to train on texts, "
-                "pass an iterator of strings, e.g. iter(texts))"
-            )
-        out.extend(files_found)
-    return out
-
-
 class BPETokenizer:
     """Byte-level BPE with tiktoken's and Hugging Face's ids, trained and run by the Rust core.
 
@@ -172,7 +152,7 @@ class BPETokenizer:
     @classmethod
     def train(
         cls,
-        files: str | Path | Iterable[str | Path] | Iterator[str],
+        files: Corpus,
         vocab_size: int = 8192,
         pattern: str = "gpt2",
         special_tokens: Sequence[str] = (),
@@ -180,16 +160,17 @@ class BPETokenizer:
         show_progress: bool = False,
         threads: int | None = None,
     ) -> BPETokenizer:
-        """Train on files (names or globs, read line by line) or on an iterator of texts.
+        """Train on files (names, globs or directories, read line by line) or on texts.
 
         Gives the vocabulary and merges of `tokenizers`' BpeTrainer with the full byte alphabet:
         special tokens take ids 0.., then the 256 bytes, then one id per merge. A list or tuple is
-        taken as file names; pass an iterator (or use `train_from_iterator`) for texts. Invalid
-        UTF-8 in a file is replaced by U+FFFD and the lines that held it are counted (see
-        `last_train_stats`).
+        taken as file names; pass an iterator (or use `train_from_iterator`) for texts. Files are
+        expanded and read by `llmkit.tokenizers.corpus` (the rules WordPiece uses too: `.gz`,
+        `.bz2` and `.xz` decompressed). Invalid UTF-8 in a file is replaced by U+FFFD and the
+        lines that held it are counted (see `last_train_stats`).
 
         Args:
-            files: File names or glob patterns, or an iterator of texts.
+            files: File names, glob patterns or directories, or an iterator of texts.
             vocab_size: Total ids: special tokens + 256 bytes + merges.
             pattern: `gpt2`, `cl100k`, `o200k` or a regex.
             special_tokens: Special token texts, given ids 0, 1, ...
@@ -197,32 +178,8 @@ class BPETokenizer:
             show_progress: Print progress to stderr.
             threads: Threads for counting (default: all cores).
         """
-        is_texts = isinstance(files, Iterator) or (
-            not isinstance(files, str | Path | Sequence) and isinstance(files, Iterable)
-        )
-        if is_texts:
-            return cls.train_from_iterator(
-                files,  # type: ignore[arg-type]
-                vocab_size=vocab_size,
-                pattern=pattern,
-                special_tokens=special_tokens,
-                min_frequency=min_frequency,
-                show_progress=show_progress,
-                threads=threads,
-            )
-        paths = expand_files(files)
         trainer = cls._trainer(vocab_size, pattern, special_tokens, min_frequency, threads)
-        for i, path in enumerate(paths, 1):
-            if show_progress:
-                print(f"[bpe] counting {path} ({i}/{len(paths)})", file=sys.stderr, flush=True)
-            try:
-                if path.suffix == ".gz":
-                    with gzip.open(path, "rb") as f:
-                        _feed_binary(trainer, f)
-                else:
-                    trainer.feed_file(str(path))
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                raise UsageError(f"{path}: cannot read ({exc})") from None
+        feed_corpus(trainer, files, _progress if show_progress else None)
         return cls._finish(
             trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress
         )
@@ -240,20 +197,7 @@ class BPETokenizer:
     ) -> BPETokenizer:
         """Train on texts (each text is one sequence, like `tokenizers`' `train_from_iterator`)."""
         trainer = cls._trainer(vocab_size, pattern, special_tokens, min_frequency, threads)
-        batch: list[str] = []
-        size = 0
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise UsageError(f"training text #{i} is a {type(text).__name__}, not a str")
-            batch.append(text)
-            size += len(text)
-            if size >= _FEED_CHARS:
-                trainer.feed_texts(batch)
-                batch, size = [], 0
-                if show_progress:
-                    print(f"[bpe] counted {i + 1} texts", file=sys.stderr, flush=True)
-        if batch:
-            trainer.feed_texts(batch)
+        feed_texts(trainer, texts, _progress if show_progress else None)
         return cls._finish(
             trainer, vocab_size, pattern, special_tokens, min_frequency, show_progress
         )
@@ -883,24 +827,6 @@ class BPETokenizer:
             raise UsageError(f"{src}: model.merges must be a list")
         pairs = _merge_pairs(merges, ordinary, src, "model.merges")
         return cls._build(tokens, pairs, specials, pattern, bool(model.get("ignore_merges")), src)
-
-
-def _feed_binary(trainer: _rust.BpeTrainer, f: gzip.GzipFile) -> None:
-    """Feed a binary stream to the trainer in chunks cut at line ends."""
-    rest = b""
-    while True:
-        chunk = f.read(8 << 20)
-        if not chunk:
-            break
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest = data
-            continue
-        trainer.feed_bytes(data[:cut])
-        rest = data[cut:]
-    if rest:
-        trainer.feed_bytes(rest)
 
 
 def _vocab_tokens(

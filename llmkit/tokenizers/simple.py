@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from llmkit.atomic import write_text
 from llmkit.errors import UsageError
-from llmkit.tokenizers.bpe import expand_files
+from llmkit.tokenizers.corpus import expand_corpus, is_texts, open_text
 
 
 def _check_specials(special_tokens: Sequence[str]) -> list[str]:
@@ -157,9 +157,9 @@ class CharTokenizer:
     ) -> CharTokenizer:
         """Keep the `vocab_size` - specials - 1 most frequent characters of files or texts."""
         counts: Counter[str] = Counter()
-        if isinstance(files, str | Path | list | tuple):
-            for path in expand_files(files):
-                with open(path, encoding="utf-8", errors="replace") as f:
+        if not is_texts(files):
+            for path in expand_corpus(files):
+                with open_text(path) as f:
                     for line in f:
                         counts.update(line)
         else:

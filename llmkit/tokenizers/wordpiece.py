@@ -6,22 +6,20 @@ the same vocabulary; training follows `tokenizers`' `WordPieceTrainer`.
 
 from __future__ import annotations
 
-import glob
 import json
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from llmkit.atomic import write_text
 from llmkit.errors import UsageError
+from llmkit.tokenizers.corpus import Corpus, feed_corpus
 
 DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 FORMAT = "llmkit-tokenizer"
 FORMAT_VERSION = 1
-_BATCH_CHARS = 8 << 20
-_BATCH_TEXTS = 20_000
 
 T = TypeVar("T")
 
@@ -32,32 +30,6 @@ def _usage(call: Callable[[], T]) -> T:
         return call()
     except (ValueError, OSError) as e:
         raise UsageError(str(e)) from None
-
-
-def _corpus_files(corpus: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Expand file names and globs; a missing file is a UsageError that says how to pass texts."""
-    items = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
-    files: list[Path] = []
-    for item in items:
-        if not isinstance(item, (str, Path)):
-            raise UsageError(f"corpus item {item!r} is not a file name; pass paths or an iterator")
-        name = str(item)
-        if isinstance(item, str) and glob.has_magic(name):
-            matches = sorted(glob.glob(name, recursive=True))
-            if not matches:
-                raise UsageError(f"corpus glob {name!r} matches no file")
-            files.extend(Path(m) for m in matches if Path(m).is_file())
-        elif Path(name).is_file():
-            files.append(Path(name))
-        elif Path(name).is_dir():
-            raise UsageError(f"corpus {name!r} is a directory; pass a glob such as '{name}/*.txt'")
-        else:
-            hint = name if len(name) <= 60 else name[:57] + "..."
-            raise UsageError(
-                f"corpus file {hint!r} not found (to train on texts, pass an iterator of "
-                "strings, e.g. iter(texts))"
-            )
-    return files
 
 
 class WordPieceTokenizer:
@@ -191,7 +163,7 @@ class WordPieceTokenizer:
     @classmethod
     def train(
         cls,
-        corpus: str | Path | Sequence[str | Path] | Iterator[str],
+        corpus: Corpus,
         vocab_size: int = 30_000,
         *,
         min_frequency: int = 0,
@@ -210,12 +182,14 @@ class WordPieceTokenizer:
     ) -> WordPieceTokenizer:
         """Learn a vocabulary as `tokenizers`' WordPieceTrainer does (BPE over words with `##`).
 
-        `corpus` is a file name, a glob, a list of them, or an iterator of texts. Files are read
-        as UTF-8 in parallel; invalid sequences are replaced (and dropped by the normalizer) with
-        a warning giving their number. Deterministic: the same corpus gives the same vocabulary.
+        `corpus` is a file name, a glob, a directory, a list of them, or an iterator of texts,
+        expanded and read by `llmkit.tokenizers.corpus` as for BPE (`.gz`, `.bz2` and `.xz`
+        decompressed). Files are read as UTF-8 in parallel; invalid sequences are replaced (and
+        dropped by the normalizer) with a warning giving their number. Deterministic: the same
+        corpus gives the same vocabulary.
 
         Args:
-            corpus: Files/globs, or an iterator of strings.
+            corpus: Files, globs or directories, or an iterator of strings.
             vocab_size: Number of tokens wanted, special tokens included.
             min_frequency: Stop at the first pair seen fewer times than this.
             special_tokens: The first ids; must include `unk_token`.
@@ -253,18 +227,14 @@ class WordPieceTokenizer:
             clean_text=clean_text,
             handle_chinese_chars=handle_chinese_chars,
         )
-        if isinstance(corpus, Iterator):
-            cls._feed_texts(trainer, corpus)
-        else:
-            files = _corpus_files(corpus)
-            _usage(lambda: trainer.feed_files([str(f) for f in files]))
-            if trainer.invalid_utf8:
-                warnings.warn(
-                    f"training corpus had {trainer.invalid_utf8} invalid UTF-8 sequence(s); "
-                    "each was replaced by U+FFFD, which the normalizer drops",
-                    UserWarning,
-                    stacklevel=2,
-                )
+        feed_corpus(trainer, corpus)
+        if trainer.invalid_utf8:
+            warnings.warn(
+                f"training corpus had {trainer.invalid_utf8} invalid UTF-8 sequence(s); "
+                "each was replaced by U+FFFD, which the normalizer drops",
+                UserWarning,
+                stacklevel=2,
+            )
         vocab = _usage(
             lambda: trainer.train(
                 vocab_size,
@@ -288,22 +258,6 @@ class WordPieceTokenizer:
             cls_token=cls_token,
             sep_token=sep_token,
         )
-
-    @staticmethod
-    def _feed_texts(trainer: Any, texts: Iterator[str]) -> None:
-        """Feed an iterator of strings in batches (memory bounded by batch + distinct words)."""
-        batch: list[str] = []
-        size = 0
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise UsageError(f"training text #{i} is {type(text).__name__}, not str")
-            batch.append(text)
-            size += len(text)
-            if size >= _BATCH_CHARS or len(batch) >= _BATCH_TEXTS:
-                trainer.feed(batch)
-                batch, size = [], 0
-        if batch:
-            trainer.feed(batch)
 
     # ------------------------------------------------------------------ save / load
 

@@ -292,16 +292,21 @@ impl PyWordPieceTrainer {
     }
 
     /// Count the words of `texts`, in parallel with the GIL released.
-    fn feed(&mut self, py: Python<'_>, texts: Vec<String>) {
+    fn feed_texts(&mut self, py: Python<'_>, texts: Vec<String>) {
         let counts = &mut self.counts;
         py.allow_threads(|| counts.add_texts(&texts));
     }
 
-    /// Count the words of each file (streamed; invalid UTF-8 replaced and counted).
-    fn feed_files(&mut self, py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<()> {
+    /// Count the words of a file (streamed; invalid UTF-8 replaced and counted).
+    fn feed_file(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let counts = &mut self.counts;
-        py.allow_threads(|| paths.iter().try_for_each(|p| counts.add_file(p)))
-            .map_err(py_err)
+        py.allow_threads(|| counts.add_file(&path)).map_err(py_err)
+    }
+
+    /// Count the words of UTF-8 bytes that end at a line end (e.g. a block of a gzipped file).
+    fn feed_bytes(&mut self, py: Python<'_>, data: &[u8]) {
+        let counts = &mut self.counts;
+        py.allow_threads(|| counts.add_bytes(data));
     }
 
     /// Invalid UTF-8 sequences replaced so far.

@@ -130,7 +130,7 @@ def test_trainer_reproduces_tokenizers_vocabulary(
     )
     expected = in_id_order(hf.get_vocab())
     counts = _rust.WordPieceTrainer()
-    counts.feed(TEXTS)
+    counts.feed_texts(TEXTS)
     ours = counts.train(
         vocab_size,
         min_frequency=min_frequency,

@@ -129,7 +129,9 @@ impl WordCounts {
         Ok(())
     }
 
-    fn add_bytes(&mut self, bytes: &[u8]) {
+    /// Count the words of UTF-8 bytes (a file's block, or decompressed data) that end between
+    /// words; invalid UTF-8 is replaced by U+FFFD (which the normalizer drops) and counted.
+    pub fn add_bytes(&mut self, bytes: &[u8]) {
         match std::str::from_utf8(bytes) {
             Ok(text) => self.add_texts(&split_at_whitespace(text, rayon::current_num_threads())),
             Err(_) => {
