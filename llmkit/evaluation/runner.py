@@ -90,7 +90,7 @@ def read_jsonl(
 
 
 def _device(name: str | None) -> str:
-    from llmkit.train.distributed import resolve_device
+    from llmkit.devices import resolve_device
 
     return str(resolve_device(name or "auto"))
 
@@ -131,7 +131,7 @@ def evaluate_checkpoint(
         raise UsageError(f"--task {opts.task}: choose one of {', '.join(TASKS)}")
     if opts.predictions_out and opts.task in ("lm", "masked_lm"):
         raise UsageError("--predictions-out: only for the classification and generation tasks")
-    from llmkit.inference.checkpoint import load_generation_config, read_config
+    from llmkit.storage.checkpoint import load_generation_config, read_config
     from llmkit.inference.generation import ENCODER_MODELS, decoder_start_id, refuse_encoder
 
     ckpt = Path(checkpoint)
@@ -371,7 +371,7 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
 def _checkpoint_labels(ckpt: Path) -> list[str] | None:
     """Label names stored with the checkpoint (labels.json, or labels/label_vocab/id2label in its
     config), if any."""
-    from llmkit.inference.checkpoint import read_config
+    from llmkit.storage.checkpoint import read_config
 
     stored = ckpt / "labels.json"  # written next to the model by `llmkit run` pipelines
     if stored.is_file():
@@ -395,7 +395,7 @@ def _checkpoint_labels(ckpt: Path) -> list[str] | None:
 
 def _sampling(ckpt: Path, opts: EvalOptions) -> dict[str, Any]:
     """Decoding settings: the options given, else the checkpoint's `generation` config, else greedy."""
-    from llmkit.inference.checkpoint import read_config
+    from llmkit.storage.checkpoint import read_config
 
     configured = read_config(ckpt).get("generation") or {}
     if not isinstance(configured, dict):

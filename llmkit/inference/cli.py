@@ -34,8 +34,8 @@ def import_hf_command(src_dir: Path, output: Path) -> None:
     A byte-level BPE `tokenizer.json` beside the weights is imported too, with the chat template
     of `tokenizer_config.json` and the eos/bos ids.
     """
-    from llmkit.inference.checkpoint import save_model
-    from llmkit.inference.hf import import_hf
+    from llmkit.storage.checkpoint import save_model
+    from llmkit.storage.hf import import_hf
 
     model, tokenizer, generation, skipped = import_hf(src_dir)
     if skipped:
@@ -56,8 +56,8 @@ def import_hf_command(src_dir: Path, output: Path) -> None:
 )
 def import_gguf_command(file: Path, output: Path) -> None:
     """Import a Llama-family GGUF file (any quantisation gguf can dequantise) and its tokenizer."""
-    from llmkit.inference.checkpoint import save_model
-    from llmkit.inference.gguf import generation_defaults, import_gguf
+    from llmkit.storage.checkpoint import save_model
+    from llmkit.storage.gguf import generation_defaults, import_gguf
 
     model, tokenizer, read = import_gguf(file)
     save_model(model, output, tokenizer=tokenizer, generation=generation_defaults(read))
@@ -96,8 +96,8 @@ def export_group() -> None:
 def export_hf(ckpt_dir: Path, output: Path) -> None:
     """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
     from llmkit.errors import UsageError
-    from llmkit.inference.checkpoint import load_model, load_tokenizer, read_config
-    from llmkit.models.hf import save_hf
+    from llmkit.storage.checkpoint import load_model, load_tokenizer, read_config
+    from llmkit.storage.hf import save_hf
 
     if output.absolute().resolve() == ckpt_dir.absolute().resolve():
         raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
@@ -203,13 +203,13 @@ def generate_command(
     from llmkit.atomic import write_text
     from llmkit.errors import UsageError
     from llmkit.inference.batch import generate_texts_batched, read_prompts
-    from llmkit.inference.checkpoint import (
+    from llmkit.inference.generation import apply_chat_template, refuse_encoder, stream_text
+    from llmkit.storage.checkpoint import (
         load_generation_config,
         load_model,
         load_tokenizer,
         read_config,
     )
-    from llmkit.inference.generation import apply_chat_template, refuse_encoder, stream_text
 
     gguf_file = ckpt.is_file() and ckpt.suffix.lower() == ".gguf"
     config = {"model": "llama", "tokenizer": True} if gguf_file else read_config(ckpt)
@@ -223,12 +223,12 @@ def generate_command(
     prompts = read_prompts(prompts_file) if prompts_file is not None else None
     if prompts is None and (prompt is None or prompt == "-"):
         prompt = sys.stdin.read()
-    from llmkit.train.distributed import resolve_device
+    from llmkit.devices import resolve_device
 
     device = str(resolve_device(device or "auto"))
     if gguf_file:
-        from llmkit.inference.checkpoint import as_dtype
-        from llmkit.inference.gguf import generation_defaults, import_gguf
+        from llmkit.devices import as_dtype
+        from llmkit.storage.gguf import generation_defaults, import_gguf
 
         model, tok, read = import_gguf(ckpt)
         if tok is None:

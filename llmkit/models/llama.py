@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 
 from llmkit.errors import UsageError
-from llmkit.models.traits import ModelTraits
 from llmkit.models.config import model_factory
 from llmkit.models.gpt import GPT, GPTConfig
-from llmkit.models.hf import reject_unexpected
+from llmkit.models.traits import ModelTraits
+from llmkit.storage.hf import reject_unexpected
 
 
 @dataclasses.dataclass

@@ -147,7 +147,7 @@ def check_model(config: PipelineConfig) -> None:
                 raise
             # A plugin module that insists on CPU tensors cannot be built on meta; build it on the
             # CPU without the random init (untouched weight memory is never paged in).
-            from llmkit.inference.checkpoint import no_weight_init
+            from llmkit.storage.checkpoint import no_weight_init
 
             with no_weight_init():
                 llmkit.create("model", t.model.name, **params)
@@ -234,7 +234,7 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
         log(f"tokenizer: up to date ({target})")
         return target
     if t.path:
-        from llmkit.tokenizers.loading import load_tokenizer
+        from llmkit.storage.tokenizer_files import load_tokenizer
 
         tok = load_tokenizer(_resolve(base, t.path))
     elif t.name:
@@ -393,7 +393,7 @@ def stage_train(
         torch.manual_seed(config.seed)
         tokenizer = None
         if tokenizer_path is not None:
-            from llmkit.tokenizers.loading import load_tokenizer
+            from llmkit.storage.tokenizer_files import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer_path)
         elif t.init_from:
@@ -458,7 +458,7 @@ def stage_train(
 
             def save() -> None:
                 write_result(finished, out)
-                from llmkit.inference.checkpoint import save_model
+                from llmkit.storage.checkpoint import save_model
 
                 start = getattr(train_batches, "bos_id", None) if t.objective == "seq2seq" else None
                 generation = {"bos_token_id": start} if start is not None else None
@@ -498,7 +498,7 @@ def stage_eval(
     import llmkit
     from llmkit.data import batching
     from llmkit.evaluation import core
-    from llmkit.inference.checkpoint import read_config
+    from llmkit.storage.checkpoint import read_config
     from llmkit.inference.generation import refuse_encoder
 
     e = config.eval
@@ -578,7 +578,7 @@ def _eval_seq2seq(
     decoding from the start token the model was trained with (`decoder_start_id`)."""
     from llmkit.data import batching
     from llmkit.evaluation import core
-    from llmkit.inference.checkpoint import load_generation_config
+    from llmkit.storage.checkpoint import load_generation_config
     from llmkit.inference.generation import context_length, decoder_start_id
 
     t, e = config.train, config.eval

@@ -20,7 +20,7 @@ _LAZY = {
     "WordPieceTokenizer": "llmkit.tokenizers.wordpiece",
     "ByteTokenizer": "llmkit.tokenizers.simple",
     "CharTokenizer": "llmkit.tokenizers.simple",
-    "load_tokenizer": "llmkit.tokenizers.loading",
+    "load_tokenizer": "llmkit.storage.tokenizer_files",
 }
 
 

@@ -123,7 +123,7 @@ def encode(
     tokenizer_spec: str, text: str | None, file: str | None, show: bool, allow_special: bool
 ) -> None:
     """Encode TEXT (or --file) with TOKENIZER (a file, or cl100k_base/o200k_base); print ids."""
-    from llmkit.tokenizers.loading import load_tokenizer
+    from llmkit.storage.tokenizer_files import load_tokenizer
 
     tok = load_tokenizer(tokenizer_spec)
     data = _read_input(text, file)
@@ -150,7 +150,7 @@ def encode(
 )
 def info(tokenizer_spec: str, file: str | None) -> None:
     """Show TOKENIZER's type, vocabulary size, pattern and special tokens (and bytes/token)."""
-    from llmkit.tokenizers.loading import load_tokenizer
+    from llmkit.storage.tokenizer_files import load_tokenizer
 
     tok = load_tokenizer(tokenizer_spec)
     click.echo(f"type: {type(tok).__name__}")

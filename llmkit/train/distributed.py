@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from llmkit.devices import resolve_device
 from llmkit.errors import UsageError
 
 T = TypeVar("T")
@@ -35,21 +36,6 @@ class Dist:
     def is_main(self) -> bool:
         """Rank 0 writes checkpoints, logs and reports."""
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda` under torchrun picks the local GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device '{name}' asked for, but CUDA is not available here; use cpu")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
 
 
 def setup(device: str = "auto") -> Dist:
@@ -142,6 +128,17 @@ def wrap(module: nn.Module, dist_info: Dist) -> nn.Module:
 
     ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def sum_across_ranks(value: torch.Tensor, dist_info: Dist) -> torch.Tensor:
+    """The elementwise sum of a tensor over all ranks (itself on a single rank), on the device."""
+    if dist_info.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    summed = value.clone()
+    dist.all_reduce(summed)
+    return summed
 
 
 def mean_across_ranks(value: float, dist_info: Dist) -> float:

@@ -21,7 +21,7 @@ from torch import nn
 
 from llmkit.atomic import write_json
 from llmkit.errors import UsageError, WorkError
-from llmkit.train import state as ckpt
+from llmkit.storage import train_state as ckpt
 from llmkit.train.distributed import Dist, mean_across_ranks, wrap
 from llmkit.train.objectives import Objective, ObjectiveLoss
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmkit.errors import UsageError
-from llmkit.inference.checkpoint import (
+from llmkit.storage.checkpoint import (
     load_generation_config,
     load_model,
     load_tokenizer,

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from inference_helpers import TEXT, TinyGGUF
 
 from llmkit.cli import cli
-from llmkit.inference.checkpoint import load_model, load_tokenizer
 from llmkit.inference.generation import encode_prompt, generate_text
+from llmkit.storage.checkpoint import load_model, load_tokenizer
 
 IDS = torch.tensor([[5, 17, 33, 2, 40, 41, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8]])
 
@@ -135,8 +135,8 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_export_never_destroys_its_source_or_a_users_folder(tmp_path: Path) -> None:
-    from llmkit.inference.checkpoint import save_model
     from llmkit.models.gpt import GPT, GPTConfig
+    from llmkit.storage.checkpoint import save_model
 
     ckpt = tmp_path / "c"
     save_model(GPT(GPTConfig(vocab_size=10, n_layers=1, n_heads=1, d_model=8)), ckpt)
@@ -166,8 +166,8 @@ def test_generate_rejects_an_unusable_device(gguf_ckpt: Path) -> None:
 
 
 def test_generate_needs_a_tokenizer(tmp_path: Path) -> None:
-    from llmkit.inference.checkpoint import save_model
     from llmkit.models.gpt import GPT, GPTConfig
+    from llmkit.storage.checkpoint import save_model
 
     save_model(GPT(GPTConfig(vocab_size=10, n_layers=1, n_heads=1, d_model=8)), tmp_path / "c")
     result = CliRunner().invoke(cli, ["generate", str(tmp_path / "c"), "-p", "hi"])
@@ -206,7 +206,7 @@ def test_hf_llama_import_with_smollm_style_tokenizer(tmp_path: Path) -> None:
     from inference_helpers import train_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from llmkit.inference.checkpoint import load_generation_config
+    from llmkit.storage.checkpoint import load_generation_config
 
     hf_tok = train_tokenizer()  # Sequence[Digits(individual_digits), ByteLevel], as SmolLM2's
     torch.manual_seed(0)
@@ -246,9 +246,9 @@ def _bpe() -> Any:
 
 
 def test_generate_uses_beam_search_for_seq2seq_and_on_request(tmp_path: Path) -> None:
-    from llmkit.inference.checkpoint import save_model
     from llmkit.inference.generation import beam_search, encode_prompt
     from llmkit.models import build_model
+    from llmkit.storage.checkpoint import save_model
 
     tok = _bpe()
     bos, eos = tok.special_tokens["<s>"], tok.special_tokens["</s>"]

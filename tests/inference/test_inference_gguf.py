@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from inference_helpers import TinyGGUF, permute
 
 from llmkit.errors import UsageError
-from llmkit.inference.gguf import (
+from llmkit.storage.gguf import (
     DIGITS_GPT2_PATTERN,
     GPT2_PATTERN,
     hf_name,

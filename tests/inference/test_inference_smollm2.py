@@ -29,8 +29,8 @@ def test_smollm2_logits_tokenizer_and_answer(smollm2: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from llmkit.inference.generation import apply_chat_template, encode_prompt, generate_text
-    from llmkit.inference.gguf import build_tokenizer, read_gguf
-    from llmkit.models.hf import from_hf
+    from llmkit.storage.gguf import build_tokenizer, read_gguf
+    from llmkit.storage.hf import from_hf
 
     read = read_gguf(smollm2)
     assert read.hf_config["num_hidden_layers"] == 30 and read.hf_config["num_key_value_heads"] == 3

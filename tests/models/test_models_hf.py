@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llmkit.errors import UsageError
-from llmkit.models.hf import from_hf, load_hf, read_hf_dir, save_hf, to_hf
+from llmkit.storage.hf import from_hf, load_hf, read_hf_dir, save_hf, to_hf
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -229,8 +229,8 @@ def test_bad_config_and_weight_files_are_named(tmp_path: Path) -> None:
 
 
 def test_an_llmkit_checkpoint_is_not_imported_as_hf(tmp_path: Path) -> None:
-    from llmkit.inference.checkpoint import save_model
     from llmkit.models.gpt import GPT, GPTConfig
+    from llmkit.storage.checkpoint import save_model
 
     save_model(GPT(GPTConfig(vocab_size=V, n_layers=1, n_heads=4, d_model=32)), tmp_path)
     with pytest.raises(UsageError, match="already an llmkit checkpoint; it needs no import"):

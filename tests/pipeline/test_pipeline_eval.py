@@ -131,7 +131,7 @@ eval:
 @pytest.mark.slow
 def test_seq2seq_model_of_a_pipeline_generates_and_is_evaluated(tmp_path: Path) -> None:
     from llmkit.data.batching import Seq2SeqBatches
-    from llmkit.inference.checkpoint import load_generation_config
+    from llmkit.storage.checkpoint import load_generation_config
     from llmkit.inference.generation import decoder_start_id
 
     pipe = seq2seq_pipeline(tmp_path)

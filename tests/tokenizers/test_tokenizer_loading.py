@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from llmkit.cli import cli
 from llmkit.errors import UsageError
-from llmkit.tokenizers.loading import load_tokenizer
+from llmkit.storage.tokenizer_files import load_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog. Foxes are quick; dogs are lazy.\n" * 20
 

@@ -2,7 +2,7 @@
 
 The tensors are dequantised to float32 with the `gguf` package, renamed to the Hugging Face Llama
 layout, and llama.cpp's rotary permutation of the q/k projections is undone, so the result is the
-state dict `transformers.LlamaForCausalLM` would hold; `llmkit.models.hf.from_hf` builds the
+state dict `transformers.LlamaForCausalLM` would hold; `llmkit.storage.hf.from_hf` builds the
 llmkit model from it. The embedded byte-level BPE tokenizer becomes an llmkit `BPETokenizer`.
 """
 
@@ -358,8 +358,8 @@ def build_tokenizer(spec: GGUFTokenizerSpec) -> Tokenizer:
 
 def import_gguf(path: str | Path) -> tuple[nn.Module, Tokenizer | None, GGUFModel]:
     """The llmkit model and tokenizer of a GGUF file, plus what was read from it."""
-    from llmkit.inference.checkpoint import no_weight_init
-    from llmkit.models.hf import from_hf
+    from llmkit.storage.checkpoint import no_weight_init
+    from llmkit.storage.hf import from_hf
 
     read = read_gguf(path)
     with no_weight_init():  # from_hf loads (and checks) every weight

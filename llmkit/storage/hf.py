@@ -14,12 +14,15 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from llmkit.atomic import default_permissions, holds_only, publish_dir
 from llmkit.errors import UsageError
+from llmkit.storage.publish import default_permissions, holds_only, publish_dir
+
+if TYPE_CHECKING:
+    from llmkit.tokenizers.base import Tokenizer
 
 #: Attention variants that compute exactly what HF's eager/sdpa attention computes.
 FULL_ATTENTION = ("mha", "sdpa", "gqa", "mqa")
@@ -228,3 +231,45 @@ def save_hf(model: nn.Module, path: str | os.PathLike[str], tokenizer: Any = Non
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def import_hf(
+    src_dir: str | Path,
+) -> tuple[nn.Module, Tokenizer | None, dict[str, Any], str | None]:
+    """(model, tokenizer or None, generation settings, why the tokenizer was skipped or None)."""
+    from llmkit.storage.tokenizer_files import read_hf_tokenizer
+
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise UsageError(f"{src}: not a directory (expected a Hugging Face model directory)")
+    config, weights = read_hf_dir(src)
+    # random init stays where BERT heads are absent from the file
+    model = from_hf(config, weights, source=str(src / "config.json"))
+    generation: dict[str, Any] = {
+        k: config[k] for k in ("bos_token_id", "eos_token_id") if config.get(k) is not None
+    }
+    gen_file = src / "generation_config.json"
+    if gen_file.is_file():
+        try:
+            gen = json.loads(gen_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{gen_file}: not valid JSON ({exc})") from None
+        generation |= {
+            k: gen[k] for k in ("bos_token_id", "eos_token_id") if gen.get(k) is not None
+        }
+    tokenizer, skipped = None, None
+    tok_file = src / "tokenizer.json"
+    if tok_file.is_file():
+        try:
+            tokenizer = read_hf_tokenizer(tok_file)
+        except UsageError as exc:
+            skipped = str(exc)
+        tok_config = src / "tokenizer_config.json"
+        if tok_config.is_file():
+            try:
+                template = json.loads(tok_config.read_text(encoding="utf-8")).get("chat_template")
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                template = None
+            if isinstance(template, str):
+                generation["chat_template"] = template
+    return model, tokenizer, generation, skipped

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmkit.atomic import default_permissions, holds_only, publish_dir
+from llmkit.devices import as_dtype
 from llmkit.errors import UsageError
+from llmkit.storage.publish import default_permissions, holds_only, publish_dir
 
 if TYPE_CHECKING:
     import torch
@@ -298,27 +299,6 @@ def load_generation_config(directory: str | Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UsageError(f"{Path(directory) / CONFIG_FILE}: field 'generation' must be an object")
     return value
-
-
-def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A torch dtype from its name (float32, bfloat16, fp16, ...) or itself."""
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-        "half": torch.float16,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float64": torch.float64,
-    }
-    if dtype not in names:
-        raise UsageError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
-    return names[dtype]
 
 
 def _allowed_tokenizer_class(target: str) -> bool:

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmkit.atomic import default_permissions, write_text
+from llmkit.atomic import write_text
 from llmkit.errors import UsageError
+from llmkit.storage.publish import default_permissions
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "optimizer.safetensors"
@@ -73,7 +74,7 @@ def save_checkpoint(
     """Write a resumable checkpoint at `directory` atomically and point `latest` beside it at it."""
     from safetensors.torch import save_file
 
-    from llmkit.inference.checkpoint import save_model
+    from llmkit.storage.checkpoint import save_model
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_unfinished(directory.parent)
@@ -140,7 +141,7 @@ def config_changes(directory: Path, model: nn.Module) -> list[str]:
     Fields in RESUMABLE_FIELDS and a switch between SAME_ATTENTION variants are not changes; a
     checkpoint without a readable config.json gives no changes (loading it reports the problem).
     """
-    from llmkit.inference.checkpoint import model_config
+    from llmkit.storage.checkpoint import model_config
 
     current = _plain(model_config(model))
     try:
@@ -175,7 +176,7 @@ def load_checkpoint(
     """Restore model weights, optimizer, schedule and RNG from `directory`; returns its state."""
     from safetensors.torch import load_file
 
-    from llmkit.inference.checkpoint import WEIGHTS_FILE, load_state_into
+    from llmkit.storage.checkpoint import WEIGHTS_FILE, load_state_into
 
     state_path = directory / STATE_FILE
     if not state_path.is_file():
