@@ -41,6 +41,27 @@ def test_components_table_and_kind_filter() -> None:
     assert all(" optimizer " in line for line in lines[1:])
 
 
+@pytest.mark.parametrize(
+    ("kind", "builtins"),
+    [
+        ("norm", {"layernorm", "rmsnorm"}),
+        ("mlp", {"gelu", "gelu_tanh", "relu", "swiglu"}),
+        ("position", {"none", "learned", "sinusoidal", "rope", "alibi"}),
+    ],
+)
+def test_components_lists_builtin_model_parts(kind: str, builtins: set[str]) -> None:
+    code, out, _ = run("components", kind)
+    assert code == 0
+    rows = [line.split(maxsplit=2) for line in out.splitlines()[1:]]
+    assert {row[0] for row in rows} == builtins
+    assert all(row[1] == kind and not row[2].startswith("llmkit") for row in rows)
+
+
+def test_components_knows_the_objective_kind() -> None:
+    code, out, _ = run("components", "objective")
+    assert code == 0 and out.splitlines()[0].split() == ["name", "kind", "summary", "plugin"]
+
+
 def test_describe_shows_parameters() -> None:
     code, out, _ = run("describe", "optimizer", "lamb")
     assert code == 0

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from llmkit.errors import UsageError
+from llmkit.hookspecs import Register
 from llmkit.nn.cache import KVCache
 from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.mlp import build_mlp
@@ -165,3 +166,103 @@ def test_dropout_layer_is_free_at_zero_and_drops_in_training() -> None:
     for bad in (-0.1, 1.0):
         with pytest.raises(UsageError, match="dropout"):
             dropout_layer(bad)
+
+
+class _MeanOnlyNorm(torch.nn.Module):
+    """Subtract the mean over features (a deliberately odd norm, to be recognisable)."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True) -> None:
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(-1, keepdim=True) + self.shift
+
+
+class _SquaredReluMLP(torch.nn.Module):
+    """Squared-ReLU MLP (So et al. 2021, Primer)."""
+
+    def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(d_model, hidden, bias=bias)
+        self.down = torch.nn.Linear(hidden, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.up(x)) ** 2)
+
+
+def _parts_plugin() -> object:
+    import llmkit
+    from llmkit.nn.positions import Positions, RotaryPositions
+
+    class Rope500k(RotaryPositions):
+        """RoPE with a base of 500000 whatever the model says (Llama 3's base)."""
+
+        def __init__(self, head_dim: int, **kwargs: object) -> None:
+            super().__init__(head_dim, theta=500000.0)
+
+    class Plugin:
+        @staticmethod
+        @llmkit.hookimpl
+        def register_norms(register: Register) -> None:
+            register("meanonly", _MeanOnlyNorm)
+            register("not_a_module", lambda d_model, eps, bias: d_model)
+
+        @staticmethod
+        @llmkit.hookimpl
+        def register_mlps(register: Register) -> None:
+            register("relu2", _SquaredReluMLP)
+
+        @staticmethod
+        @llmkit.hookimpl
+        def register_positions(register: Register) -> None:
+            register("rope500k", Rope500k)
+            register("bare", Positions)
+
+    return Plugin()
+
+
+def test_plugin_norm_mlp_and_positions_build_into_a_model_by_name() -> None:
+    import llmkit
+
+    llmkit.register_plugin(_parts_plugin(), name="parts")
+    assert llmkit.get("norm", "meanonly").summary.startswith("Subtract the mean")
+    model = llmkit.create(
+        "model",
+        "gpt",
+        vocab_size=20,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        max_positions=16,
+        norm="meanonly",
+        mlp="relu2",
+        position="rope500k",
+    )
+    block = model.blocks[0]
+    assert isinstance(block.norm1, _MeanOnlyNorm) and isinstance(block.mlp, _SquaredReluMLP)
+    assert model.positions.theta == 500000.0
+    assert {"blocks.0.norm1.shift", "blocks.0.mlp.up.weight", "norm.shift"} <= set(
+        model.state_dict()
+    )
+    ids = torch.randint(0, 20, (2, 7))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache(batch_size=2)
+        steps = torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(7)], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-4)
+
+
+def test_plugin_parts_of_the_wrong_type_and_unknown_names_are_explained() -> None:
+    import llmkit
+
+    llmkit.register_plugin(_parts_plugin(), name="parts")
+    with pytest.raises(UsageError, match="norm 'not_a_module': its factory returned int, not a"):
+        build_norm("not_a_module", 8, 1e-5)
+    with pytest.raises(UsageError, match=r"mlp: unknown mlp 'relu_2'; did you mean 'relu2'\?"):
+        build_mlp("relu_2", 8, 16, bias=True)
+    with pytest.raises(UsageError, match=r"norm: unknown choice 'meanonl'; did you mean"):
+        llmkit.create("model", "gpt", vocab_size=20, d_model=16, n_heads=2, norm="meanonl")
+    assert type(build_positions("bare", d_model=8, n_heads=2, max_positions=4)).__name__ == (
+        "Positions"
+    )

@@ -5,27 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import llmkit
+from llmkit.hookspecs import Register
 
 
 @llmkit.hookimpl
-def register_metrics(register: Any) -> None:
+def register_metrics(register: Register) -> None:
     register(
         "jaccard", "llmkit_example.metric:Jaccard", summary="Mean token-set Jaccard similarity"
     )
 
 
 @llmkit.hookimpl
-def register_optimizers(register: Any) -> None:
+def register_optimizers(register: Register) -> None:
     register("signum", "llmkit_example.optimizer:Signum", summary="Sign SGD with momentum")
 
 
 @llmkit.hookimpl
-def register_attentions(register: Any) -> None:
+def register_attentions(register: Register) -> None:
     register(
         "quiet",
         "llmkit_example.attention:QuietAttention",
         summary="Softmax-plus-one attention: a head may attend to nothing",
     )
+
+
+@llmkit.hookimpl
+def register_norms(register: Register) -> None:
+    register("scalenorm", "llmkit_example.norm:ScaleNorm", summary="ScaleNorm: g * x / ||x||")
 
 
 @llmkit.hookimpl
