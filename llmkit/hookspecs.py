@@ -1,4 +1,4 @@
-"""The pluggy hook specifications: one `register_<kinds>(register)` hook per component kind, plus CLI commands.
+"""The pluggy hook specs: one `register_<kinds>(register)` hook per component kind, plus CLI commands.
 
 Each hook receives a `Register` callback; a plugin calls it once per component it provides.
 Adding a component kind is one line in `KINDS` and one hook below (a test checks they agree).
@@ -52,7 +52,7 @@ class Specs:
 
     @hookspec
     def register_tokenizers(self, register: Register) -> None:
-        """Register tokenizers: factories that load or build a tokenizer (`bpe`, `wordpiece`)."""
+        """Register tokenizers: factories that load or build one (see `llmkit.tokenizers`)."""
 
     @hookspec
     def register_attentions(self, register: Register) -> None:
@@ -60,23 +60,23 @@ class Specs:
 
     @hookspec
     def register_norms(self, register: Register) -> None:
-        """Register normalisation layers: `cls(d_model, eps=..., bias=...)` (see `llmkit.nn.norms`)."""
+        """Register norms: `cls(d_model, eps=, bias=)` -> nn.Module (see `llmkit.nn.norms`)."""
 
     @hookspec
     def register_mlps(self, register: Register) -> None:
-        """Register feed-forward blocks: `cls(d_model, hidden, bias=..., dropout=...)` (`llmkit.nn.mlp`)."""
+        """Register MLPs: `cls(d_model, hidden, bias=, dropout=)` -> nn.Module (`llmkit.nn.mlp`)."""
 
     @hookspec
     def register_positions(self, register: Register) -> None:
-        """Register position schemes: `cls(d_model=, n_heads=, head_dim=, max_positions=, theta=)`."""
+        """Register position schemes: `Positions` subclasses built with keywords (`llmkit.nn.positions`)."""
 
     @hookspec
     def register_models(self, register: Register) -> None:
-        """Register model architectures: factories `name(config: dict) -> nn.Module`."""
+        """Register model architectures: factories `name(**config) -> nn.Module`."""
 
     @hookspec
     def register_objectives(self, register: Register) -> None:
-        """Register training objectives: how records batch, how a batch becomes a loss, how it evaluates."""
+        """Register objectives: how records batch, how a batch becomes a loss, how it evaluates."""
 
     @hookspec
     def register_optimizers(self, register: Register) -> None:
@@ -84,7 +84,7 @@ class Specs:
 
     @hookspec
     def register_schedulers(self, register: Register) -> None:
-        """Register learning-rate schedules: factories `name(optimizer, ...) -> LRScheduler`."""
+        """Register learning-rate schedules: `name(optimizer, total_steps, ...) -> LRScheduler`."""
 
     @hookspec
     def register_losses(self, register: Register) -> None:
@@ -92,15 +92,15 @@ class Specs:
 
     @hookspec
     def register_metrics(self, register: Register) -> None:
-        """Register metrics: objects with `update(...)` and `compute()`."""
+        """Register metrics: streaming `update(predictions, targets)`, `compute()`, `reset()`."""
 
     @hookspec
     def register_cleaners(self, register: Register) -> None:
-        """Register text cleaners: callables from a record's text to cleaned text (or None to drop it)."""
+        """Register cleaners: `Cleaner`s whose `apply(batch)` cleans records (None drops one)."""
 
     @hookspec
     def register_datasets(self, register: Register) -> None:
-        """Register dataset readers and batchers: iterables of records or batches."""
+        """Register datasets: readers (iterables of records) and batchers over token shards."""
 
     @hookspec
     def register_commands(self, cli: Any) -> None:
