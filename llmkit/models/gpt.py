@@ -43,9 +43,9 @@ class GPTConfig(ModelConfig):
         n_kv_heads: Key/value heads for grouped-query attention; default n_heads.
         attention: Attention variant by registry name (mha, sdpa, mqa, gqa, sliding_window, linear, ...).
         attention_options: Extra keyword arguments for the attention variant, e.g. {"window": 128}.
-        position: Position scheme: learned, sinusoidal, rope, alibi or none.
-        norm: layernorm or rmsnorm.
-        mlp: gelu, gelu_tanh, relu or swiglu.
+        position: Position scheme by registry name (learned, sinusoidal, rope, alibi, none, ...).
+        norm: Norm by registry name (layernorm, rmsnorm, ...).
+        mlp: Feed-forward block by registry name (gelu, gelu_tanh, relu, swiglu, ...).
         norm_eps: Epsilon of the norms.
         bias: Biases in the linear layers.
         dropout: Dropout on embeddings, attention weights and residual branches (training only).

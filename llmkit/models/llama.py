@@ -34,9 +34,9 @@ class LlamaConfig(GPTConfig):
         n_kv_heads: Key/value heads (grouped-query attention); must divide n_heads.
         attention: Attention variant by registry name.
         attention_options: Extra keyword arguments for the attention variant.
-        position: Position scheme (rope for Llama).
-        norm: rmsnorm (or layernorm).
-        mlp: swiglu (or gelu, gelu_tanh, relu).
+        position: Position scheme by registry name (rope for Llama).
+        norm: Norm by registry name (rmsnorm for Llama; layernorm, ...).
+        mlp: Feed-forward block by registry name (swiglu for Llama; gelu, gelu_tanh, relu, ...).
         norm_eps: Epsilon of the norms.
         bias: Biases in the linear layers (attention_bias in HF configs).
         dropout: Dropout (training only).

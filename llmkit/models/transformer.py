@@ -43,9 +43,9 @@ class TransformerConfig(ModelConfig):
         attention: Self-attention variant by registry name.
         cross_attention: Encoder-decoder attention variant by registry name.
         attention_options: Extra keyword arguments for the self-attention variant.
-        position: Position scheme: sinusoidal, learned, rope, alibi or none.
-        norm: layernorm or rmsnorm.
-        mlp: relu, gelu, gelu_tanh or swiglu.
+        position: Position scheme by registry name (sinusoidal, learned, rope, alibi, none, ...).
+        norm: Norm by registry name (layernorm, rmsnorm, ...).
+        mlp: Feed-forward block by registry name (relu, gelu, gelu_tanh, swiglu, ...).
         norm_eps: Epsilon of the norms.
         pre_norm: Normalise sub-layer inputs (pre-norm) instead of their outputs (the paper).
         dropout: Dropout (training only).
