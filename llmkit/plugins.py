@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pluggy
 
 from llmkit.errors import LlmkitError, RegistryError
-from llmkit.hookspecs import KINDS, PROJECT, Specs
+from llmkit.hookspecs import KINDS, PROJECT, Register, Specs
 from llmkit.registry import Component, Factory, Registry
 
 ENV_PLUGINS = "LLMKIT_PLUGINS"
@@ -178,7 +177,7 @@ class PluginHost:
         for component in staged:
             info.components.setdefault(component.kind, []).append(component.name)
 
-    def _stager(self, kind: str, plugin_name: str, staged: list[Component]) -> Callable[..., None]:
+    def _stager(self, kind: str, plugin_name: str, staged: list[Component]) -> Register:
         def register(name: str, factory: Factory | str, summary: str | None = None) -> None:
             staged.append(self.registry.make_component(kind, name, factory, summary, plugin_name))
 
