@@ -44,37 +44,58 @@ class MLP(nn.Module):
 
 
 class GeluMLP(MLP):
-    """MLP with exact GELU (BERT, Vaswani-style models)."""
+    """MLP with exact GELU (BERT, Vaswani-style models).
+
+    Args:
+        d_model: Width of the input and output.
+        hidden: Width of the hidden layer (the model's d_ff).
+        bias: Use biases in the linear layers.
+        dropout: Dropout on the output (training only).
+    """
 
     def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__(d_model, hidden, activation="gelu", bias=bias, dropout=dropout)
 
 
 class GeluTanhMLP(MLP):
-    """MLP with the tanh approximation of GELU (GPT-2's `gelu_new`)."""
+    """MLP with the tanh approximation of GELU (GPT-2's `gelu_new`).
+
+    Args:
+        d_model: Width of the input and output.
+        hidden: Width of the hidden layer (the model's d_ff).
+        bias: Use biases in the linear layers.
+        dropout: Dropout on the output (training only).
+    """
 
     def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__(d_model, hidden, activation="gelu_tanh", bias=bias, dropout=dropout)
 
 
 class ReluMLP(MLP):
-    """MLP with ReLU (the original Transformer)."""
+    """MLP with ReLU (the original Transformer).
+
+    Args:
+        d_model: Width of the input and output.
+        hidden: Width of the hidden layer (the model's d_ff).
+        bias: Use biases in the linear layers.
+        dropout: Dropout on the output (training only).
+    """
 
     def __init__(self, d_model: int, hidden: int, bias: bool = True, dropout: float = 0.0) -> None:
         super().__init__(d_model, hidden, activation="relu", bias=bias, dropout=dropout)
 
 
 class SwiGLU(nn.Module):
-    """Gated MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), as in Llama."""
+    """Gated MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), as in Llama.
 
-    def __init__(
-        self,
-        d_model: int,
-        hidden: int,
-        activation: str = "silu",
-        bias: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
+    Args:
+        d_model: Width of the input and output.
+        hidden: Width of the hidden layer (the model's d_ff).
+        bias: Use biases in the linear layers.
+        dropout: Dropout on the output (training only).
+    """
+
+    def __init__(self, d_model: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.gate = nn.Linear(d_model, hidden, bias=bias)
         self.up = nn.Linear(d_model, hidden, bias=bias)

@@ -16,14 +16,26 @@ from llmkit.nn.components import build_part
 
 
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm (Ba et al.), optional bias: (x - mean) / std * weight + bias over the last dim."""
+    """LayerNorm (Ba et al.), optional bias: (x - mean) / std * weight + bias over the last dim.
+
+    Args:
+        d_model: Width of the features normalised.
+        eps: Added to the variance before the square root.
+        bias: Learn an additive bias as well as the scale.
+    """
 
     def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__(d_model, eps=eps, bias=bias)
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm (Zhang & Sennrich): x / rms(x) * weight, computed in float32 as Llama does."""
+    """RMSNorm (Zhang & Sennrich): x / rms(x) * weight, computed in float32 as Llama does.
+
+    Args:
+        d_model: Width of the features normalised.
+        eps: Added to the mean square before the square root.
+        bias: Ignored: RMSNorm has no bias (every norm is given the model's `bias` flag).
+    """
 
     def __init__(self, d_model: int, eps: float = 1e-6, bias: bool = False) -> None:
         super().__init__()

@@ -57,7 +57,12 @@ class Positions(nn.Module):
 
 
 class LearnedPositions(Positions):
-    """Learned absolute position embeddings (GPT-2, BERT): a (max_positions, D) table."""
+    """Learned absolute position embeddings (GPT-2, BERT): a (max_positions, D) table.
+
+    Args:
+        d_model: Width of the embeddings.
+        max_positions: Rows of the table: the longest sequence the model accepts.
+    """
 
     absolute = True
 
@@ -94,7 +99,12 @@ def sinusoid_table(n: int, d_model: int) -> Tensor:
 
 
 class SinusoidalPositions(Positions):
-    """Fixed sinusoidal absolute positions (Vaswani et al.), extended on demand when needed."""
+    """Fixed sinusoidal absolute positions (Vaswani et al.), extended on demand when needed.
+
+    Args:
+        d_model: Width of the embeddings.
+        max_positions: Rows computed up front (more are computed when a sequence needs them).
+    """
 
     absolute = True
     table: Tensor
@@ -127,6 +137,11 @@ class RotaryPositions(Positions):
     Channel i is paired with channel i + hs/2 and rotated by angle pos * theta^(-2i/hs).
     The cos/sin tables stay float32 whatever the model's dtype (as in HF), so bf16 models do not
     lose precision at large positions; they follow the inputs' device on first use.
+
+    Args:
+        head_dim: Width of each attention head (even).
+        max_positions: Angles computed up front (more are computed when a sequence needs them).
+        theta: The base of the rotation frequencies (Llama 2: 10000, Llama 3: 500000).
     """
 
     def __init__(
@@ -186,6 +201,9 @@ class AlibiPositions(Positions):
 
     The distance is counted in sequence slots, so `position_ids` do not change it; for left-padded
     batches that is the same thing, as the padding slots are masked out.
+
+    Args:
+        n_heads: Attention heads, one slope each.
     """
 
     has_bias = True
