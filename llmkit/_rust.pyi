@@ -1,15 +1,32 @@
-"""Type stub of the Rust extension `llmkit._rust` (kept in step with rust/src/py*.rs)."""
+"""Type stub of the Rust extension `llmkit._rust` (rust/src/py*.rs).
+
+Checked against the built extension by `python -m mypy.stubtest llmkit._rust` (.ci/run).
+"""
 
 import os
 from collections.abc import Callable
+from typing import final
+
+from typing_extensions import Self
+
+__all__ = [
+    "Bpe",
+    "BpeTrainer",
+    "WordPiece",
+    "WordPieceTrainer",
+    "__version__",
+    "named_pattern",
+    "pretokenize",
+]
 
 __version__: str
 
 # --- WordPiece (rust/src/py_wordpiece.rs) -------------------------------------------------------
 
+@final
 class WordPiece:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokens: list[str] | None = None,
         *,
         path: str | os.PathLike[str] | None = None,
@@ -23,7 +40,7 @@ class WordPiece:
         special_tokens: list[str] | None = None,
         cls_token: str = "[CLS]",
         sep_token: str = "[SEP]",
-    ) -> None: ...
+    ) -> Self: ...
     def encode(
         self,
         text: str,
@@ -61,15 +78,16 @@ class WordPiece:
     @property
     def cls_sep_ids(self) -> tuple[int | None, int | None]: ...
 
+@final
 class WordPieceTrainer:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         lowercase: bool = True,
         strip_accents: bool | None = None,
         clean_text: bool = True,
         handle_chinese_chars: bool = True,
-    ) -> None: ...
+    ) -> Self: ...
     def feed_texts(self, texts: list[str]) -> None: ...
     def feed_file(self, path: str | os.PathLike[str]) -> None: ...
     def feed_bytes(self, data: bytes) -> None: ...
@@ -94,6 +112,7 @@ class WordPieceTrainer:
 
 _Specials = bool | list[str] | None
 
+@final
 class Bpe:
     @staticmethod
     def from_merges(
@@ -147,8 +166,9 @@ class Bpe:
     def all_merges(self) -> list[tuple[int, int, int, int]]: ...
     def pretokenize(self, text: str) -> list[str]: ...
 
+@final
 class BpeTrainer:
-    def __init__(self, pattern: str, threads: int | None = None) -> None: ...
+    def __new__(cls, pattern: str, threads: int | None = None) -> Self: ...
     def feed_texts(self, texts: list[str]) -> None: ...
     def feed_file(self, path: str) -> None: ...
     def feed_bytes(self, data: bytes) -> None: ...

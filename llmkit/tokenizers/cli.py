@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -53,13 +55,17 @@ def train(
     threads: int | None,
     quiet: bool,
 ) -> None:
-    """Train a tokenizer on FILES (names or globs, e.g. 'docs/**/*.txt') and save it."""
+    """Train a tokenizer on FILES (names, globs such as 'docs/**/*.md', or directories; .gz
+    decompressed) and save it."""
+    from llmkit.tokenizers.corpus import expand_corpus
+
     start = time.perf_counter()
+    paths = expand_corpus(files, texts_hint=False)
     if kind == "bpe":
         from llmkit.tokenizers.bpe import BPETokenizer
 
         tok = BPETokenizer.train(
-            list(files),
+            paths,
             vocab_size=vocab_size,
             pattern=pattern,
             special_tokens=list(special_tokens),
@@ -79,14 +85,18 @@ def train(
 
         # --special-token adds to BERT's [PAD] [UNK] [CLS] [SEP] [MASK], which WordPiece needs.
         specials = list(dict.fromkeys([*DEFAULT_SPECIAL_TOKENS, *special_tokens]))
-        tok = WordPieceTokenizer.train(  # type: ignore[assignment]
-            list(files), vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            tok = WordPieceTokenizer.train(  # type: ignore[assignment]
+                paths, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials
+            )
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
     elif kind == "char":
         from llmkit.tokenizers.simple import CharTokenizer
 
         tok = CharTokenizer.train(  # type: ignore[assignment]
-            list(files), vocab_size=vocab_size, special_tokens=list(special_tokens)
+            paths, vocab_size=vocab_size, special_tokens=list(special_tokens)
         )
     else:
         from llmkit.tokenizers.simple import ByteTokenizer
@@ -128,7 +138,8 @@ def encode(
     tok = load_tokenizer(tokenizer_spec)
     data = _read_input(text, file)
     if allow_special:
-        ids = tok.encode(data, allowed_special="all")
+        encode_text: Any = tok.encode  # every built-in tokenizer takes allowed_special
+        ids = encode_text(data, allowed_special="all")
     elif hasattr(tok, "encode_ordinary"):
         ids = tok.encode_ordinary(data)
     else:

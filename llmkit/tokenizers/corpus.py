@@ -94,7 +94,8 @@ def expand_corpus(
                 raise UsageError(f"corpus glob {name!r} matches no file")
             out.extend(found)
         elif texts_hint:
-            shown = name if len(name) <= 60 else name[:57] + "..."
+            looks_like_text = len(name) > 200 or "\n" in name
+            shown = name[:57] + "..." if looks_like_text else name
             raise UsageError(f"corpus file {shown!r} not found (no such file; {_TEXTS_HINT})")
         else:
             raise UsageError(f"{name}: no such file or directory")

@@ -22,6 +22,8 @@ FORMAT = "llmkit-tokenizer"
 FORMAT_VERSION = 1
 
 T = TypeVar("T")
+#: "all", or a set of special tokens (as `allowed_special`/`disallowed_special` of `encode`).
+SpecialArg = Literal["all"] | AbstractSet[str] | Sequence[str]
 
 
 def _usage(call: Callable[[], T]) -> T:
@@ -458,65 +460,99 @@ class WordPieceTokenizer:
         text: str,
         *,
         add_special_tokens: bool = False,
+        allowed_special: SpecialArg = "all",
+        disallowed_special: SpecialArg = (),
         split_special_tokens: bool = True,
-        allowed_special: Literal["all"] | AbstractSet[str] | None = None,
     ) -> list[int]:
-        """Ids of `text`.
+        """Ids of `text`; special tokens written in it follow llmkit's one rule (as BPE's).
+
+        A special token in `allowed_special` becomes its id, one in `disallowed_special` is a
+        `UsageError`, any other is ordinary text ("all" means every special token; for
+        `disallowed_special`, every one not allowed). WordPiece's defaults are those of
+        `tokenizers`: every special token is allowed ("[MASK]" becomes its id).
 
         Args:
             text: The text.
             add_special_tokens: Put `cls_token` first and `sep_token` last (BERT's template).
-            split_special_tokens: Special tokens written in the text (e.g. "[MASK]") become their
-                ids, as in `tokenizers`; False encodes them as ordinary text.
-            allowed_special: tiktoken-style override: "all", or the special tokens that become
-                ids (the others are text).
+            allowed_special: "all" or the special tokens that become ids.
+            disallowed_special: "all" or the special tokens that are an error in the text.
+            split_special_tokens: False is the same as `allowed_special=set()`.
         """
         if add_special_tokens:
             self._check_template()
-        allowed = self._allowed_ids(allowed_special)
+        allowed, disallowed = self._special_args(
+            allowed_special, disallowed_special, split_special_tokens
+        )
+        self._check_disallowed([text], disallowed)
         try:
-            return self._core.encode(text, add_special_tokens, split_special_tokens, allowed)
+            return self._core.encode(
+                text, add_special_tokens, allowed is None or bool(allowed), allowed or None
+            )
         except UnicodeEncodeError as e:
             raise UsageError(f"text is not valid Unicode: {e.reason} at {e.start}") from None
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Ids of `text` with special tokens written in it encoded as ordinary text."""
-        return self.encode(text, split_special_tokens=False)
+        return self.encode(text, allowed_special=frozenset())
 
     def encode_batch(
         self,
         texts: Sequence[str],
         *,
         add_special_tokens: bool = False,
+        allowed_special: SpecialArg = "all",
+        disallowed_special: SpecialArg = (),
         split_special_tokens: bool = True,
-        allowed_special: Literal["all"] | AbstractSet[str] | None = None,
     ) -> list[list[int]]:
-        """Ids of each text, encoded in parallel on all cores with the GIL released."""
+        """Ids of each text (special tokens as in `encode`), in parallel without the GIL."""
         if add_special_tokens:
             self._check_template()
         if isinstance(texts, str):
             raise UsageError("encode_batch takes a sequence of texts, not one string")
-        allowed = self._allowed_ids(allowed_special)
+        texts = list(texts)
+        allowed, disallowed = self._special_args(
+            allowed_special, disallowed_special, split_special_tokens
+        )
         try:
+            self._check_disallowed(texts, disallowed)
             return self._core.encode_batch(
-                list(texts), add_special_tokens, split_special_tokens, allowed
+                texts, add_special_tokens, allowed is None or bool(allowed), allowed or None
             )
         except (TypeError, UnicodeEncodeError) as e:
             raise UsageError(f"encode_batch takes valid Unicode strings ({e})") from None
 
-    def _allowed_ids(self, allowed: Literal["all"] | AbstractSet[str] | None) -> list[int] | None:
-        """Ids of the allowed special tokens (None: follow `split_special_tokens`)."""
-        if allowed is None:
-            return None
+    def _special_args(
+        self, allowed: SpecialArg, disallowed: SpecialArg, split: bool
+    ) -> tuple[list[int] | None, list[str]]:
+        """(ids of the allowed special tokens, None for all; the disallowed special tokens)."""
         specials = self._core.special_tokens
-        if allowed == "all":
-            return list(specials.values())
-        if isinstance(allowed, str):
-            raise UsageError(f'allowed_special must be "all" or a set of tokens, not {allowed!r}')
-        unknown = sorted(set(allowed) - set(specials))
-        if unknown:
-            raise UsageError(f"allowed_special {unknown} are not special tokens {list(specials)}")
-        return [specials[t] for t in allowed]
+        sets: list[set[str]] = []
+        for name, arg in (("allowed_special", allowed), ("disallowed_special", disallowed)):
+            if arg == "all":
+                sets.append(set(specials))
+                continue
+            if isinstance(arg, str):
+                raise UsageError(f'{name} must be "all" or a set of tokens, not {arg!r}')
+            unknown = sorted(set(arg) - set(specials))
+            if unknown:
+                raise UsageError(f"{name} {unknown} are not special tokens {list(specials)}")
+            sets.append(set(arg))
+        allowed_set = sets[0] if split else set()
+        banned = [t for t in specials if t in sets[1] and t not in allowed_set]
+        if allowed_set == set(specials):
+            return None, banned
+        return [specials[t] for t in specials if t in allowed_set], banned
+
+    @staticmethod
+    def _check_disallowed(texts: Sequence[str], disallowed: list[str]) -> None:
+        """A `UsageError` if a text holds a disallowed special token (BPE's message)."""
+        for token in disallowed:
+            if any(token in t for t in texts):
+                raise UsageError(
+                    f"the text contains the special token {token!r}, which is disallowed; pass "
+                    "it in allowed_special to encode it as a special token, or exclude it from "
+                    "disallowed_special to encode it as text"
+                )
 
     def encode_pair(
         self, first: str, second: str, *, split_special_tokens: bool = True

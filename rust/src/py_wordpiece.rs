@@ -51,9 +51,9 @@ impl PyWordPiece {
     #[new]
     #[pyo3(signature = (
         tokens = None, *, path = None, lowercase = true, strip_accents = None, clean_text = true,
-        handle_chinese_chars = true, unk_token = "[UNK]".to_string(),
-        continuing_subword_prefix = "##".to_string(), max_input_chars_per_word = 100,
-        special_tokens = None, cls_token = "[CLS]".to_string(), sep_token = "[SEP]".to_string()
+        handle_chinese_chars = true, unk_token = "[UNK]",
+        continuing_subword_prefix = "##", max_input_chars_per_word = 100,
+        special_tokens = None, cls_token = "[CLS]", sep_token = "[SEP]"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -64,24 +64,24 @@ impl PyWordPiece {
         strip_accents: Option<bool>,
         clean_text: bool,
         handle_chinese_chars: bool,
-        unk_token: String,
-        continuing_subword_prefix: String,
+        unk_token: &str,
+        continuing_subword_prefix: &str,
         max_input_chars_per_word: usize,
         special_tokens: Option<Vec<String>>,
-        cls_token: String,
-        sep_token: String,
+        cls_token: &str,
+        sep_token: &str,
     ) -> PyResult<Self> {
         let config = make_config(
             lowercase,
             strip_accents,
             clean_text,
             handle_chinese_chars,
-            unk_token,
-            continuing_subword_prefix,
+            unk_token.to_owned(),
+            continuing_subword_prefix.to_owned(),
             max_input_chars_per_word,
             special_tokens,
-            cls_token,
-            sep_token,
+            cls_token.to_owned(),
+            sep_token.to_owned(),
         );
         let inner = py
             .allow_threads(|| match (tokens, path) {
@@ -329,7 +329,7 @@ impl PyWordPieceTrainer {
     /// Learn the vocabulary (tokens in id order) from the counts so far.
     #[pyo3(signature = (
         vocab_size, *, min_frequency = 0, special_tokens = None, limit_alphabet = None,
-        initial_alphabet = None, continuing_subword_prefix = "##".to_string(),
+        initial_alphabet = None, continuing_subword_prefix = "##",
         continuation_order = None
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -341,7 +341,7 @@ impl PyWordPieceTrainer {
         special_tokens: Option<Vec<String>>,
         limit_alphabet: Option<usize>,
         initial_alphabet: Option<Vec<char>>,
-        continuing_subword_prefix: String,
+        continuing_subword_prefix: &str,
         continuation_order: Option<Vec<char>>,
     ) -> PyResult<Vec<String>> {
         let cfg = TrainConfig {
@@ -350,7 +350,7 @@ impl PyWordPieceTrainer {
             special_tokens: special_tokens.unwrap_or_default(),
             limit_alphabet,
             initial_alphabet: initial_alphabet.unwrap_or_default(),
-            continuing_subword_prefix,
+            continuing_subword_prefix: continuing_subword_prefix.to_owned(),
             continuation_order,
         };
         let counts = &self.counts;
