@@ -17,10 +17,10 @@ import click
 )
 @click.option(
     "--task",
-    type=click.Choice(["lm", "masked_lm", "classification", "generation"]),
-    default="lm",
+    default="causal_lm",
     show_default=True,
-    help="What to evaluate.",
+    help="An objective (causal_lm, masked_lm, seq2seq, classification, a plugin's; lm is "
+    "causal_lm) or generation.",
 )
 @click.option("--compare", "compare", default=None, help="A second checkpoint (or results JSON).")
 @click.option("-o", "--out", default=None, help="Write the results JSON here (atomically).")

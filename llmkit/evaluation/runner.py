@@ -13,21 +13,21 @@ Data by task:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmkit.errors import UsageError
 
-TASKS = ("lm", "masked_lm", "classification", "generation")
+GENERATION = "generation"  # the one task that is not an objective
+TASK_ALIASES = {"lm": "causal_lm"}  # the old task name of causal_lm
 
 
 @dataclass
 class EvalOptions:
     """Settings of one evaluation run (the `llmkit eval` options)."""
 
-    task: str = "lm"
+    task: str = "causal_lm"
     device: str | None = None
     dtype: str | None = None
     # lm
@@ -109,253 +109,125 @@ def _tokenizer(checkpoint: Path, required: str | None) -> Any:
         return None
 
 
-def _context(model: Any, requested: int | None) -> int:
-    from llmkit.inference.generation import context_length
+def objective_for_task(task: str) -> Any:
+    """The objective a `--task` names (`lm` is causal_lm's old name), or None for `generation`."""
+    import llmkit
+    from llmkit.errors import RegistryError
 
-    limit = context_length(model)
-    if requested is None:
-        return limit or 1024
-    if limit is not None and requested > limit:
-        raise UsageError(f"--context {requested} exceeds the model's context of {limit} tokens")
-    return requested
+    if task == GENERATION:
+        return None
+    try:
+        return llmkit.create("objective", TASK_ALIASES.get(task, task))
+    except RegistryError:
+        names = [*TASK_ALIASES, *(c.name for c in llmkit.components("objective")), GENERATION]
+        raise UsageError(f"--task {task}: choose one of {', '.join(names)}") from None
+
+
+def _records(data: str | Path, objective: Any, opts: EvalOptions) -> list[Any]:
+    """The JSONL rows of `data` as records with the fields the objective reads."""
+    from llmkit.data.records import Record
+
+    fields = {"text": opts.text_field, "label": opts.label_field, "target": opts.reference_field}
+    wanted = tuple(fields[f] for f in objective.record_fields)
+    rows = read_jsonl(data, wanted, opts.limit)
+    return [
+        Record(
+            text=str(r[opts.text_field]),
+            label=str(r[opts.label_field]) if "label" in objective.record_fields else None,
+            target=str(r[opts.reference_field]) if "target" in objective.record_fields else None,
+            source=str(data),
+        )
+        for r in rows
+    ]
 
 
 def evaluate_checkpoint(
     checkpoint: str | Path, data: str | Path, opts: EvalOptions
 ) -> dict[str, Any]:
-    """Run `opts.task` for the checkpoint on `data`; returns the result dict (with 'model')."""
+    """Run `opts.task` for the checkpoint on `data`; returns the result dict (with 'model').
+
+    Every objective's task runs the objective's own `evaluate`, the one a pipeline's eval stage
+    runs, so both report the same numbers for the same checkpoint, data and settings.
+    """
     import llmkit
-    from llmkit.evaluation import core
+    from llmkit.inference.generation import refuse_encoder
+    from llmkit.models.traits import traits_of
+    from llmkit.objectives.base import EvalData, EvalSettings
+    from llmkit.storage.checkpoint import read_config
 
-    if opts.task not in TASKS:
-        raise UsageError(f"--task {opts.task}: choose one of {', '.join(TASKS)}")
-    if opts.predictions_out and opts.task in ("lm", "masked_lm"):
+    objective = objective_for_task(opts.task)
+    if opts.predictions_out and objective is not None and objective.reads == "shards":
         raise UsageError("--predictions-out: only for the classification and generation tasks")
-    from llmkit.storage.checkpoint import load_generation_config, read_config
-    from llmkit.inference.generation import ENCODER_MODELS, decoder_start_id, refuse_encoder
-
     ckpt = Path(checkpoint)
     config = read_config(ckpt)
-    if opts.task == "lm":
-        refuse_encoder(
-            ckpt,
-            config,
-            "has no next-token perplexity; evaluate its masked-LM head with --task masked_lm",
-        )
-    elif opts.task == "generation":
+    if objective is None:
         refuse_encoder(ckpt, config)
-    elif opts.task == "masked_lm" and config.get("model") not in ENCODER_MODELS:
-        raise UsageError(
-            f"{ckpt}: a {config.get('model')} checkpoint has no masked-LM head; --task masked_lm "
-            f"is for encoders ({', '.join(ENCODER_MODELS)}); use --task lm"
-        )
+        return _generation(ckpt, data, opts)
     model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
-    encoder_decoder = hasattr(model, "encode") and hasattr(model, "decode")
-    if encoder_decoder and (
-        opts.task == "lm" or (opts.task == "classification" and not hasattr(model, "classify"))
-    ):
-        raise UsageError(
-            f"{ckpt}: a {config.get('model')} checkpoint is an encoder-decoder, which --task "
-            f"{opts.task} cannot score (it needs a decoder-only LM); use --task generation"
-        )
-    if opts.task == "masked_lm":
-        from llmkit.data.shards import TokenShards
-
-        tokenizer = _tokenizer(ckpt, "masked_lm")
-        context = _context(model, opts.context)
-        shards = TokenShards(data, opts.split)
-        try:
-            masked = masked_lm_windows(shards, context, opts.batch_size, tokenizer, seed=opts.seed)
-        except UsageError as exc:
-            raise UsageError(f"{ckpt}: {exc}") from None
-        result = core.evaluate_masked_lm(model, masked, max_batches=opts.max_batches)
-        result["details"].update(
-            context=context, split=opts.split, masking=f"{MASK_PROBABILITY:.0%}, seed {opts.seed}"
-        )
-    elif opts.task == "lm":
-        from llmkit.data.shards import TokenShards
-
-        context = _context(model, opts.context)
-        shards = TokenShards(data, opts.split)
-        batches = lm_windows(shards, context, opts.batch_size, stride=opts.stride)
-        tokenizer = _tokenizer(ckpt, None)
-        token_bytes = core.token_byte_lengths(tokenizer) if tokenizer is not None else None
-        result = core.evaluate_lm(
-            model, batches, token_bytes=token_bytes, max_batches=opts.max_batches
-        )
-        result["details"]["context"] = context
-        result["details"]["stride"] = opts.stride or context
-        result["details"]["split"] = opts.split
-    elif opts.task == "classification":
-        tokenizer = _tokenizer(ckpt, "classification")
-        rows = read_jsonl(data, (opts.text_field, opts.label_field), opts.limit)
-        gold = [str(r[opts.label_field]) for r in rows]
-        names = opts.labels or _checkpoint_labels(ckpt) or sorted(set(gold))
-        index = {name: i for i, name in enumerate(names)}
-        unknown = sorted(set(gold) - set(index))
-        if unknown:
+    traits = traits_of(model)
+    reason = objective.check_evaluation(traits)
+    if reason is not None:
+        name = config.get("model")
+        if traits.is_encoder_decoder:
             raise UsageError(
-                f"{data}: labels {', '.join(unknown[:5])} are not among the label names "
-                f"{', '.join(names)}; pass --labels"
+                f"{ckpt}: a {name} checkpoint is an encoder-decoder, which --task {opts.task} "
+                "cannot score (it needs a decoder-only LM); use --task generation"
             )
-        preds = core.classify(
-            model,
-            tokenizer,
-            [str(r[opts.text_field]) for r in rows],
-            names,
-            batch_size=opts.batch_size,
-            max_length=opts.max_length,
-            template=opts.template,
-        )
-        result = core.evaluate_classification(preds, [index[g] for g in gold], names)
-        _write_lines(opts.predictions_out, [names[p] for p in preds])
+        raise UsageError(f"{ckpt}: a {name} checkpoint {reason}")
+    tokenizer = _tokenizer(ckpt, opts.task if objective.needs_tokenizer else None)
+    settings = EvalSettings(
+        context=opts.context,
+        stride=opts.stride,
+        batch_size=opts.batch_size,
+        max_batches=opts.max_batches,
+        max_length=opts.max_length,
+        seed=opts.seed,
+        model_dir=ckpt,
+        labels=opts.labels or _checkpoint_labels(ckpt),
+        template=opts.template,
+    )
+    if objective.reads == "shards":
+        held_out = EvalData(shards=Path(data), split=opts.split)
     else:
-        tokenizer = _tokenizer(ckpt, "generation")
-        rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
-        sampling = _sampling(ckpt, opts)
-        start = decoder_start_id(tokenizer, load_generation_config(ckpt))
-        hyps = core.generate_texts(
-            model,
-            tokenizer,
-            [str(r[opts.prompt_field]) for r in rows],
-            max_new_tokens=opts.max_new_tokens,
-            length_penalty=opts.length_penalty,
-            stop=opts.stop,
-            seed=opts.seed,
-            batch_size=opts.batch_size,
-            bos_token_id=start,
-            **sampling,
-        )
-        refs = [r[opts.reference_field] for r in rows]
-        _write_lines(opts.predictions_out, hyps)
-        result = core.evaluate_generation(hyps, refs)
-        result["details"]["decoding"] = {"max_new_tokens": opts.max_new_tokens, **sampling}
-        result["details"]["examples"] = [
-            {"prompt": r[opts.prompt_field], "hypothesis": h}
-            for r, h in zip(rows[:5], hyps[:5], strict=False)
-        ]
+        held_out = EvalData(records=_records(data, objective, opts))
+    result = objective.evaluate(model, tokenizer, held_out, settings)
+    _write_lines(opts.predictions_out, result.pop("predictions", None) or [])
     return {"model": str(ckpt), "data": str(data), **result}
 
 
-def lm_windows(
-    shards: Any,
-    context: int,
-    batch_size: int,
-    stride: int | None = None,
-    rank: int | None = None,
-    world: int | None = None,
-) -> Iterator[tuple[Any, Any]]:
-    """(inputs, targets) batches over the split that score every token but the first exactly once.
+def _generation(ckpt: Path, data: str | Path, opts: EvalOptions) -> dict[str, Any]:
+    """The generation task: BLEU/chrF/TER/exact match of generated text against references."""
+    import llmkit
+    from llmkit.evaluation import core
+    from llmkit.inference.generation import decoder_start_id
+    from llmkit.storage.checkpoint import load_generation_config
 
-    A window holds up to `context` input tokens and starts every `stride` tokens (default
-    `context`: no overlap). With a smaller stride each window re-reads `context - stride` tokens as
-    context only (their targets are -100), so every scored token sees at least that much context:
-    the strided perplexity evaluation of Hugging Face's guide. The last, shorter window gets a
-    batch of its own. With torch.distributed, rank r takes windows r, r + world, ...
-    """
-    import numpy as np
-    import torch
-
-    from llmkit.data.batching import dist_info
-
-    stride = context if stride is None else stride
-    if not 0 < stride <= context:
-        raise UsageError(f"--stride {stride}: must be between 1 and the context ({context})")
-    rank, world = dist_info(rank, world)
-    n = len(shards)
-    if n < 2:
-        raise UsageError(f"{shards.path} ({shards.split}): fewer than 2 tokens to evaluate")
-    windows: list[tuple[int, int, int]] = []  # start, end, targets to mask
-    start, last = 0, 0
-    while True:
-        end = min(start + context + 1, n)
-        windows.append((start, end, max(0, last - start)))
-        last = end - 1
-        if end == n:
-            break
-        start += stride
-    mine = windows[rank::world]
-
-    def pair(rows: list[tuple[int, int, int]]) -> tuple[Any, Any]:
-        block = np.stack([shards.window(s, e - s) for s, e, _ in rows])
-        targets = block[:, 1:].copy()
-        for i, (_, _, masked) in enumerate(rows):
-            targets[i, :masked] = -100
-        return torch.from_numpy(block[:, :-1].copy()), torch.from_numpy(targets)
-
-    full = [w for w in mine if w[1] - w[0] == context + 1]
-    for lo in range(0, len(full), batch_size):
-        yield pair(full[lo : lo + batch_size])
-    for w in mine:
-        if w[1] - w[0] != context + 1:
-            yield pair([w])
-
-
-MASK_PROBABILITY = 0.15  # the share of tokens masked-LM training (`MaskedLMBatches`) predicts
-
-
-def masked_lm_windows(
-    shards: Any,
-    context: int,
-    batch_size: int,
-    tokenizer: Any,
-    seed: int = 0,
-    rank: int | None = None,
-    world: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Masked-LM batches over the whole split: consecutive windows of `context` tokens.
-
-    Each window is masked as `MaskedLMBatches` trains (`MASK_PROBABILITY` of the non-special
-    tokens: 80% the mask token, 10% a random token, 10% kept; labels -100 elsewhere) by a generator
-    seeded with (seed, window index), so the masks, and the scores, do not depend on the batch
-    size or the number of ranks. The last, shorter window gets a batch of its own. With
-    torch.distributed, rank r takes windows r, r + world, ...
-    """
-    import numpy as np
-    import torch
-
-    from llmkit.data.batching import dist_info, mask_tokens
-    from llmkit.tokenizers.base import MASK_TOKENS, find_special
-
-    if context < 1 or batch_size < 1:
-        raise UsageError(f"context ({context}) and batch size ({batch_size}) must be positive")
-    mask_id = find_special(tokenizer, MASK_TOKENS)
-    if mask_id is None:
-        raise UsageError(
-            "the tokenizer has no mask token (" + ", ".join(MASK_TOKENS) + "), which masked-LM "
-            "training and evaluation need"
-        )
-    named = (getattr(tokenizer, "special_tokens", {}) or {}).values()
-    specials = {int(shards.eos_id), *(int(i) for i in named)}
-    rank, world = dist_info(rank, world)
-    n = len(shards)
-    if n < 1:
-        raise UsageError(f"{shards.path} ({shards.split}): no tokens to evaluate")
-    starts = list(range(0, n, context))[rank::world]
-
-    def masked(start: int) -> tuple[Any, Any]:
-        ids = shards.window(start, min(context, n - start)).astype(np.int64)[None]
-        rng = np.random.default_rng([seed % (1 << 63), start // context])
-        return mask_tokens(ids, rng, mask_id, shards.vocab_size, specials, MASK_PROBABILITY)
-
-    def batch(group: list[int]) -> dict[str, Any]:
-        pairs = [masked(s) for s in group]
-        inputs = torch.from_numpy(np.concatenate([p[0] for p in pairs]))
-        return {
-            "input_ids": inputs,
-            "labels": torch.from_numpy(np.concatenate([p[1] for p in pairs])),
-            "attention_mask": torch.ones(inputs.shape, dtype=torch.long),
-        }
-
-    def batches() -> Iterator[dict[str, Any]]:
-        full = [s for s in starts if s + context <= n]
-        for lo in range(0, len(full), batch_size):
-            yield batch(full[lo : lo + batch_size])
-        for s in starts:
-            if s + context > n:
-                yield batch([s])
-
-    return batches()  # the checks above run now, the masking as batches are drawn
+    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
+    tokenizer = _tokenizer(ckpt, GENERATION)
+    rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
+    sampling = _sampling(ckpt, opts)
+    start = decoder_start_id(tokenizer, load_generation_config(ckpt))
+    hyps = core.generate_texts(
+        model,
+        tokenizer,
+        [str(r[opts.prompt_field]) for r in rows],
+        max_new_tokens=opts.max_new_tokens,
+        length_penalty=opts.length_penalty,
+        stop=opts.stop,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        bos_token_id=start,
+        **sampling,
+    )
+    refs = [r[opts.reference_field] for r in rows]
+    _write_lines(opts.predictions_out, hyps)
+    result = core.evaluate_generation(hyps, refs)
+    result["details"]["decoding"] = {"max_new_tokens": opts.max_new_tokens, **sampling}
+    result["details"]["examples"] = [
+        {"prompt": r[opts.prompt_field], "hypothesis": h}
+        for r, h in zip(rows[:5], hyps[:5], strict=False)
+    ]
+    return {"model": str(ckpt), "data": str(data), **result}
 
 
 def _write_lines(path: str | None, lines: list[str]) -> None:

@@ -70,7 +70,7 @@ class TokenizerSection(_Section):
 class TrainSection(_Section):
     """The training stage: objective, model, optimizer, schedule, loss, batches and cadence."""
 
-    objective: Literal["causal_lm", "masked_lm", "seq2seq", "classification"] = "causal_lm"
+    objective: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="causal_lm"))
     model: ComponentSpec | None = None
     init_from: str | None = None
     optimizer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="adamw"))
@@ -92,6 +92,11 @@ class TrainSection(_Section):
     resume: bool = True
     max_length: int = Field(128, ge=1)
     label_field: str = "label"
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @field_validator("device")
     @classmethod

@@ -120,14 +120,18 @@ def on_main(dist_info: Dist, work: Callable[[], T], what: str) -> T:
     return value
 
 
-def wrap(module: nn.Module, dist_info: Dist) -> nn.Module:
-    """DistributedDataParallel around `module` when there is more than one rank."""
+def wrap(module: nn.Module, dist_info: Dist, several_heads: bool = False) -> nn.Module:
+    """DistributedDataParallel around `module` when there is more than one rank.
+
+    `several_heads`: the model has heads an objective may leave unused (a BERT's classifier under
+    masked LM), which DDP must then look for on every step.
+    """
     if dist_info.world_size == 1:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=several_heads)
 
 
 def sum_across_ranks(value: torch.Tensor, dist_info: Dist) -> torch.Tensor:

@@ -1,70 +1,41 @@
-"""How each objective turns a batch into logits and targets for the loss.
+"""The module the trainer differentiates: an objective's logits scored by the loss, in one forward.
 
-`Objective` wraps the model in a module whose forward takes the whole batch, so that a DDP or FSDP
-wrapper around it sees every call (a model's `classify` head included) and syncs gradients.
+DDP or FSDP wraps this module, so that every call into the model (a `classify` head included) goes
+through the wrapper and syncs gradients, and `torch.compile` compiles it whole, so that the loss's
+log-softmax over a tokens x vocab tensor fuses with the LM head instead of running eagerly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
-from llmkit.errors import UsageError
-
-ObjectiveName = Literal["causal_lm", "masked_lm", "seq2seq", "classification"]
-OBJECTIVES: tuple[str, ...] = ("causal_lm", "masked_lm", "seq2seq", "classification")
-
-
-class Objective(nn.Module):
-    """`forward(batch) -> (logits, targets)` for one training objective over `model`."""
-
-    def __init__(self, model: nn.Module, name: str) -> None:
-        super().__init__()
-        if name not in OBJECTIVES:
-            raise UsageError(f"unknown objective '{name}'; available: {', '.join(OBJECTIVES)}")
-        if name == "classification" and not hasattr(model, "classify"):
-            raise UsageError(
-                f"objective 'classification' needs a model with a classify head; "
-                f"{type(model).__name__} has none (use model 'bert')"
-            )
-        self.model = model
-        self.name = name
-
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Logits and the targets the loss compares them with."""
-        mask = batch.get("attention_mask")
-        if self.name == "causal_lm":  # next token: labels are the inputs shifted by one
-            return self.model(batch["input_ids"]), batch["labels"]
-        if self.name == "masked_lm":  # labels are -100 except at masked positions
-            return self.model(batch["input_ids"], attention_mask=mask), batch["labels"]
-        if self.name == "seq2seq":  # teacher forcing: decoder inputs are the targets shifted right
-            logits = self.model(
-                batch["input_ids"],
-                batch["decoder_input_ids"],
-                src_mask=mask,
-                tgt_mask=batch.get("decoder_attention_mask"),
-            )
-            return logits, batch["labels"]
-        classify: Any = self.model.classify
-        return classify(batch["input_ids"], attention_mask=mask), batch["labels"]  # (B, n_labels)
+if TYPE_CHECKING:
+    from llmkit.objectives.base import Objective
 
 
 class ObjectiveLoss(nn.Module):
-    """`forward(batch) -> loss`: the objective's logits scored by `loss`, as one module.
+    """`forward(batch) -> (summed loss, target count)` of `objective` on `model`, scored by `loss`.
 
-    The trainer wraps and compiles this module rather than the objective alone, so that DDP sees
-    the whole forward and `torch.compile` fuses the loss's log-softmax (a few passes over a
-    tokens x vocab tensor) with the LM head instead of running it eagerly.
+    The loss is the mean over the batch's targets times their count: the sum of per-target losses,
+    so that the trainer can divide the sum over a whole optimizer step (every micro-batch, every
+    rank) by the step's total target count and weigh every target equally.
     """
 
-    def __init__(self, objective: Objective, loss: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(
+        self, model: nn.Module, objective: Objective, loss: Callable[[Tensor, Tensor], Tensor]
+    ) -> None:
         super().__init__()
+        self.model = model
         self.objective = objective
         self.loss = loss
 
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """The scalar (or per-target) loss of one batch."""
-        logits, targets = self.objective(batch)
-        return self.loss(logits, targets)
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The batch's summed loss and its number of targets (both 0-d tensors)."""
+        logits, targets = self.objective.forward(self.model, batch)
+        count = self.objective.count_targets(batch)
+        mean = self.loss(logits, targets)
+        return torch.where(count > 0, mean * count, mean.new_zeros(())), count

@@ -14,16 +14,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from llmkit.atomic import write_json
 from llmkit.errors import UsageError, WorkError
+from llmkit.models.traits import traits_of
 from llmkit.storage import train_state as ckpt
-from llmkit.train.distributed import Dist, mean_across_ranks, wrap
-from llmkit.train.objectives import Objective, ObjectiveLoss
+from llmkit.train.distributed import Dist, sum_across_ranks, wrap
+from llmkit.train.objectives import ObjectiveLoss
+
+if TYPE_CHECKING:
+    from llmkit.objectives.base import Objective
 
 Batches = Iterator[dict[str, torch.Tensor]]
 PER_RANK = "per_rank"  # a checkpoint's data position under torchrun: {"per_rank": [rank 0's, ...]}
@@ -50,7 +54,7 @@ class TrainResult:
     """What a finished run reports (also written to the run's `train_result.json`)."""
 
     steps: int
-    train_loss: float  # the last step's, averaged over the ranks under torchrun
+    train_loss: float  # the last logged window's mean loss per target, over every rank
     eval_loss: float | None
     tokens_per_second: float
     seconds: float
@@ -58,10 +62,10 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _tokens_in(batch: dict[str, torch.Tensor]) -> int:
-    ids = batch["input_ids"]
+def _tokens_in(batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+    """The batch's real tokens: a tensor, read on the host only at log steps."""
     mask = batch.get("attention_mask")
-    return int(mask.sum()) if mask is not None else ids.numel()
+    return mask.sum() if mask is not None else batch["input_ids"].numel()
 
 
 class Trainer:
@@ -69,7 +73,8 @@ class Trainer:
 
     Args:
         model: The llmkit model to train (saved with `llmkit.save_model`).
-        objective: causal_lm, masked_lm, seq2seq or classification.
+        objective: The objective component (how a batch becomes logits, targets and a count),
+            or a registered objective's name.
         optimizer: Built over `model.parameters()`.
         scheduler: A learning-rate schedule stepped once per optimizer step, or None.
         loss: Called as loss(logits, targets).
@@ -85,7 +90,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        objective: str,
+        objective: Objective | str,
         optimizer: torch.optim.Optimizer,
         scheduler: Any | None,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -102,9 +107,18 @@ class Trainer:
         if settings.precision == "fp16" and dist.device.type != "cuda":
             raise UsageError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         self.model = model
-        self.objective = Objective(model, objective).to(dist.device)
-        self.scored = ObjectiveLoss(self.objective, loss)
-        self.step_fn: nn.Module = wrap(self.scored, dist)
+        if isinstance(objective, str):  # a registered objective's name, with its defaults
+            import llmkit
+
+            objective = llmkit.create("objective", objective)
+        assert not isinstance(objective, str)
+        reason = objective.check_model(traits_of(model))
+        if reason is not None:
+            raise UsageError(f"train: objective {objective.name} cannot train this model: {reason}")
+        self.objective = objective
+        self.scored = ObjectiveLoss(model, objective, loss).to(dist.device)
+        traits = traits_of(model)
+        self.step_fn: nn.Module = wrap(self.scored, dist, traits.classifier or traits.masked_lm)
         if settings.compile:  # model and loss in one graph: the log-softmax fuses with the head
             self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
         self.optimizer = optimizer
@@ -219,20 +233,25 @@ class Trainer:
         """Mean loss over `settings.eval_batches` held-out batches (None without eval data)."""
         if self.eval_batches is None:
             return None
-        self.objective.eval()
-        total, count = 0.0, 0
+        self.scored.eval()
+        total = torch.zeros((), device=self.dist.device)
+        targets = torch.zeros((), device=self.dist.device)
+        seen = 0
         for i, batch in enumerate(self.eval_batches()):
             if i >= self.settings.eval_batches:
                 break
             with self._autocast():
-                total += float(self.scored(self._to_device(batch)))
-            count += 1
-        self.objective.train()
-        if count == 0:
+                loss_sum, count = self.scored(self._to_device(batch))
+            total += loss_sum.float()
+            targets += count
+            seen += 1
+        self.scored.train()
+        if seen == 0:
             raise UsageError(
                 "evaluation data gave no batch; add validation data or lower batch_size"
             )
-        return mean_across_ranks(total / count, self.dist)
+        total, targets = sum_across_ranks(torch.stack([total, targets]), self.dist)
+        return float(total / targets.clamp(min=1))
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         try:
@@ -243,49 +262,86 @@ class Trainer:
                 "use more data, more epochs, random windows or fewer max_steps"
             ) from None
 
-    def fit(self) -> TrainResult:
-        """Train until `max_steps`, evaluating and checkpointing on the configured cadence."""
+    def _micro_batches(self) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """The step's `grad_accum` batches on the device and the step's target count over every
+        micro-batch and every rank (one all-reduce, no host read)."""
+        batches = [self._to_device(self._next_batch()) for _ in range(self.settings.grad_accum)]
+        counts = torch.stack([self.objective.count_targets(b) for b in batches]).sum()
+        total = sum_across_ranks(counts.to(torch.float32), self.dist)
+        return batches, total
+
+    def _step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | int]:
+        """One optimizer step; its summed loss and target count (every rank) and tokens read.
+
+        Each micro-batch's summed loss is divided by the step's total target count (times the
+        world size, which DDP's gradient averaging divides back out), so every target of the step
+        weighs the same however the targets fall across micro-batches and ranks.
+        """
         s = self.settings
-        self.objective.train()
-        start, tokens, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        batches, total = self._micro_batches()
+        scale = self.dist.world_size / total.clamp(min=1)
+        step_sum = torch.zeros((), device=self.dist.device)
+        tokens: torch.Tensor | int = 0
+        for micro, batch in enumerate(batches):
+            tokens = tokens + _tokens_in(batch)
+            sync = micro == len(batches) - 1 or not hasattr(self.step_fn, "no_sync")
+            with contextlib.nullcontext() if sync else self.step_fn.no_sync():  # type: ignore[operator]
+                with self._autocast():
+                    loss_sum, _ = self.step_fn(batch)
+                self.scaler.scale(loss_sum * scale).backward()
+            step_sum += loss_sum.detach().float()
+        if s.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        return step_sum, total, tokens
+
+    def fit(self) -> TrainResult:
+        """Train until `max_steps`, evaluating and checkpointing on the configured cadence.
+
+        The loss and token counts stay on the device between log steps; a log step reads the
+        window's loss per target (summed over every rank) and stops on a non-finite one.
+        """
+        s = self.settings
+        self.scored.train()
+        start = time.perf_counter()
+        window_start, window_tokens = start, 0.0
+        device = self.dist.device
+        window = torch.zeros(3, device=device)  # summed loss (this rank), tokens (this rank), steps
+        window_targets = torch.zeros((), device=device)  # every rank's targets
         train_loss = eval_loss = math.nan
+        tokens_total = 0.0
         while self.step < s.max_steps:
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(s.grad_accum):
-                batch = self._to_device(self._next_batch())
-                tokens += _tokens_in(batch)
-                sync = micro == s.grad_accum - 1 or not hasattr(self.step_fn, "no_sync")
-                with contextlib.nullcontext() if sync else self.step_fn.no_sync():  # type: ignore[operator]
-                    with self._autocast():
-                        loss = self.step_fn(batch) / s.grad_accum
-                    self.scaler.scale(loss).backward()
-                step_loss += float(loss.detach())
-            if not math.isfinite(step_loss):
-                raise WorkError(
-                    f"loss became {step_loss} at step {self.step + 1}; lower the learning rate, "
-                    "enable grad_clip or use fp32"
-                )
-            if s.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.step += 1
-            window_loss += step_loss
-            window_steps += 1
-            train_loss = step_loss
+            step_sum, total, tokens = self._step()
+            window[0] += step_sum
+            window[1] += tokens
+            window[2] += 1
+            window_targets += total
             if self.step % max(1, s.log_every) == 0 or self.step == s.max_steps:
-                elapsed = time.perf_counter() - start
+                summed = sum_across_ranks(window[:2].clone(), self.dist)
+                loss_sum, window_tokens = float(summed[0]), float(summed[1])
+                train_loss = loss_sum / max(float(window_targets), 1.0)
+                if not math.isfinite(train_loss):
+                    raise WorkError(
+                        f"loss became {train_loss} by step {self.step}; lower the learning rate, "
+                        "enable grad_clip or use fp32"
+                    )
+                now = time.perf_counter()
+                tokens_total += window_tokens
                 entry = {
                     "step": self.step,
-                    "loss": mean_across_ranks(window_loss / window_steps, self.dist),
+                    "loss": train_loss,
                     "lr": self.optimizer.param_groups[0]["lr"],
-                    "tokens_per_second": tokens * self.dist.world_size / max(elapsed, 1e-9),
+                    "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
                 }
-                window_loss, window_steps = 0.0, 0
+                window.zero_()
+                window_targets.zero_()
+                window_start = now
                 if s.eval_every and (self.step % s.eval_every == 0 or self.step == s.max_steps):
                     value = self.evaluate()
                     if value is not None:
@@ -297,12 +353,10 @@ class Trainer:
                         for k, v in entry.items()
                     )
                 )
+                window_start = time.perf_counter()  # evaluation time is not training time
             if s.checkpoint_every and self.step % s.checkpoint_every == 0:
                 self.save()
         elapsed = time.perf_counter() - start
-        # The last step's loss, averaged over the ranks like the logged ones, so that every rank
-        # reports (and rank 0 writes) the same number.
-        train_loss = mean_across_ranks(train_loss, self.dist)
         if not s.eval_every and self.eval_batches is not None:
             eval_loss = self.evaluate() or math.nan
         final = self.save(final=True)
@@ -310,7 +364,7 @@ class Trainer:
             steps=self.step,
             train_loss=train_loss,
             eval_loss=None if math.isnan(eval_loss) else eval_loss,
-            tokens_per_second=tokens * self.dist.world_size / max(elapsed, 1e-9),
+            tokens_per_second=tokens_total / max(elapsed, 1e-9),
             seconds=elapsed,
             checkpoint=str(final),
             history=self.history,

@@ -19,7 +19,7 @@ from llmkit.cli import cli
 from llmkit.data.batching import Seq2SeqBatches
 from llmkit.errors import UsageError
 from llmkit.evaluation import core
-from llmkit.evaluation.runner import masked_lm_windows
+from llmkit.evaluation.windows import masked_lm_windows
 from llmkit.inference.generation import decoder_start_id
 from llmkit.tokenizers.simple import ByteTokenizer
 

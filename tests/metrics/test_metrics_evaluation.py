@@ -387,7 +387,7 @@ def test_lm_windows_score_every_token_once_with_context(
     tmp_path: Path, context: int, stride: int, batch: int
 ) -> None:
     from llmkit.data.shards import TokenShards
-    from llmkit.evaluation.runner import lm_windows
+    from llmkit.evaluation.windows import lm_windows
 
     tokens = np.arange(1, 60)  # token value = its position + 1; EOS (0) appended: all distinct
     shards = TokenShards(_shards(tmp_path / "d", tokens), "validation")

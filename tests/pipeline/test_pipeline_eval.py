@@ -131,8 +131,8 @@ eval:
 @pytest.mark.slow
 def test_seq2seq_model_of_a_pipeline_generates_and_is_evaluated(tmp_path: Path) -> None:
     from llmkit.data.batching import Seq2SeqBatches
-    from llmkit.storage.checkpoint import load_generation_config
     from llmkit.inference.generation import decoder_start_id
+    from llmkit.storage.checkpoint import load_generation_config
 
     pipe = seq2seq_pipeline(tmp_path)
     log = ok("run", pipe)
@@ -166,7 +166,7 @@ def test_seq2seq_model_of_a_pipeline_generates_and_is_evaluated(tmp_path: Path) 
 
 def test_classification_eval_writes_every_requested_metric(tmp_path: Path) -> None:
     from llmkit.evaluation import core
-    from llmkit.pipeline import config, runner
+    from llmkit.pipeline import config, stages
 
     pipe = classification_pipeline(tmp_path)
     log = ok("run", pipe)
@@ -179,7 +179,7 @@ def test_classification_eval_writes_every_requested_metric(tmp_path: Path) -> No
 
     # The same numbers from the model's own predictions on the held-out records, by sklearn.
     cfg = config.load(pipe)
-    _, valid = runner._records(cfg, tmp_path)
+    _, valid = stages.read_records(cfg, tmp_path)
     labels = json.loads((out / "model" / "labels.json").read_text())
     model, tok = llmkit.load_model(out / "model"), llmkit.load_tokenizer(out / "model")
     pred = core.classify(model, tok, [str(r.text) for r in valid], labels, max_length=48)

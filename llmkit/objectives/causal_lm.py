@@ -1,0 +1,101 @@
+"""Causal language modelling: predict every next token of windows cut from token shards."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llmkit.errors import UsageError
+from llmkit.objectives.base import (
+    LM_METRICS,
+    Batch,
+    EvalData,
+    EvalSettings,
+    Objective,
+    Prepared,
+    TrainData,
+)
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from llmkit.models.traits import ModelTraits
+
+
+def shards_of(data: TrainData | EvalData, objective: str) -> str:
+    """The shard directory an objective reads, or an error saying the data section is missing."""
+    if data.shards is None:
+        raise UsageError(f"objective {objective} needs a data section to read token shards")
+    return str(data.shards)
+
+
+class CausalLM(Objective):
+    """Next-token prediction over windows of token shards (GPT-style pretraining)."""
+
+    name: ClassVar[str] = "causal_lm"
+    reads = "shards"
+    metrics: ClassVar[dict[str, tuple[str, ...]]] = {
+        **LM_METRICS,
+        "bits_per_byte": ("bits_per_byte",),
+    }
+    default_metrics = ("perplexity",)
+    needs_tokenizer = False
+
+    def check_model(self, traits: ModelTraits) -> str | None:
+        """Only a decoder predicts the next token without seeing it."""
+        if traits.is_encoder:
+            return (
+                "a bidirectional encoder, has no next-token perplexity to evaluate; use objective "
+                "masked_lm (or classification)"
+            )
+        if traits.is_encoder_decoder:
+            return "an encoder-decoder, reads a source and a target; use objective seq2seq"
+        return None
+
+    def check_evaluation(self, traits: ModelTraits) -> str | None:
+        """Perplexity needs next-token predictions: an encoder has none."""
+        if traits.is_encoder:
+            return (
+                "is an encoder and has no next-token perplexity; evaluate its masked-LM head "
+                "with --task masked_lm"
+            )
+        return self.check_model(traits)
+
+    def batches(self, data: TrainData) -> Prepared:
+        """Random windows to train on, sequential validation windows to score."""
+        from llmkit.data.batching import CausalLMBatches
+
+        shards = shards_of(data, self.name)
+
+        def windows(split: str, mode: Any, epochs: int | None) -> CausalLMBatches:
+            return CausalLMBatches(
+                shards, data.context, data.batch_size, split, mode, data.seed, epochs=epochs
+            )
+
+        return Prepared(
+            windows("train", "random", None), lambda: windows("validation", "sequential", 1)
+        )
+
+    def forward(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Labels are the inputs shifted by one."""
+        return model(batch["input_ids"]), batch["labels"]
+
+    def evaluate(
+        self, model: nn.Module, tokenizer: Any, data: EvalData, settings: EvalSettings
+    ) -> dict[str, Any]:
+        """Perplexity (and bits per byte) over windows that score every token once (`lm_windows`)."""
+        from llmkit.data.shards import TokenShards
+        from llmkit.evaluation import core
+        from llmkit.evaluation.windows import lm_windows, model_context
+
+        context = model_context(model, settings.context)
+        shards = TokenShards(shards_of(data, self.name), data.split)
+        batches = lm_windows(shards, context, settings.batch_size, stride=settings.stride)
+        token_bytes = core.token_byte_lengths(tokenizer) if tokenizer is not None else None
+        result = core.evaluate_lm(
+            model, batches, token_bytes=token_bytes, max_batches=settings.max_batches
+        )
+        result["task"] = self.name
+        result["details"].update(
+            context=context, stride=settings.stride or context, split=data.split
+        )
+        return result
