@@ -44,7 +44,8 @@ class Tokenizer(Protocol):
         ...
 
     def encode(self, text: str) -> list[int]:
-        """Ids of `text`."""
+        """Ids of `text` (special tokens in it: `allowed_special`/`disallowed_special`, see
+        docs/tokenizers.md, "Special tokens in `encode`")."""
         ...
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:

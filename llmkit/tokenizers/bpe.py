@@ -319,10 +319,12 @@ class BPETokenizer:
         allowed_special: SpecialArg = frozenset(),
         disallowed_special: SpecialArg = "all",
     ) -> list[int]:
-        """Ids of `text`, with tiktoken's rules for special tokens.
+        """Ids of `text`; special tokens written in it follow llmkit's one rule (as WordPiece's).
 
-        Special tokens in `allowed_special` become their ids; one in `disallowed_special` (by
-        default every special token not allowed) is a `UsageError`; any other is encoded as text.
+        A special token in `allowed_special` becomes its id, one in `disallowed_special` is a
+        `UsageError`, any other is ordinary text ("all" means every special token; for
+        `disallowed_special`, every one not allowed). BPE's defaults are tiktoken's: none is
+        allowed and all are disallowed, so a special token in the text is an error.
         """
         a, d = self._special_args(allowed_special, disallowed_special)
         try:

@@ -273,3 +273,19 @@ fn reads_files_with_invalid_utf8() {
     assert!(c.add_file(&dir.join("missing.txt")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bytes_fed_in_blocks_count_like_the_file() {
+    let text = "hello wor\u{e9}ld\nhello caf\u{e9}\n\nthe end";
+    let mut whole = WordCounts::new(Normalizer::default());
+    whole.add_texts(&[text]);
+    let mut blocks = WordCounts::new(Normalizer::default());
+    for line in text.split_inclusive('\n') {
+        blocks.add_bytes(line.as_bytes());
+    }
+    blocks.add_bytes(b"bad \xff\n");
+    assert_eq!(blocks.get("hello"), whole.get("hello"));
+    assert_eq!(blocks.get("cafe"), 1);
+    assert_eq!(blocks.len(), whole.len() + 1);
+    assert_eq!((whole.invalid_utf8(), blocks.invalid_utf8()), (0, 1));
+}
