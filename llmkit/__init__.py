@@ -12,8 +12,9 @@ from llmkit.errors import LlmkitError, RegistryError, UsageError, WorkError
 if TYPE_CHECKING:
     from llmkit.api import components, create, describe, get, register, register_plugin
     from llmkit.hookspecs import KINDS, hookimpl
-    from llmkit.storage.checkpoint import load_model, load_tokenizer, save_model
     from llmkit.inference.generation import generate
+    from llmkit.storage.checkpoint import load_model, save_model
+    from llmkit.storage.tokenizer_files import load_tokenizer
 
 # Attributes imported on first access: name -> "module:attribute".
 _LAZY: dict[str, str] = {
@@ -26,7 +27,7 @@ _LAZY: dict[str, str] = {
     "KINDS": "llmkit.hookspecs:KINDS",
     "hookimpl": "llmkit.hookspecs:hookimpl",
     "load_model": "llmkit.storage.checkpoint:load_model",
-    "load_tokenizer": "llmkit.storage.checkpoint:load_tokenizer",
+    "load_tokenizer": "llmkit.storage.tokenizer_files:load_tokenizer",
     "save_model": "llmkit.storage.checkpoint:save_model",
     "generate": "llmkit.inference.generation:generate",
 }

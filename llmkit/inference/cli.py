@@ -96,13 +96,15 @@ def export_group() -> None:
 def export_hf(ckpt_dir: Path, output: Path) -> None:
     """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
     from llmkit.errors import UsageError
-    from llmkit.storage.checkpoint import load_model, load_tokenizer, read_config
+    from llmkit.storage.checkpoint import load_model, read_config
     from llmkit.storage.hf import save_hf
+    from llmkit.storage.tokenizer_files import load_checkpoint_tokenizer
 
     if output.absolute().resolve() == ckpt_dir.absolute().resolve():
         raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
     model = load_model(ckpt_dir)
-    tokenizer = load_tokenizer(ckpt_dir) if read_config(ckpt_dir).get("tokenizer") else None
+    config = read_config(ckpt_dir)
+    tokenizer = load_checkpoint_tokenizer(ckpt_dir) if config.get("tokenizer") else None
     save_hf(model, output, tokenizer=tokenizer)
     click.echo(f"wrote {output}")
 
@@ -204,12 +206,8 @@ def generate_command(
     from llmkit.errors import UsageError
     from llmkit.inference.batch import generate_texts_batched, read_prompts
     from llmkit.inference.generation import apply_chat_template, refuse_encoder, stream_text
-    from llmkit.storage.checkpoint import (
-        load_generation_config,
-        load_model,
-        load_tokenizer,
-        read_config,
-    )
+    from llmkit.storage.checkpoint import load_generation_config, load_model, read_config
+    from llmkit.storage.tokenizer_files import load_checkpoint_tokenizer
 
     gguf_file = ckpt.is_file() and ckpt.suffix.lower() == ".gguf"
     config = {"model": "llama", "tokenizer": True} if gguf_file else read_config(ckpt)
@@ -237,7 +235,7 @@ def generate_command(
         tokenizer, gen = tok, generation_defaults(read)
     else:
         model = load_model(ckpt, device=device, dtype=dtype)
-        tokenizer, gen = load_tokenizer(ckpt), load_generation_config(ckpt)
+        tokenizer, gen = load_checkpoint_tokenizer(ckpt), load_generation_config(ckpt)
 
     def wrap(text: str) -> str:
         if not chat:

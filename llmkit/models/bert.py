@@ -19,13 +19,13 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
+from llmkit.models.hf_keys import reject_unexpected
 from llmkit.models.traits import ModelTraits
 from llmkit.nn.block import Block
 from llmkit.nn.dropout import dropout_layer
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import build_positions
-from llmkit.storage.hf import reject_unexpected
 
 
 @dataclasses.dataclass

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from llmkit.errors import UsageError
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
+from llmkit.models.hf_keys import reject_unexpected
 from llmkit.models.traits import ModelTraits
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
@@ -26,7 +27,6 @@ from llmkit.nn.head import LMHead
 from llmkit.nn.mlp import build_mlp
 from llmkit.nn.norms import build_norm
 from llmkit.nn.positions import build_positions
-from llmkit.storage.hf import reject_unexpected
 
 
 @dataclasses.dataclass
@@ -225,6 +225,11 @@ def config_to_hf(c: GPTConfig) -> dict[str, Any]:
         "embd_pdrop": c.dropout,
         "attn_pdrop": c.dropout,
     }
+
+
+def hf_export_type(c: GPTConfig) -> str:
+    """The Hugging Face model_type a GPT config exports as: with RoPE it is a Llama, else GPT-2."""
+    return "llama" if c.position == "rope" else "gpt2"
 
 
 #: Tensors a GPT-2 checkpoint may hold that carry nothing to load: a tied LM head, and the causal

@@ -16,8 +16,8 @@ from torch import Tensor
 from llmkit.errors import UsageError
 from llmkit.models.config import model_factory
 from llmkit.models.gpt import GPT, GPTConfig
+from llmkit.models.hf_keys import reject_unexpected
 from llmkit.models.traits import ModelTraits
-from llmkit.storage.hf import reject_unexpected
 
 
 @dataclasses.dataclass

@@ -1,8 +1,6 @@
-"""Built-in model architectures, and the inference CLI commands, registered through the hooks."""
+"""Built-in model architectures, registered through the hooks."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from llmkit.hookspecs import Register, hookimpl
 
@@ -22,17 +20,3 @@ def register_models(register: Register) -> None:
     """Register gpt, bert, transformer and llama."""
     for name, (target, summary) in MODELS.items():
         register(name, target, summary=summary)
-
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    """Add the inference/IO commands (import, export, generate) when that package is present."""
-    import importlib.util
-
-    if importlib.util.find_spec("llmkit.inference") is None:
-        return
-    if importlib.util.find_spec("llmkit.inference.cli") is None:
-        return
-    from llmkit.inference.cli import add_commands
-
-    add_commands(cli)

@@ -2,7 +2,7 @@
 
 Every model class (and the registered factory that builds it) carries `traits`: whether it is a
 decoder, an encoder or an encoder-decoder, whether it has a `classify` head, and which Hugging Face
-`model_type`s it reads and writes. A third-party model that declares nothing is read from its
+`model_type`s it reads and writes (and where its conversions live, `hf_layout`). A third-party model that declares nothing is read from its
 methods: `encode` + `decode` make an encoder-decoder, `classify` a classification head.
 """
 
@@ -22,6 +22,11 @@ class ModelTraits:
     classifier: bool = False  # has `classify(input_ids, attention_mask=...) -> (B, n_labels)`
     masked_lm: bool = False  # its forward gives masked-LM logits over every position
     hf_model_types: tuple[str, ...] = ()  # Hugging Face `model_type`s it imports and exports
+    # The module ("pkg.mod") or object ("pkg.mod:obj") holding the Hugging Face conversions
+    # config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf (optionally OPTIONAL, the
+    # key prefixes an HF file may lack, and hf_export_type(config), the model_type a config exports
+    # as); None: the module that defines the model.
+    hf_layout: str | None = None
 
     @property
     def is_decoder(self) -> bool:

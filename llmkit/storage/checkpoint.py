@@ -1,24 +1,22 @@
 """llmkit checkpoints: a directory with config.json, model.safetensors and maybe tokenizer.json.
 
-`save_model` writes into a temporary sibling directory and renames it into place, so a checkpoint is
+`save_model` writes into a staged sibling directory and renames it into place, so a checkpoint is
 either complete or absent. Tied weights (one tensor under several names) are stored once and tied
-again on load by the model's own constructor.
+again on load by the model's own constructor. `load_weights` is the one weight loader: checkpoints,
+training checkpoints, Hugging Face and GGUF imports all fill a model through it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmkit.devices import as_dtype
 from llmkit.errors import UsageError
-from llmkit.storage.publish import default_permissions, holds_only, publish_dir
+from llmkit.storage.publish import holds_only, staged_dir
 
 if TYPE_CHECKING:
     import torch
@@ -102,10 +100,7 @@ def save_model(
             generation = {**(generation or {}), "eos_token_id": eos}
     if generation:
         config["generation"] = dict(generation)
-    where = target.absolute()
-    where.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
-    try:
+    with staged_dir(target, is_checkpoint, "an llmkit checkpoint") as tmp:
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
             cls = type(tokenizer)
@@ -119,11 +114,6 @@ def save_model(
             metadata={"format": "pt", "llmkit_format": str(FORMAT)},
         )
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        default_permissions(tmp)
-        publish_dir(tmp, target, is_checkpoint, "an llmkit checkpoint")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -174,16 +164,13 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """Build an untrained model from an llmkit config dict (architecture from its 'model' field)."""
-    from llmkit.models import build_model as _build
+#: What config.json holds beside the model config (so building the model leaves them out).
+META_FIELDS = ("llmkit_version", "format", "tied_weights", "tokenizer", "generation")
 
-    model_config = {
-        k: v
-        for k, v in config.items()
-        if k not in ("llmkit_version", "format", "tied_weights", "tokenizer", "generation")
-    }
-    return _build(model_config)
+
+def model_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The model config within a checkpoint's config.json (what `llmkit.models.build_model` takes)."""
+    return {k: v for k, v in config.items() if k not in META_FIELDS}
 
 
 @contextlib.contextmanager
@@ -191,7 +178,7 @@ def no_weight_init() -> Iterator[None]:
     """Make torch.nn.init's fill functions no-ops while a model whose weights get loaded is built.
 
     Random initialisation is most of the time it takes to build a model only to overwrite every
-    weight (6 of 8 s for SmolLM2-135M); `load_state_into` then checks that every tensor is loaded,
+    weight (6 of 8 s for SmolLM2-135M); `load_weights` then checks that every tensor is loaded,
     so nothing is left uninitialised.
     """
     from torch.nn import init
@@ -223,43 +210,69 @@ def no_weight_init() -> Iterator[None]:
             setattr(init, n, fn)
 
 
-def shape_mismatches(
-    expected: dict[str, torch.Tensor] | dict[str, tuple[int, ...]],
-    got: dict[str, torch.Tensor] | dict[str, tuple[int, ...]],
-    limit: int = 5,
-) -> list[str]:
-    """'name: expected (a, b), got (c, d)' for the first `limit` names whose shapes differ."""
-    out = []
-    for name, exp in expected.items():
-        if name not in got:
-            continue
-        e = tuple(exp.shape) if hasattr(exp, "shape") else tuple(exp)
-        g_val = got[name]
-        g = tuple(g_val.shape) if hasattr(g_val, "shape") else tuple(g_val)
-        if e != g:
-            out.append(f"{name}: expected {e}, got {g}")
-            if len(out) >= limit:
-                break
-    return out
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """{alias: original} for every parameter the model holds under more than one name."""
+    twins: dict[str, str] = {}
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            twins[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return twins
 
 
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` into `model`, allowing only tied aliases to be absent; UsageError otherwise."""
+def load_weights(
+    model: nn.Module,
+    weights: Mapping[str, torch.Tensor],
+    source: str,
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Copy `weights` into `model`; a UsageError naming `source` unless they fit exactly.
+
+    A tied parameter may be given under any of its names. Only names starting with one of
+    `optional` may be absent (they keep the values the model was built with); shape mismatches,
+    other missing names and names the model lacks are listed (the first few of each).
+    """
     own = model.state_dict()
-    bad = shape_mismatches(own, state)
+    weights = dict(weights)
+    for alias, original in tied_names(model).items():
+        if alias not in weights and original in weights:
+            weights[alias] = weights[original]
+        elif original not in weights and alias in weights:
+            weights[original] = weights[alias]
+    bad = [
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in weights and tuple(weights[k].shape) != tuple(v.shape)
+    ]
     if bad:
-        raise UsageError(f"{source}: shape mismatch with the config: " + "; ".join(bad))
-    unexpected = [k for k in state if k not in own]
-    aliases = _unique_state_dict(model)[1]
-    missing = [k for k in own if k not in state and aliases.get(k) not in state]
-    if unexpected or missing:
+        raise UsageError(
+            f"{source}: {len(bad)} shape mismatch(es) with the config, first: {'; '.join(bad[:5])}"
+        )
+    missing = [k for k in own if k not in weights and not (optional and k.startswith(optional))]
+    unexpected = [k for k in weights if k not in own]
+    if missing or unexpected:
         parts = []
         if missing:
             parts.append("missing " + ", ".join(missing[:5]))
         if unexpected:
             parts.append("unexpected " + ", ".join(unexpected[:5]))
         raise UsageError(f"{source}: weights do not fit the config: " + "; ".join(parts))
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(weights, strict=False)
+
+
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing or unreadable file is a UsageError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise UsageError(f"{file}: missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UsageError(f"{file}: not a readable safetensors file ({exc})") from None
 
 
 def load_model(
@@ -268,24 +281,18 @@ def load_model(
     dtype: str | torch.dtype | None = None,
 ) -> nn.Module:
     """Load an llmkit checkpoint directory as an `nn.Module` in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from llmkit.models import build_model
 
     path = Path(directory)
     config = read_config(path)
     weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise UsageError(f"{weights}: missing; the checkpoint is incomplete")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UsageError(f"{weights}: not a readable safetensors file ({exc})") from None
+    state = read_weights(weights)
     with no_weight_init():
         try:
-            model = build_model(config)
+            model = build_model(model_fields(config))
         except UsageError as exc:
             raise UsageError(f"{path / CONFIG_FILE}: {exc}") from None
-    load_state_into(model, state, str(weights))
+    load_weights(model, state, str(weights))
     torch_dtype = as_dtype(dtype) if dtype is not None else None
     if device is not None or torch_dtype is not None:
         model = model.to(device=device, dtype=torch_dtype)
@@ -299,39 +306,3 @@ def load_generation_config(directory: str | Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UsageError(f"{Path(directory) / CONFIG_FILE}: field 'generation' must be an object")
     return value
-
-
-def _allowed_tokenizer_class(target: str) -> bool:
-    """Only llmkit's own classes and registered tokenizers may be named in a checkpoint."""
-    if target.startswith("llmkit."):
-        return True
-    import llmkit
-
-    return any(c.target == target for c in llmkit.components("tokenizer"))
-
-
-def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """The tokenizer stored with a checkpoint; UsageError if it carries none."""
-    path = Path(directory)
-    config = read_config(path)
-    info = config.get("tokenizer")
-    if not info:
-        raise UsageError(f"{path}: the checkpoint carries no tokenizer")
-    if not isinstance(info, dict) or not isinstance(info.get("class"), str):
-        raise UsageError(f"{path / CONFIG_FILE}: field 'tokenizer' must be {{'class', 'file'}}")
-    target: str = info["class"]
-    file = path / str(info.get("file", TOKENIZER_FILE))
-    if not file.is_file():
-        raise UsageError(f"{file}: missing; the checkpoint's tokenizer is incomplete")
-    if ":" not in target or not _allowed_tokenizer_class(target):
-        raise UsageError(f"{path / CONFIG_FILE}: tokenizer class {target!r} is not allowed")
-    module_name, _, attr = target.partition(":")
-    try:
-        cls: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(
-            f"{path / CONFIG_FILE}: cannot import tokenizer {target!r}: {exc}"
-        ) from None
-    return cls.load(file)

@@ -1,154 +1,170 @@
-"""Hugging Face interop: build llmkit models from HF configs + state dicts, and back.
+"""Hugging Face layouts: build llmkit models from HF configs + state dicts, and back.
 
-The per-architecture key maps live with each model (gpt.py, bert.py, llama.py); this module picks
-the architecture from `config.json` ("model_type"/"architectures"), loads the tensors with checks
-(shape mismatches and missing tensors are a UsageError listing the first offenders), and reads or
-writes a directory in the `save_pretrained` layout (config.json + model.safetensors, or shards).
+Which model reads a `config.json` is asked of the registered models: each declares the HF
+`model_type`s it maps (`ModelTraits.hf_model_types`) and where its conversions live
+(`ModelTraits.hf_layout`: `config_from_hf`, `config_to_hf`, `state_dict_from_hf`,
+`state_dict_to_hf`, optionally `OPTIONAL` and `hf_export_type`). So a third-party model that
+declares them imports and exports like the built-ins, and no table of names is kept here. The
+tensors load through the one weight loader (`llmkit.storage.checkpoint.load_weights`); a directory
+is read or written in the `save_pretrained` layout (config.json + model.safetensors, or shards).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from llmkit.errors import UsageError
-from llmkit.storage.publish import default_permissions, holds_only, publish_dir
+from llmkit.errors import RegistryError, UsageError
+from llmkit.models.traits import ModelTraits, traits_of
+from llmkit.storage.checkpoint import load_weights, read_weights
+from llmkit.storage.publish import holds_only, staged_dir
 
 if TYPE_CHECKING:
+    from torch import Tensor, nn
+
     from llmkit.tokenizers.base import Tokenizer
 
 #: Attention variants that compute exactly what HF's eager/sdpa attention computes.
 FULL_ATTENTION = ("mha", "sdpa", "gqa", "mqa")
 
 
-def _module_for(config_json: dict[str, Any], source: str = "config.json") -> ModuleType:
-    from llmkit.models import bert, gpt, llama
+@dataclass(frozen=True)
+class HFLayout:
+    """A registered model's Hugging Face mapping: its registry name, its HF model_types, and the
+    module or object holding its conversions."""
 
+    model: str
+    model_types: tuple[str, ...]
+    conversions: Any
+
+
+def conversions_of(traits: ModelTraits, owner: Any) -> Any:
+    """The object holding the conversions: `traits.hf_layout`, else the module defining `owner`."""
+    target = traits.hf_layout or owner.__module__
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"hf_layout {target!r}: cannot import it ({exc})") from None
+    return obj
+
+
+def registered_layouts() -> list[HFLayout]:
+    """The HF mappings of every registered model that declares `hf_model_types`, in registry order.
+
+    A model whose factory cannot be imported is passed over (a broken plugin does not stop the
+    others' imports).
+    """
+    import llmkit
+
+    layouts = []
+    for component in llmkit.components("model"):
+        try:
+            factory = component.factory
+        except RegistryError:
+            continue
+        traits = traits_of(factory)
+        if traits.hf_model_types:
+            layouts.append(
+                HFLayout(component.name, traits.hf_model_types, conversions_of(traits, factory))
+            )
+    return layouts
+
+
+def layout_for(config_json: dict[str, Any], source: str = "config.json") -> HFLayout:
+    """The registered model that maps this config.json: by `model_type`, else by `architectures`."""
     model_type = str(config_json.get("model_type", "")).lower()
     archs = " ".join(config_json.get("architectures") or []).lower()
-    table = {"gpt2": gpt, "bert": bert, "llama": llama}
-    if model_type in table:
-        return table[model_type]
-    for key, module in table.items():
-        if key in archs:
-            return module
+    layouts = registered_layouts()
+    for layout in layouts:
+        if model_type in layout.model_types:
+            return layout
+    for layout in layouts:
+        if any(t in archs for t in layout.model_types):
+            return layout
     if "model" in config_json and "format" in config_json:
         raise UsageError(f"{source}: this is already an llmkit checkpoint; it needs no import")
+    supported = ", ".join(t for layout in layouts for t in layout.model_types)
     raise UsageError(
-        f"{source}: model_type '{model_type}' is not supported; supported: gpt2, bert, llama"
+        f"{source}: model_type '{model_type}' is not supported; supported: {supported}"
     )
 
 
-def _model_for(obj: Any) -> ModuleType:
-    from llmkit.models import bert, gpt, llama
+def export_layout(model: nn.Module) -> tuple[str, Any]:
+    """(HF model_type, conversions) a model exports as, asked of the model's own layout.
 
-    if isinstance(obj, llama.Llama):
-        return llama
-    if isinstance(obj, gpt.GPT):
-        return llama if obj.config.position == "rope" else gpt
-    if isinstance(obj, bert.Bert):
-        return bert
-    raise UsageError(f"{type(obj).__name__} has no Hugging Face layout (gpt, bert, llama do)")
-
-
-def load_weights(
-    model: nn.Module, weights: dict[str, Tensor], optional: tuple[str, ...] = ()
-) -> None:
-    """Copy `weights` into `model`, filling tied aliases; mismatches are a UsageError listing them."""
-    own = model.state_dict()
-    twins: dict[str, str] = {}
-    by_id: dict[int, str] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in by_id:
-            twins[name] = by_id[id(param)]
-        else:
-            by_id[id(param)] = name
-    weights = dict(weights)
-    for alias, original in twins.items():
-        if alias not in weights and original in weights:
-            weights[alias] = weights[original]
-        elif original not in weights and alias in weights:
-            weights[original] = weights[alias]
-    bad = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in weights.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if bad:
-        raise UsageError(f"{len(bad)} shape mismatch(es), first: {'; '.join(bad[:3])}")
-    missing = [k for k in own if k not in weights and not k.startswith(optional)]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
+    A layout's `hf_export_type(config)` may name another registered model's type (a GPT with RoPE
+    exports as a Llama); without one, the model's first declared type is used.
+    """
+    traits = traits_of(model)
+    if not traits.hf_model_types:
+        names = ", ".join(layout.model for layout in registered_layouts())
         raise UsageError(
-            f"weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{type(model).__name__} has no Hugging Face layout (models that declare "
+            f"hf_model_types do: {names})"
         )
-    model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    own = conversions_of(traits, type(model))
+    export_type = getattr(own, "hf_export_type", None)
+    model_type = export_type(model.config) if callable(export_type) else traits.hf_model_types[0]
+    if model_type in traits.hf_model_types:
+        return model_type, own
+    for layout in registered_layouts():
+        if model_type in layout.model_types:
+            return model_type, layout.conversions
+    raise UsageError(
+        f"{type(model).__name__} exports as model_type '{model_type}', which no registered model maps"
+    )
 
 
 def from_hf(
     config_json: dict[str, Any], state_dict: dict[str, Tensor], source: str = "config.json"
 ) -> nn.Module:
-    """An llmkit model (GPT, Bert or Llama) holding the weights of a Hugging Face checkpoint.
+    """The llmkit model (of the registered model that maps it) holding an HF checkpoint's weights.
 
     `source` names the checkpoint in errors (its config.json, or the GGUF file it came from).
     """
+    from llmkit.models import build_model
+
     if not isinstance(config_json, dict):
         raise UsageError(f"{source}: expected a JSON object")
-    module = _module_for(config_json, source)
+    conv = layout_for(config_json, source).conversions
     try:
-        config = module.config_from_hf(config_json)
+        config = conv.config_from_hf(config_json)
     except KeyError as exc:
         raise UsageError(f"{source}: field {exc} is missing") from None
     except (TypeError, AttributeError) as exc:
         raise UsageError(f"{source}: a field has the wrong type ({exc})") from None
     except UsageError as exc:
         raise UsageError(f"{source}: {exc}") from None
-    model_cls = {"gpt": "GPT", "bert": "Bert", "llama": "Llama"}[config.model_name]
-    model: nn.Module = getattr(module, model_cls)(config)
     try:
-        weights = module.state_dict_from_hf(config, state_dict)
-        load_weights(model, weights, getattr(module, "OPTIONAL", ()))
+        model: nn.Module = build_model(config.to_dict())
+        weights = conv.state_dict_from_hf(config, state_dict)
     except UsageError as exc:
         raise UsageError(f"{source}: {exc}") from None
+    load_weights(model, weights, source, getattr(conv, "OPTIONAL", ()))
     return model.eval()
 
 
-def reject_unexpected(
-    arch: str, hf: dict[str, Tensor], used: set[str], ignored: tuple[str, ...] = ()
-) -> None:
-    """A UsageError listing checkpoint tensors the config has no place for (never drop weights)."""
-    extra = [k for k in hf if k not in used and not k.endswith(ignored)]
-    if extra:
-        raise UsageError(
-            f"{arch} weights hold {len(extra)} tensor(s) the config has no place for, first: "
-            f"{', '.join(extra[:3])}; does config.json describe these weights (layers, sizes)?"
-        )
-
-
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """(config.json dict, state dict) in the Hugging Face layout of the model's architecture."""
-    module = _model_for(model)
+    """(config.json dict, state dict) in the Hugging Face layout the model exports as."""
+    _, conv = export_layout(model)
     attention = getattr(model.config, "attention", "sdpa")
     if attention not in FULL_ATTENTION:
         raise UsageError(
             f"attention='{attention}' has no Hugging Face equivalent (the exported model would "
             f"compute something else); export needs one of {', '.join(FULL_ATTENTION)}"
         )
-    return module.config_to_hf(model.config), module.state_dict_to_hf(model)
+    return conv.config_to_hf(model.config), conv.state_dict_to_hf(model)
 
 
 def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """config.json and the safetensors weights (one file or an index of shards) of an HF model dir."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     root = Path(path)
     if not (root / "config.json").is_file():
         raise UsageError(f"{root}: no config.json (expected a Hugging Face model directory)")
@@ -165,10 +181,7 @@ def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
         raise UsageError(f"{root}: no model.safetensors (only safetensors weights are read)")
     weights: dict[str, Tensor] = {}
     for file in files:
-        try:
-            weights.update(load_file(str(file)))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UsageError(f"{file}: not a readable safetensors file ({exc})") from None
+        weights.update(read_weights(file))
     return config, weights
 
 
@@ -206,17 +219,13 @@ def is_export(directory: Path) -> bool:
 def save_hf(model: nn.Module, path: str | os.PathLike[str], tokenizer: Any = None) -> None:
     """Write config.json + model.safetensors (+ tokenizer.json) that `transformers` loads.
 
-    Everything is written to a temporary directory beside `path` and renamed into place; an
-    existing `path` is replaced only if empty or an earlier export.
+    Everything is staged beside `path` and renamed into place; an existing `path` is replaced
+    only if empty or an earlier export.
     """
     from safetensors.torch import save_file
 
     config, weights = to_hf(model)
-    target = Path(path)
-    where = target.absolute()
-    where.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
-    try:
+    with staged_dir(Path(path), is_export, "a Hugging Face export of llmkit's") as tmp:
         save_file(
             {k: v.detach().contiguous() for k, v in weights.items()},
             str(tmp / "model.safetensors"),
@@ -226,11 +235,6 @@ def save_hf(model: nn.Module, path: str | os.PathLike[str], tokenizer: Any = Non
         to_hf_tokenizer = getattr(tokenizer, "to_hf", None)
         if to_hf_tokenizer is not None:
             to_hf_tokenizer(tmp / "tokenizer.json")
-        default_permissions(tmp)
-        publish_dir(tmp, target, is_export, "a Hugging Face export of llmkit's")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def import_hf(

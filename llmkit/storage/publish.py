@@ -5,13 +5,35 @@ A user's own folder is never replaced: only an empty one, or an earlier output o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from llmkit.atomic import current_umask
 from llmkit.errors import UsageError
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | Path, ours: Callable[[Path], bool], what: str) -> Iterator[Path]:
+    """A fresh hidden directory beside `target` to write an output into, published on success.
+
+    When the block ends, the directory gets the modes the umask allows and replaces `target` in one
+    rename (`publish_dir`: only an empty `target` or one `ours` recognises); if the block raises,
+    the staged directory is removed and `target` is left as it was.
+    """
+    where = Path(target).absolute()
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
+    try:
+        yield tmp
+        default_permissions(tmp)
+        publish_dir(tmp, Path(target), ours, what)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def publish_dir(src: Path, dst: Path, ours: Callable[[Path], bool], what: str) -> None:

@@ -1,8 +1,17 @@
-"""Open any llmkit tokenizer from a file name or a built-in encoding name (used by the CLI)."""
+"""Tokenizer files: the one `load_tokenizer`, from a checkpoint, a file, an encoding or a name.
+
+Every reader of tokenizers (the CLI, data preparation, the pipeline, `llmkit.load_tokenizer`) goes
+through `load_tokenizer`, so one spec means the same tokenizer everywhere. A Hugging Face byte-level
+BPE `tokenizer.json` becomes an llmkit `BPETokenizer`; besides the layouts `BPETokenizer.from_hf`
+reads, the StarCoder/SmolLM pre-tokenizer `Sequence[Digits(individual_digits), ByteLevel]` is
+accepted and expressed as the equivalent single regex.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,20 +22,42 @@ if TYPE_CHECKING:
     from llmkit.tokenizers.base import Tokenizer
 
 ENCODINGS = ("cl100k_base", "o200k_base")
+FILE_SUFFIXES = (".json", ".tiktoken", ".gz", ".txt")
 
 
-def load_tokenizer(spec: str | Path) -> Any:
-    """A tokenizer from `spec`: cl100k_base/o200k_base, an llmkit file (bpe, wordpiece, byte,
-    char), a Hugging Face `tokenizer.json` (byte-level BPE), a `.tiktoken` file or a `vocab.txt`."""
+def load_tokenizer(spec: str | Path) -> Tokenizer:
+    """A tokenizer from `spec`, tried in this order: cl100k_base/o200k_base; an llmkit checkpoint
+    directory (the tokenizer saved with it); a tokenizer file (`load_tokenizer_file`); the name of
+    a registered tokenizer component (`byte`, built with its defaults)."""
     if str(spec) in ENCODINGS:
         from llmkit.tokenizers.bpe import BPETokenizer
 
         return BPETokenizer.from_encoding(str(spec))  # type: ignore[arg-type]
     path = Path(spec).expanduser()
-    if not path.is_file():
-        raise UsageError(
-            f"{spec}: no such tokenizer file (or give an encoding: {', '.join(ENCODINGS)})"
-        )
+    if path.is_dir():
+        return load_checkpoint_tokenizer(path)
+    if path.is_file():
+        try:
+            return load_tokenizer_file(path)
+        except UsageError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{spec}: cannot load tokenizer ({exc})") from None
+    text = str(spec)
+    looks_like_a_name = os.sep not in text and "/" not in text and not text.endswith(FILE_SUFFIXES)
+    if isinstance(spec, str) and looks_like_a_name:
+        import llmkit
+
+        tokenizer: Tokenizer = llmkit.create("tokenizer", text)
+        return tokenizer
+    raise UsageError(
+        f"{spec}: no such tokenizer file (or give an encoding: {', '.join(ENCODINGS)})"
+    )
+
+
+def load_tokenizer_file(path: Path) -> Tokenizer:
+    """A tokenizer from one file: an llmkit file (bpe, wordpiece, byte, char), a Hugging Face
+    `tokenizer.json` (byte-level BPE or WordPiece), a `.tiktoken[.gz]` file or a `vocab.txt`."""
     name = path.name.lower()
     if ".tiktoken" in name or name.endswith(".json.gz"):
         from llmkit.tokenizers.bpe import BPETokenizer
@@ -57,6 +88,45 @@ def load_tokenizer(spec: str | Path) -> Any:
     from llmkit.tokenizers.bpe import BPETokenizer
 
     return BPETokenizer.load(path)
+
+
+def _allowed_tokenizer_class(target: str) -> bool:
+    """Only llmkit's own classes and registered tokenizers may be named in a checkpoint."""
+    if target.startswith("llmkit."):
+        return True
+    import llmkit
+
+    return any(c.target == target for c in llmkit.components("tokenizer"))
+
+
+def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
+    """The tokenizer stored with an llmkit checkpoint; UsageError if it carries none."""
+    from llmkit.storage.checkpoint import CONFIG_FILE, TOKENIZER_FILE, read_config
+
+    path = Path(directory)
+    config = read_config(path)
+    info = config.get("tokenizer")
+    if not info:
+        raise UsageError(f"{path}: the checkpoint carries no tokenizer")
+    if not isinstance(info, dict) or not isinstance(info.get("class"), str):
+        raise UsageError(f"{path / CONFIG_FILE}: field 'tokenizer' must be {{'class', 'file'}}")
+    target: str = info["class"]
+    file = path / str(info.get("file", TOKENIZER_FILE))
+    if not file.is_file():
+        raise UsageError(f"{file}: missing; the checkpoint's tokenizer is incomplete")
+    if ":" not in target or not _allowed_tokenizer_class(target):
+        raise UsageError(f"{path / CONFIG_FILE}: tokenizer class {target!r} is not allowed")
+    module_name, _, attr = target.partition(":")
+    try:
+        cls: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(
+            f"{path / CONFIG_FILE}: cannot import tokenizer {target!r}: {exc}"
+        ) from None
+    tokenizer: Tokenizer = cls.load(file)
+    return tokenizer
 
 
 def _digits_then_bytelevel(pre: Any) -> bool:

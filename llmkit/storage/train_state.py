@@ -3,16 +3,14 @@
 A checkpoint directory holds the model as `llmkit.save_model` writes it (config.json,
 model.safetensors, tokenizer) and beside it `trainer_state.json` (step, schedule, data position,
 optimizer hyper-parameters) and `optimizer.safetensors` (optimizer tensors and RNG states). It is
-written in a temporary directory and renamed, so a directory that exists is complete.
+staged in a hidden directory and renamed into place, so a directory that exists is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from torch import nn
 
 from llmkit.atomic import write_text
 from llmkit.errors import UsageError
-from llmkit.storage.publish import default_permissions
+from llmkit.storage.publish import staged_dir
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "optimizer.safetensors"
@@ -78,8 +76,7 @@ def save_checkpoint(
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_unfinished(directory.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with staged_dir(directory, _is_step_dir, "a training checkpoint") as tmp:
         save_model(model, tmp, tokenizer=tokenizer)
         tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
@@ -95,15 +92,13 @@ def save_checkpoint(
             **(extra or {}),
         }
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, default=_jsonable) + "\n")
-        default_permissions(tmp)
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     write_text(directory.parent / LATEST_FILE, directory.name + "\n")
     return directory
+
+
+def _is_step_dir(directory: Path) -> bool:
+    """Step directories are the trainer's own: an earlier save of the same step is replaced."""
+    return True
 
 
 def _jsonable(value: Any) -> Any:
@@ -176,7 +171,7 @@ def load_checkpoint(
     """Restore model weights, optimizer, schedule and RNG from `directory`; returns its state."""
     from safetensors.torch import load_file
 
-    from llmkit.storage.checkpoint import WEIGHTS_FILE, load_state_into
+    from llmkit.storage.checkpoint import WEIGHTS_FILE, load_weights, read_weights
 
     state_path = directory / STATE_FILE
     if not state_path.is_file():
@@ -185,7 +180,8 @@ def load_checkpoint(
         state = json.loads(state_path.read_text())
     except json.JSONDecodeError as exc:
         raise UsageError(f"{state_path}: not valid JSON ({exc})") from None
-    load_state_into(model, load_file(str(directory / WEIGHTS_FILE)), str(directory / WEIGHTS_FILE))
+    weights = directory / WEIGHTS_FILE
+    load_weights(model, read_weights(weights), str(weights))
     tensors = load_file(str(directory / TENSORS_FILE))
     optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
     if scheduler is not None and state.get("scheduler") is not None:

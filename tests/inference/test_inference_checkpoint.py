@@ -11,12 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from llmkit.errors import UsageError
-from llmkit.storage.checkpoint import (
-    load_generation_config,
-    load_model,
-    load_tokenizer,
-    save_model,
-)
+from llmkit.storage.checkpoint import load_generation_config, load_model, save_model
+from llmkit.storage.tokenizer_files import load_tokenizer
 
 
 def build(name: str) -> torch.nn.Module:
@@ -88,6 +84,23 @@ def test_tokenizer_and_generation_settings_travel(tmp_path: Path) -> None:
     save_model(build("gpt"), tmp_path / "bare")
     with pytest.raises(UsageError, match="carries no tokenizer"):
         load_tokenizer(tmp_path / "bare")
+
+
+def test_one_load_tokenizer_reads_every_kind_of_spec(tmp_path: Path) -> None:
+    tok = small_tokenizer()
+    save_model(build("gpt"), tmp_path / "ckpt", tokenizer=tok)
+    tok.save(tmp_path / "tok.json")
+    text = "the dog sat on the cat"
+    assert load_tokenizer(tmp_path / "ckpt").encode(text) == tok.encode(text)
+    assert load_tokenizer(str(tmp_path / "tok.json")).encode(text) == tok.encode(text)
+    assert type(load_tokenizer("byte")).__name__ == "ByteTokenizer"
+    with pytest.raises(UsageError, match="no such tokenizer file"):
+        load_tokenizer(tmp_path / "absent.json")
+    with pytest.raises(UsageError, match="unknown tokenizer 'bytes'"):
+        load_tokenizer("bytes")
+    (tmp_path / "broken.json").write_text("{oops")
+    with pytest.raises(UsageError, match=r"broken\.json: not a tokenizer JSON file"):
+        load_tokenizer(tmp_path / "broken.json")
 
 
 def test_overwrite_replaces_a_checkpoint_but_not_other_dirs(tmp_path: Path) -> None:
@@ -181,7 +194,9 @@ def test_unknown_model_and_shape_mismatch(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="gpt5"):
         load_model(tmp_path / "ckpt")
     path.write_text(json.dumps({**config, "vocab_size": 60, "d_model": 32}))
-    with pytest.raises(UsageError, match=r"shape mismatch.*expected \(60, 32\), got \(50, 16\)"):
+    with pytest.raises(
+        UsageError, match=r"shape mismatch.*checkpoint \(50, 16\) vs model \(60, 32\)"
+    ):
         load_model(tmp_path / "ckpt")
     path.write_text(json.dumps({**config, "n_layers": 3}))
     with pytest.raises(UsageError, match=r"missing blocks\.2\."):

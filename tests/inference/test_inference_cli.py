@@ -12,7 +12,8 @@ from inference_helpers import TEXT, TinyGGUF
 
 from llmkit.cli import cli
 from llmkit.inference.generation import encode_prompt, generate_text
-from llmkit.storage.checkpoint import load_model, load_tokenizer
+from llmkit.storage.checkpoint import load_model
+from llmkit.storage.tokenizer_files import load_tokenizer
 
 IDS = torch.tensor([[5, 17, 33, 2, 40, 41, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8]])
 
