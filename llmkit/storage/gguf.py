@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import UsageError
+from llmkit.storage.tokenizer_files import PRE_TOKENIZER_PATTERNS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,31 +23,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from llmkit.tokenizers.base import Tokenizer
-
-# GPT-2's pre-tokenizer; llama.cpp keeps text between matches as pieces, hence the final `\s+`.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# StarCoder/SmolLM: every digit alone first, then GPT-2's regex on the rest. One regex does both:
-# digits match alone, and whitespace runs that end where a digit starts stay whole.
-DIGITS_GPT2_PATTERN = (
-    r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?=\p{N})|\s+(?!\S)|\s+"""
-)
-LLAMA3_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-PRE_TOKENIZER_PATTERNS: dict[str, str] = {
-    "default": GPT2_PATTERN,
-    "gpt2": GPT2_PATTERN,
-    "gpt-2": GPT2_PATTERN,
-    "olmo": GPT2_PATTERN,
-    "mpt": GPT2_PATTERN,
-    "smollm": DIGITS_GPT2_PATTERN,
-    "starcoder": DIGITS_GPT2_PATTERN,
-    "refact": DIGITS_GPT2_PATTERN,
-    "codeshell": DIGITS_GPT2_PATTERN,
-    "llama3": LLAMA3_PATTERN,
-    "llama-bpe": LLAMA3_PATTERN,
-}
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 TOKEN_TYPE_CONTROL = 3

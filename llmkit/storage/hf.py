@@ -61,10 +61,10 @@ def registered_layouts() -> list[HFLayout]:
     A model whose factory cannot be imported is passed over (a broken plugin does not stop the
     others' imports).
     """
-    import llmkit
+    from llmkit.api import components
 
     layouts = []
-    for component in llmkit.components("model"):
+    for component in components("model"):
         try:
             factory = component.factory
         except RegistryError:

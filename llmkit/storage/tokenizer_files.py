@@ -24,6 +24,31 @@ if TYPE_CHECKING:
 ENCODINGS = ("cl100k_base", "o200k_base")
 FILE_SUFFIXES = (".json", ".tiktoken", ".gz", ".txt")
 
+# GPT-2's pre-tokenizer; llama.cpp keeps text between matches as pieces, hence the final `\s+`.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# StarCoder/SmolLM: every digit alone first, then GPT-2's regex on the rest. One regex does both:
+# digits match alone, and whitespace runs that end where a digit starts stay whole.
+DIGITS_GPT2_PATTERN = (
+    r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?=\p{N})|\s+(?!\S)|\s+"""
+)
+LLAMA3_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+PRE_TOKENIZER_PATTERNS: dict[str, str] = {
+    "default": GPT2_PATTERN,
+    "gpt2": GPT2_PATTERN,
+    "gpt-2": GPT2_PATTERN,
+    "olmo": GPT2_PATTERN,
+    "mpt": GPT2_PATTERN,
+    "smollm": DIGITS_GPT2_PATTERN,
+    "starcoder": DIGITS_GPT2_PATTERN,
+    "refact": DIGITS_GPT2_PATTERN,
+    "codeshell": DIGITS_GPT2_PATTERN,
+    "llama3": LLAMA3_PATTERN,
+    "llama-bpe": LLAMA3_PATTERN,
+}
+
 
 def load_tokenizer(spec: str | Path) -> Tokenizer:
     """A tokenizer from `spec`, tried in this order: cl100k_base/o200k_base; an llmkit checkpoint
@@ -46,9 +71,9 @@ def load_tokenizer(spec: str | Path) -> Tokenizer:
     text = str(spec)
     looks_like_a_name = os.sep not in text and "/" not in text and not text.endswith(FILE_SUFFIXES)
     if isinstance(spec, str) and looks_like_a_name:
-        import llmkit
+        from llmkit.api import create
 
-        tokenizer: Tokenizer = llmkit.create("tokenizer", text)
+        tokenizer: Tokenizer = create("tokenizer", text)
         return tokenizer
     raise UsageError(
         f"{spec}: no such tokenizer file (or give an encoding: {', '.join(ENCODINGS)})"
@@ -94,9 +119,9 @@ def _allowed_tokenizer_class(target: str) -> bool:
     """Only llmkit's own classes and registered tokenizers may be named in a checkpoint."""
     if target.startswith("llmkit."):
         return True
-    import llmkit
+    from llmkit.api import components
 
-    return any(c.target == target for c in llmkit.components("tokenizer"))
+    return any(c.target == target for c in components("tokenizer"))
 
 
 def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
@@ -145,7 +170,6 @@ def _digits_then_bytelevel(pre: Any) -> bool:
 
 def read_hf_tokenizer(path: str | Path) -> Tokenizer:
     """An llmkit BPETokenizer from a Hugging Face byte-level BPE `tokenizer.json`."""
-    from llmkit.storage.gguf import DIGITS_GPT2_PATTERN
     from llmkit.tokenizers.bpe import BPETokenizer
 
     file = Path(path)

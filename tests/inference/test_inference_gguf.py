@@ -14,13 +14,8 @@ from hypothesis import strategies as st
 from inference_helpers import TinyGGUF, permute
 
 from llmkit.errors import UsageError
-from llmkit.storage.gguf import (
-    DIGITS_GPT2_PATTERN,
-    GPT2_PATTERN,
-    hf_name,
-    read_gguf,
-    unpermute_rotary,
-)
+from llmkit.storage.gguf import hf_name, read_gguf, unpermute_rotary
+from llmkit.storage.tokenizer_files import DIGITS_GPT2_PATTERN, GPT2_PATTERN
 
 
 def hf_llama(hf_config: dict, state: dict[str, torch.Tensor]) -> torch.nn.Module:
