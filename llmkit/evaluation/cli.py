@@ -44,7 +44,12 @@ import click
 @click.option(
     "--max-batches", type=int, default=None, help="lm, masked_lm: stop after this many batches."
 )
-@click.option("--text-field", default="text", show_default=True, help="classification: text field.")
+@click.option(
+    "--text-field",
+    default="text",
+    show_default=True,
+    help="classification, seq2seq: text (source) field.",
+)
 @click.option(
     "--label-field", default="label", show_default=True, help="classification: label field."
 )
@@ -66,7 +71,10 @@ import click
     "--prompt-field", default="prompt", show_default=True, help="generation: prompt field."
 )
 @click.option(
-    "--reference-field", default="reference", show_default=True, help="generation: reference field."
+    "--reference-field",
+    default="reference",
+    show_default=True,
+    help="generation, seq2seq: reference (target) field.",
 )
 @click.option(
     "--max-new-tokens", type=int, default=64, show_default=True, help="generation: length."
@@ -84,6 +92,13 @@ import click
     default=0,
     show_default=True,
     help="generation: sampling seed; masked_lm: masking seed.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="An objective task's metric to report (repeatable; default: the objective's defaults), "
+    "e.g. --metric perplexity --metric bleu for seq2seq.",
 )
 @click.option(
     "--limit", type=int, default=None, help="classification/generation: first N examples."
@@ -115,6 +130,7 @@ def evaluate(
     from llmkit.evaluation.runner import EvalOptions, evaluate_checkpoint
 
     labels = options.pop("labels")
+    options["metrics"] = list(options.pop("metrics")) or None
     opts = EvalOptions(task=task, **options)
     if labels:
         opts.labels = [name.strip() for name in labels.split(",") if name.strip()]

@@ -636,7 +636,10 @@ def format_results(result: dict[str, Any]) -> str:
     if isinstance(details.get("decoding"), dict):
         parts.append("decoding: " + ", ".join(f"{k}={v}" for k, v in details["decoding"].items()))
     if details.get("examples"):
-        shown = [f"{e['prompt']!r} -> {e['hypothesis']!r}" for e in details["examples"]]
+        shown = [
+            f"{e.get('prompt', e.get('source'))!r} -> {e['hypothesis']!r}"
+            for e in details["examples"]
+        ]
         parts.append("examples:\n" + "\n".join(shown))
     signatures = details.get("signatures", {})
     if signatures:

@@ -53,6 +53,7 @@ class EvalOptions:
     length_penalty: float = 1.0
     stop: list[str] = field(default_factory=lambda: ["\n"])
     seed: int = 0
+    metrics: list[str] | None = None  # an objective's metric names (default: its defaults)
     limit: int | None = None
     predictions_out: str | None = None
 
@@ -185,6 +186,7 @@ def evaluate_checkpoint(
         model_dir=ckpt,
         labels=opts.labels or _checkpoint_labels(ckpt),
         template=opts.template,
+        keys=[k for ks in objective.metric_keys(opts.metrics or None).values() for k in ks],
     )
     if objective.reads == "shards":
         held_out = EvalData(shards=Path(data), split=opts.split)

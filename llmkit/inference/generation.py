@@ -139,20 +139,22 @@ def accepts(model: nn.Module, argument: str) -> bool:
     return argument in params
 
 
-#: Model names (a checkpoint config's `model`) of bidirectional encoders: no next-token predictions.
-ENCODER_MODELS = ("bert",)
-
-
 def refuse_encoder(
     where: Any, config: dict[str, Any], doing: str = "does not generate text"
 ) -> None:
-    """A UsageError if the checkpoint config at `where` is a bidirectional encoder's (BERT).
+    """A UsageError if the checkpoint config at `where` is a bidirectional encoder's (its model
+    declares itself an encoder, as BERT does).
 
     Such a model sees every position at once, so it neither generates text nor has a next-token
-    perplexity; `llmkit generate` and `llmkit eval` (lm, generation) refuse it with this one line.
+    perplexity; `llmkit generate` and `llmkit eval` (generation) refuse it with this one line.
     """
+    from llmkit.models.traits import registered_traits
+    from llmkit.plugins import get_host
+
     name = config.get("model")
-    if name in ENCODER_MODELS:
+    if not isinstance(name, str) or ("model", name) not in get_host().registry:
+        return  # an unknown model: loading it says which plugin is missing
+    if registered_traits(name).is_encoder:
         raise UsageError(f"{where}: a {name} checkpoint is an encoder and {doing}")
 
 

@@ -296,3 +296,68 @@ def test_masked_lm_pipeline_is_evaluated_like_llmkit_eval_masked_lm(tmp_path: Pa
     assert "does not generate text" in one_line_error(
         "eval", out / "model", "--task", "generation", "--data", tmp_path / "x.jsonl"
     )
+
+
+def causal_lm_pipeline(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "clm.yaml",
+        f"""
+output: {tmp_path / "clm"}
+tokenizer: {{name: byte}}
+data: {{inputs: [{CORPUS}], unit: paragraph, validation: 0.05}}
+train:
+  model: {{name: gpt, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32}}
+  batch_size: 8
+  context: 32
+  max_steps: 3
+  log_every: 3
+eval:
+  batches: 7
+  metrics: [perplexity, bits_per_byte]
+""",
+    )
+
+
+def held_out_jsonl(tmp_path: Path, pipe: Path, fields: tuple[str, str]) -> Path:
+    """The pipeline's own validation records, as `llmkit eval` reads them (JSONL)."""
+    from llmkit.pipeline import config, stages
+
+    _, valid = stages.read_records(config.load(pipe), tmp_path)
+    rows = [json.dumps({"text": r.text, fields[1]: getattr(r, fields[0])}) for r in valid]
+    return write(tmp_path / "held_out.jsonl", "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("objective", ["causal_lm", "masked_lm", "classification", "seq2seq"])
+def test_llmkit_eval_equals_the_eval_stage_to_the_last_digit(
+    tmp_path: Path, objective: str
+) -> None:
+    # One evaluation per objective: `llmkit eval --task OBJECTIVE` with the pipeline's settings
+    # reports exactly what the eval stage wrote to eval.json (same windows, same batches).
+    if objective == "causal_lm":
+        pipe, out, data = causal_lm_pipeline(tmp_path), tmp_path / "clm", tmp_path / "clm" / "data"
+        args = ["--context", 32, "--batch-size", 8, "--max-batches", 7]
+        args += ["--metric", "perplexity", "--metric", "bits_per_byte"]
+    elif objective == "masked_lm":
+        pipe, out, data = masked_lm_pipeline(tmp_path), tmp_path / "mlm", tmp_path / "mlm" / "data"
+        args = ["--context", 32, "--batch-size", 8, "--max-batches", 1000, "--seed", 0]
+    elif objective == "classification":
+        pipe, out = classification_pipeline(tmp_path), tmp_path / "cls"
+        data = held_out_jsonl(tmp_path, pipe, ("label", "label"))
+        args = ["--batch-size", 16, "--max-length", 48]
+        args += ["--metric", "accuracy", "--metric", "f1", "--metric", "recall_macro"]
+    else:
+        pipe, out = seq2seq_pipeline(tmp_path, steps=4), tmp_path / "s2s"
+        data = held_out_jsonl(tmp_path, pipe, ("target", "target"))
+        args = ["--batch-size", 16, "--max-length", 16, "--reference-field", "target"]
+        args += ["--metric", "perplexity", "--metric", "exact_match", "--metric", "chrf"]
+    ok("run", pipe)
+    stage = json.loads((out / "eval.json").read_text())["metrics"]
+    res = tmp_path / "res.json"
+    ok("eval", out / "model", "--task", objective, "--data", data, "--device", "cpu", "-o", res,
+       *args)  # fmt: skip
+    cli_metrics = json.loads(res.read_text())["metrics"]
+    assert stage == {k: cli_metrics[k] for k in stage}
+    if objective == "causal_lm":  # the old task name is an alias
+        ok("eval", out / "model", "--task", "lm", "--data", data, "--device", "cpu", "-o", res,
+           *args)  # fmt: skip
+        assert json.loads(res.read_text())["metrics"] == cli_metrics
