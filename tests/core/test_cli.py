@@ -60,6 +60,10 @@ def test_components_lists_builtin_model_parts(kind: str, builtins: set[str]) -> 
 def test_components_knows_the_objective_kind() -> None:
     code, out, _ = run("components", "objective")
     assert code == 0 and out.splitlines()[0].split() == ["name", "kind", "summary", "plugin"]
+    rows = [line.split() for line in out.splitlines()[1:]]
+    builtins = {"causal_lm", "masked_lm", "seq2seq", "classification"}
+    assert {row[0] for row in rows if row[-1] == "llmkit.objectives"} >= builtins
+    assert all(row[1] == "objective" for row in rows)
 
 
 def test_describe_shows_parameters() -> None:

@@ -1,1 +1,2 @@
-"""An example llmkit plugin: a metric, an optimizer, an attention variant and a CLI command."""
+"""An example llmkit plugin: a metric, an optimizer, an attention variant, a norm, an objective
+and a CLI command."""

@@ -35,6 +35,15 @@ def register_norms(register: Register) -> None:
 
 
 @llmkit.hookimpl
+def register_objectives(register: Register) -> None:
+    register(
+        "prefix_lm",
+        "llmkit_example.objective:PrefixLM",
+        summary="Prefix LM: score only the continuation after a random split of each window",
+    )
+
+
+@llmkit.hookimpl
 def register_commands(cli: Any) -> None:
     from llmkit_example.command import example_jaccard
 
