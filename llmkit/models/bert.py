@@ -76,7 +76,9 @@ class BertConfig(ModelConfig):
 class Bert(nn.Module):
     """BERT encoder: `model(input_ids)` -> MLM logits (B, T, V); `model.classify(...)` -> (B, n_labels)."""
 
-    traits: ClassVar[ModelTraits] = ModelTraits("encoder", classifier=True, masked_lm=True, hf_model_types=("bert",))
+    traits: ClassVar[ModelTraits] = ModelTraits(
+        "encoder", classifier=True, masked_lm=True, hf_model_types=("bert",)
+    )
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
