@@ -81,6 +81,7 @@ def _check_train(config: PipelineConfig) -> str:
         _validate_spec(config, "scheduler", scheduler, validate, positional=1)
     check_optimization(config)
     _validate_spec(config, "loss", tr.loss, validate, positional=0)
+    check_loss(config, objective)
     source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
     return f"train: {tr.objective.name}, {source}, {tr.max_steps} steps"
 
@@ -107,7 +108,8 @@ def check_inputs(config: PipelineConfig) -> None:
     base = Path(config.source).resolve().parent if config.has_file else Path.cwd()
     checks: list[tuple[str, list[str], dict[str, Any]]] = []
     if config.tokenizer is not None and config.tokenizer.train_files:
-        checks.append(("tokenizer.train_files", config.tokenizer.train_files, {}))
+        exclude = {"exclude": config.tokenizer.exclude}
+        checks.append(("tokenizer.train_files", config.tokenizer.train_files, exclude))
     if config.data is not None and config.data.get("inputs"):
         inputs = config.data["inputs"]
         patterns = {k: config.data.get(k) or () for k in ("include", "exclude")}
@@ -226,6 +228,32 @@ def check_optimization(config: PipelineConfig) -> None:
             llmkit.create("scheduler", t.scheduler.name, optimizer, **scheduler_params(t))
         except (LlmkitError, ValueError, TypeError) as exc:
             raise _spec_error(config, "scheduler", t.scheduler.name, str(exc)) from None
+
+
+def check_loss(config: PipelineConfig, objective: Objective) -> None:
+    """The loss must score what every objective hands it: logits (..., classes) against integer
+    targets (...); a loss that wants other inputs (a teacher's logits) fails here, not mid-run."""
+    import torch
+
+    import llmkit
+    from llmkit.errors import LlmkitError
+
+    t = config.train
+    assert t is not None
+    try:
+        loss = llmkit.create("loss", t.loss.name, **t.loss.params)
+    except LlmkitError as exc:
+        raise _spec_error(config, "loss", t.loss.name, str(exc)) from None
+    logits, targets = torch.zeros(2, 3, 8), torch.zeros(2, 3, dtype=torch.long)
+    try:
+        loss(logits, targets)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(
+            f"{config.source}: train.loss: {t.loss.name} cannot score objective {objective.name}'s "
+            f"logits against its integer targets ({first}); use a loss of (logits, targets) "
+            "such as cross_entropy"
+        ) from None
 
 
 def scheduler_params(train: TrainSection) -> dict[str, Any]:

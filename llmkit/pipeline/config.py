@@ -53,6 +53,16 @@ class TokenizerSection(_Section):
     pattern: str = "gpt2"
     special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"])
     min_frequency: int = Field(2, ge=1)
+    exclude: list[str] = Field(default_factory=list)  # glob patterns of train_files to skip
+    limit_alphabet: int | None = Field(None, ge=1)  # wordpiece: keep the N most frequent chars
+
+    @model_validator(mode="after")
+    def _wordpiece_only(self) -> TokenizerSection:
+        if self.limit_alphabet is not None and self.type != "wordpiece":
+            raise ValueError(
+                "limit_alphabet is a wordpiece setting; remove it or set type: wordpiece"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenizerSection:

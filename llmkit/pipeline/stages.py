@@ -52,7 +52,11 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
         extra = {"special_tokens": list(t.special_tokens)} if "special_tokens" in accepted else {}
         tok = llmkit.create("tokenizer", t.name, **extra)
     else:
+        from llmkit.data.readers import expand_paths
+
         files = [resolve(base, f) for f in t.train_files]
+        if t.exclude:
+            files = [str(p) for p in expand_paths(files, (), t.exclude)]
         if t.type == "bpe":
             from llmkit.tokenizers.bpe import BPETokenizer
 
@@ -66,7 +70,9 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
         else:
             from llmkit.tokenizers.wordpiece import WordPieceTokenizer
 
-            tok = WordPieceTokenizer.train(files, vocab_size=t.vocab_size)
+            tok = WordPieceTokenizer.train(
+                files, vocab_size=t.vocab_size, limit_alphabet=t.limit_alphabet
+            )
         log(f"tokenizer: trained {t.type}, vocab {tok.vocab_size}")
     out.mkdir(parents=True, exist_ok=True)
     tok.save(target)

@@ -161,14 +161,44 @@ class Trainer:
                 "this run cannot resume from it; train into a new output directory, or start over "
                 f"in {self.out_dir} with train.resume=false (or by deleting {self.checkpoints})"
             )
+        wanted = _hyperparameters(self.optimizer)
         state = ckpt.load_checkpoint(directory, self.model, self.optimizer, self.scheduler)
         self.step = int(state["step"])
+        self._check_resumable(directory, wanted, state.get("settings") or {})
         self.history = list(state.get("history", []))
         data_state = state.get("data")
         if data_state is not None and hasattr(self.train_batches, "load_state_dict"):
             self.train_batches.load_state_dict(self._rank_data_state(data_state, directory))
         self.log(f"resumed from {directory} at step {self.step}")
         return True
+
+    def _check_resumable(
+        self, directory: Path, wanted: dict[str, Any], saved_settings: dict[str, Any]
+    ) -> None:
+        """Refuse a resume that would ignore the file: a checkpoint past `max_steps`, or optimizer
+        settings changed since it was written (the checkpoint's optimizer would silently win).
+        Changed cadence and length settings (log_every, max_steps, ...) apply, and are said."""
+        afresh = f"start afresh with train.resume=false (or another output than {self.out_dir})"
+        if self.step > self.settings.max_steps:
+            raise UsageError(
+                f"{directory}: the run is at step {self.step}, past train.max_steps="
+                f"{self.settings.max_steps}; raise max_steps to train on, or {afresh}"
+            )
+        for key, value in _hyperparameters(self.optimizer).items():
+            if key in wanted and wanted[key] != value:
+                raise UsageError(
+                    f"{directory}: train.optimizer.{key} is {wanted[key]!r} now but "
+                    f"{value!r} in the checkpoint at step {self.step}, which a resume keeps; "
+                    f"restore it, or {afresh}"
+                )
+        now = asdict(self.settings)
+        changed = [
+            f"{key} {saved_settings[key]!r} -> {now[key]!r}"
+            for key in now
+            if key in saved_settings and saved_settings[key] != now[key]
+        ]
+        if changed:
+            self.log(f"resume: applying changed train settings: {', '.join(changed)}")
 
     def _data_state(self) -> dict[str, Any] | None:
         """The data position to checkpoint: under torchrun every rank's, gathered (a collective)."""
@@ -369,6 +399,15 @@ class Trainer:
             checkpoint=str(final),
             history=self.history,
         )
+
+
+def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The first parameter group's settings as configured: everything but the parameters and the
+    scheduled learning rate (`initial_lr` is the configured one when a scheduler runs)."""
+    group = optimizer.param_groups[0]
+    out = {k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}
+    out["lr"] = group.get("initial_lr", group["lr"])
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
 def write_result(result: TrainResult, out_dir: Path) -> None:

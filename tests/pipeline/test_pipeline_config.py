@@ -206,3 +206,34 @@ def test_validate_checks_that_the_input_files_exist(tmp_path: Path) -> None:
         with pytest.raises(UsageError) as info:
             runner.check(config.load(path, [override]))
         assert str(info.value).startswith(f"{path}: {field}: {tmp_path}/")
+
+
+def test_tokenizer_section_takes_exclude_and_limit_alphabet(tmp_path: Path) -> None:
+    # The library's WordPiece options reach the pipeline: exclude skips files, limit_alphabet
+    # caps the alphabet; limit_alphabet on BPE is refused by name.
+    import gzip
+
+    from llmkit.pipeline import stages
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with gzip.open(corpus / "a.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("the quick brown fox jumps over the lazy dog\n" * 50)
+    (corpus / "skip.txt").write_text("zzzz qqqq zzzz " * 500)  # z and q would lead if read
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(
+        f"output: {tmp_path / 'out'}\n"
+        f"tokenizer: {{type: wordpiece, train_files: ['{corpus}'], vocab_size: 60, "
+        "exclude: ['*skip*'], limit_alphabet: 10}\n"
+    )
+    cfg = config.load(pipe)
+    runner.check(cfg)
+    path = stages.stage_tokenizer(cfg, tmp_path, tmp_path / "out", lambda line: None)
+    import llmkit
+
+    vocab = llmkit.load_tokenizer(path).get_vocab()
+    assert "z" not in vocab and "q" not in vocab  # skip.txt was not read
+    singles = {t for t in vocab if len(t) == 1}
+    assert len(singles) <= 10 and "e" in singles  # the 10 most frequent characters only
+    with pytest.raises(UsageError, match="limit_alphabet is a wordpiece setting"):
+        config.load(pipe, ["tokenizer.type=bpe"])

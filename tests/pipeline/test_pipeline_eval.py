@@ -361,3 +361,24 @@ def test_llmkit_eval_equals_the_eval_stage_to_the_last_digit(
         ok("eval", out / "model", "--task", "lm", "--data", data, "--device", "cpu", "-o", res,
            *args)  # fmt: skip
         assert json.loads(res.read_text())["metrics"] == cli_metrics
+
+
+def test_validate_refuses_what_run_would_refuse_after_its_data_stages(tmp_path: Path) -> None:
+    # A loss that cannot score (logits, targets), and a classifier fine-tuned from a decoder,
+    # fail `validate` (and `run`) before any stage, naming the field.
+    pipe = causal_lm_pipeline(tmp_path)
+    error = one_line_error("validate", pipe, "train.loss.name=kl_div")
+    assert error.startswith(f"Error: {pipe}: train.loss: kl_div cannot score objective causal_lm")
+    assert not (tmp_path / "clm").exists()
+    error = one_line_error("run", pipe, "train.loss.name=kl_div")
+    assert "train.loss: kl_div" in error and not (tmp_path / "clm" / "data").exists()
+    ok("run", pipe, "~eval")
+    decoder = tmp_path / "clm" / "model"
+    error = one_line_error(
+        "validate", pipe, "~train.model", f"train.init_from={decoder}",
+        "train.objective=classification",
+    )  # fmt: skip
+    assert error == (
+        f"Error: {pipe}: train.objective: classification with model gpt, has no classify head; "
+        "use a model with one (bert)"
+    )

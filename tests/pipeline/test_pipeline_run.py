@@ -141,3 +141,30 @@ eval:
     run(pipe)
     assert json.loads((out / "eval.json").read_text())["metrics"]["accuracy"] > 0.9
     assert json.loads((out / "model" / "labels.json").read_text()) == ["bad", "good"]
+
+
+def test_a_rerun_with_changed_training_settings_applies_them_or_refuses(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pipe = write(tmp_path, "p.yaml", PRETRAIN.format(out=out))
+    run(pipe, "~eval")
+
+    def refused(*overrides: str) -> str:
+        result = CliRunner().invoke(cli, ["run", str(pipe), "~eval", *overrides])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        error = str(result.stderr).strip()
+        assert error.startswith("Error: ") and "\n" not in error
+        return error
+
+    # Fewer steps than the checkpoint has: said, with the way to start afresh (was: exit 0).
+    error = refused("train.max_steps=5")
+    assert "at step 12, past train.max_steps=5" in error and "train.resume=false" in error
+    # A new learning rate would be overwritten by the checkpoint's optimizer: refused.
+    error = refused("train.max_steps=16", "train.optimizer.lr=1.0e-3")
+    assert "train.optimizer.lr is 0.001 now but 0.003" in error and "train.resume=false" in error
+    # More steps and another logging cadence apply, and the log says so.
+    log = run(pipe, "~eval", "train.max_steps=16", "train.log_every=2")
+    assert "resume: applying changed train settings: max_steps 12 -> 16, log_every 4 -> 2" in log
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4, 8, 12, 14, 16]
+    # Starting afresh as the error says works.
+    assert "train: 5 steps" in run(pipe, "~eval", "train.max_steps=5", "train.resume=false")
