@@ -56,6 +56,6 @@ def traits_of(obj: Any) -> ModelTraits:
 
 def registered_traits(name: str) -> ModelTraits:
     """The traits of the registered model `name`, read from its factory without building it."""
-    import llmkit
+    from llmkit.api import get
 
-    return traits_of(llmkit.get("model", name).factory)
+    return traits_of(get("model", name).factory)

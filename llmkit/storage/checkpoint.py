@@ -31,9 +31,12 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def _version() -> str:
-    import llmkit
+    from importlib import metadata
 
-    return str(llmkit.__version__)
+    try:
+        return metadata.version("llmkit")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
 
 
 def _unique_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
