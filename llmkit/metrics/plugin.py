@@ -36,9 +36,7 @@ def register_metrics(register: Register) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    """Add `llmkit score` and `llmkit eval`."""
-    from llmkit.evaluation.cli import evaluate
+    """Add `llmkit score`."""
     from llmkit.metrics.cli import score
 
     cli.add_command(score)
-    cli.add_command(evaluate)

@@ -18,12 +18,14 @@ from llmkit.errors import UsageError
 from llmkit.pipeline.checks import build_objective, eval_metrics, model_params, resolve
 from llmkit.pipeline.checks import scheduler_params as _scheduler_params
 from llmkit.pipeline.config import PipelineConfig
+from llmkit.storage.checkpoint import COMPANION_FILES
 
 if TYPE_CHECKING:
     from llmkit.data.records import Record
     from llmkit.objectives.base import Objective
 
 Log = Callable[[str], None]
+OBJECTIVE_FILE, LABELS_FILE = COMPANION_FILES  # the trained objective's spec, class names
 
 
 def reads_shards(config: PipelineConfig) -> bool:
@@ -228,9 +230,19 @@ def stage_train(
                 from llmkit.storage.checkpoint import save_model
 
                 generation = objective.generation_config(prepared)
-                save_model(model, out / "model", tokenizer=tokenizer, generation=generation)
-                if prepared.facts.get("labels"):  # class names, in index order, for `llmkit eval`
-                    write_json(out / "model" / "labels.json", prepared.facts["labels"])
+                # The objective and its parameters, so that `llmkit eval --task NAME` evaluates
+                # as this run's eval stage does (a masked_lm's mask_rate, say), and a
+                # classifier's class names in index order.
+                companions: dict[str, Any] = {OBJECTIVE_FILE: t.objective.model_dump()}
+                if prepared.facts.get("labels"):
+                    companions[LABELS_FILE] = prepared.facts["labels"]
+                save_model(
+                    model,
+                    out / "model",
+                    tokenizer=tokenizer,
+                    generation=generation,
+                    companions=companions,
+                )
 
             # Rank 0 writes while the others wait, so no rank reads `out/model` before it is whole.
             distributed.on_main(dist, save, "saving the trained model")
@@ -271,7 +283,7 @@ def stage_eval(
     )
     model = llmkit.load_model(model_dir)
     tokenizer = llmkit.load_tokenizer(model_dir)
-    labels_file = model_dir / "labels.json"
+    labels_file = model_dir / LABELS_FILE
     settings = EvalSettings(
         context=t.context if t is not None else 256,
         batch_size=e.batch_size or (t.batch_size if t is not None else 8),
@@ -281,6 +293,7 @@ def stage_eval(
         keys=keys,
         model_dir=model_dir,
         labels=json.loads(labels_file.read_text()) if labels_file.is_file() else None,
+        across_ranks=False,
     )
     if objective.reads == "shards":
         if data_dir is None:

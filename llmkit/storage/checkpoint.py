@@ -28,6 +28,8 @@ FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+#: JSON files a pipeline writes next to a trained model: its objective spec, a classifier's labels.
+COMPANION_FILES = ("objective.json", "labels.json")
 
 
 def _version() -> str:
@@ -80,11 +82,14 @@ def save_model(
     directory: str | Path,
     tokenizer: Tokenizer | None = None,
     generation: dict[str, Any] | None = None,
+    companions: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` (and `tokenizer`) as an llmkit checkpoint directory, atomically; returns it.
 
     `generation` holds what generation needs beyond the model config (eos/bos ids, chat template);
-    without an eos id, the tokenizer's conventional end-of-text token is recorded.
+    without an eos id, the tokenizer's conventional end-of-text token is recorded. `companions`
+    are JSON files written inside the same staged directory, named from `COMPANION_FILES` (a
+    classifier's `labels.json`, the trained objective's `objective.json`).
     """
     from safetensors.torch import save_file
 
@@ -117,6 +122,12 @@ def save_model(
             metadata={"format": "pt", "llmkit_format": str(FORMAT)},
         )
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for name, value in (companions or {}).items():
+            if name not in COMPANION_FILES:
+                raise UsageError(
+                    f"save_model: companion file {name!r} is not one of {COMPANION_FILES}"
+                )
+            (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
     return target
 
 
@@ -130,7 +141,7 @@ def is_checkpoint(directory: Path) -> bool:
         isinstance(config, dict)
         and "model" in config
         and "format" in config
-        and holds_only(directory, (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE))
+        and holds_only(directory, (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, *COMPANION_FILES))
     )
 
 

@@ -350,13 +350,19 @@ def test_llmkit_eval_equals_the_eval_stage_to_the_last_digit(
         data = held_out_jsonl(tmp_path, pipe, ("target", "target"))
         args = ["--batch-size", 16, "--max-length", 16, "--reference-field", "target"]
         args += ["--metric", "perplexity", "--metric", "exact_match", "--metric", "chrf"]
-    ok("run", pipe)
+    # masked_lm with another mask rate: `llmkit eval` reads it from the model's objective.json
+    overrides = (
+        ["train.objective={name: masked_lm, mask_rate: 0.3}"] if objective == "masked_lm" else []
+    )
+    ok("run", pipe, *overrides)
     stage = json.loads((out / "eval.json").read_text())["metrics"]
     res = tmp_path / "res.json"
     ok("eval", out / "model", "--task", objective, "--data", data, "--device", "cpu", "-o", res,
        *args)  # fmt: skip
     cli_metrics = json.loads(res.read_text())["metrics"]
     assert stage == {k: cli_metrics[k] for k in stage}
+    if objective == "masked_lm":
+        assert json.loads(res.read_text())["details"]["masking"] == "30%, seed 0"
     if objective == "causal_lm":  # the old task name is an alias
         ok("eval", out / "model", "--task", "lm", "--data", data, "--device", "cpu", "-o", res,
            *args)  # fmt: skip

@@ -127,7 +127,7 @@ def evaluate(
     import json
 
     from llmkit.evaluation import core
-    from llmkit.evaluation.runner import EvalOptions, evaluate_checkpoint
+    from llmkit.pipeline.evaluate import EvalOptions, evaluate_checkpoint
 
     labels = options.pop("labels")
     options["metrics"] = list(options.pop("metrics")) or None

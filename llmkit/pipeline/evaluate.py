@@ -1,5 +1,7 @@
 """What `llmkit eval` does: load a checkpoint, read the evaluation data, run one task.
 
+An objective's task runs the objective's own `evaluate` (the pipeline's eval stage runs the same).
+
 Data by task:
 - lm: a directory written by `llmkit data prepare` (token shards; the `--split`, default
   validation), scored in sequential windows of `context` tokens.
@@ -110,18 +112,37 @@ def _tokenizer(checkpoint: Path, required: str | None) -> Any:
         return None
 
 
-def objective_for_task(task: str) -> Any:
-    """The objective a `--task` names (`lm` is causal_lm's old name), or None for `generation`."""
+def objective_for_task(task: str, checkpoint: Path | None = None) -> Any:
+    """The objective a `--task` names (`lm` is causal_lm's old name), or None for `generation`;
+    with the parameters the checkpoint was trained with when it was trained with that objective."""
     import llmkit
     from llmkit.errors import RegistryError
 
     if task == GENERATION:
         return None
+    name = TASK_ALIASES.get(task, task)
+    params = _trained_objective(checkpoint, name) if checkpoint is not None else {}
     try:
-        return llmkit.create("objective", TASK_ALIASES.get(task, task))
+        return llmkit.create("objective", name, **params)
     except RegistryError:
         names = [*TASK_ALIASES, *(c.name for c in llmkit.components("objective")), GENERATION]
         raise UsageError(f"--task {task}: choose one of {', '.join(names)}") from None
+
+
+def _trained_objective(checkpoint: Path, name: str) -> dict[str, Any]:
+    """The parameters of objective `name` saved with a pipeline-trained model (else none)."""
+    from llmkit.pipeline.stages import OBJECTIVE_FILE
+
+    saved = checkpoint / OBJECTIVE_FILE
+    if not saved.is_file():
+        return {}
+    try:
+        spec = json.loads(saved.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{saved}: not valid JSON ({exc})") from None
+    if not isinstance(spec, dict) or spec.get("name") != name:
+        return {}
+    return {k: v for k, v in spec.items() if k != "name"}
 
 
 def _records(data: str | Path, objective: Any, opts: EvalOptions) -> list[Any]:
@@ -156,10 +177,10 @@ def evaluate_checkpoint(
     from llmkit.objectives.base import EvalData, EvalSettings
     from llmkit.storage.checkpoint import read_config
 
-    objective = objective_for_task(opts.task)
+    ckpt = Path(checkpoint)
+    objective = objective_for_task(opts.task, ckpt)
     if opts.predictions_out and objective is not None and objective.reads == "shards":
         raise UsageError("--predictions-out: only for the classification and generation tasks")
-    ckpt = Path(checkpoint)
     config = read_config(ckpt)
     if objective is None:
         refuse_encoder(ckpt, config)
