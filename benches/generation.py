@@ -1,7 +1,7 @@
 """Generation speed with the KV cache: llmkit against transformers' `generate`, side by side.
 
 The same small GPT weights run in both: an llmkit `gpt` (vocab 8192, 4 layers, d 256, 4 heads,
-context 256) and transformers' GPT2LMHeadModel (sdpa) loaded from `llmkit.models.hf.to_hf`.
+context 256) and transformers' GPT2LMHeadModel (sdpa) loaded from `llmkit.storage.hf.to_hf`.
 Greedy decoding of a fixed number of new tokens after a random prompt; the two sides alternate in
 rounds so machine load hits both alike, and medians are reported. Both must produce the same
 tokens (checked), so the comparison is like for like. Times are process CPU seconds by default

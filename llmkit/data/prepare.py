@@ -197,30 +197,11 @@ ENCODINGS = ("cl100k_base", "o200k_base")
 
 
 def load_tokenizer(spec: str) -> Any:
-    """A tokenizer from a spec: a tokenizer file (llmkit BPE/WordPiece JSON, ``*.tiktoken[.gz]``
-    ranks, a WordPiece ``vocab.txt``), a checkpoint directory, ``cl100k_base``/``o200k_base``, or
-    the name of a registered tokenizer component (``byte``)."""
-    import llmkit
+    """A tokenizer from a spec, by the one rule of `llmkit.storage.tokenizer_files.load_tokenizer`:
+    cl100k_base/o200k_base, a checkpoint directory, a tokenizer file, or a registered name."""
+    from llmkit.storage.tokenizer_files import load_tokenizer as load
 
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return llmkit.load_tokenizer(path)
-    if path.is_file():
-        from llmkit.storage.tokenizer_files import load_tokenizer as load_file
-
-        try:
-            return load_file(path)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, UsageError):
-                raise
-            raise UsageError(f"{spec}: cannot load tokenizer ({exc})") from None
-    if spec in ENCODINGS:
-        from llmkit.tokenizers.bpe import BPETokenizer
-
-        return BPETokenizer.from_encoding(spec)  # type: ignore[arg-type]
-    if os.sep in spec or spec.endswith((".json", ".tiktoken", ".gz", ".txt")):
-        raise UsageError(f"{spec}: no such tokenizer file")
-    return llmkit.create("tokenizer", spec)
+    return load(spec)
 
 
 def _spec_file(spec: str) -> Path | None:
