@@ -100,6 +100,9 @@ def save_model(
     config["format"] = FORMAT
     if tied:
         config["tied_weights"] = tied
+    plugins = plugin_components(config)
+    if plugins:
+        config["plugins"] = plugins
     if tokenizer is not None and not (generation and "eos_token_id" in generation):
         from llmkit.tokenizers.base import find_eos
 
@@ -179,7 +182,49 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 
 #: What config.json holds beside the model config (so building the model leaves them out).
-META_FIELDS = ("llmkit_version", "format", "tied_weights", "tokenizer", "generation")
+META_FIELDS = ("llmkit_version", "format", "tied_weights", "tokenizer", "generation", "plugins")
+#: The config fields that name a component, and its kind.
+COMPONENT_FIELDS = {
+    "model": "model",
+    "attention": "attention",
+    "cross_attention": "attention",
+    "norm": "norm",
+    "mlp": "mlp",
+    "position": "position",
+}
+
+
+def plugin_components(config: dict[str, Any]) -> dict[str, str]:
+    """`"kind name" -> distribution` for each component the config names that a third-party
+    plugin provides, so that loading without the plugin can say which one to install."""
+    from llmkit.plugins import get_host
+
+    host = get_host()
+    out: dict[str, str] = {}
+    for field, kind in COMPONENT_FIELDS.items():
+        name = config.get(field)
+        if not isinstance(name, str) or (kind, name) not in host.registry:
+            continue
+        info = host.plugins.get(host.registry.get(kind, name).plugin)
+        if info is not None and not info.builtin:
+            out[f"{kind} {name}"] = info.distribution or info.name
+    return out
+
+
+def check_plugins(config: dict[str, Any], where: Path) -> None:
+    """A UsageError naming the plugin a checkpoint's component comes from, when it is missing."""
+    from llmkit.plugins import get_host
+
+    needed = config.get("plugins") or {}
+    registry = get_host().registry
+    for key, distribution in needed.items() if isinstance(needed, dict) else ():
+        kind, _, name = str(key).partition(" ")
+        if (kind, name) not in registry:
+            raise UsageError(
+                f"{where}: the model's {kind} '{name}' comes from the plugin '{distribution}', "
+                f"which is not loaded; install it (pip install {distribution}) or allow it in "
+                "LLMKIT_PLUGINS"
+            )
 
 
 def model_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +345,7 @@ def load_model(
     path = Path(directory)
     config = read_config(path)
     weights = path / WEIGHTS_FILE
+    check_plugins(config, path / CONFIG_FILE)
     state = read_weights(weights)
     with no_weight_init():
         try:

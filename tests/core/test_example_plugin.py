@@ -91,8 +91,10 @@ def test_gpt_with_the_plugin_norm_trains_checkpoints_resumes_and_reloads(
     assert torch.isfinite(model(ids)).all()
 
     monkeypatch.setenv("LLMKIT_PLUGINS", "")  # the same checkpoint without the plugin:
-    plugins.reset()  # an error naming the missing norm
-    with pytest.raises(UsageError, match=r"norm: unknown choice 'scalenorm'; .*available: "):
+    plugins.reset()  # an error naming the missing norm and the plugin it comes from
+    with pytest.raises(
+        UsageError, match=r"norm 'scalenorm' comes from the plugin 'llmkit-example', "
+    ):
         llmkit.load_model(out / "model")
 
 

@@ -183,3 +183,18 @@ def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
     reference = single.state_dict()
     for key, value in ddp.items():
         torch.testing.assert_close(value, reference[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_logged_rates_are_per_window_and_the_final_loss_is_the_last_window(tmp_path: Path) -> None:
+    # tokens_per_second is each window's own rate (it used to be a cumulative average that ramped
+    # up), and the result's train_loss is the last logged window's loss (it was the last step's).
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, tiny_gpt(), FixedBatches(), max_steps=6)
+    trainer.settings.log_every = 3
+    result = trainer.fit()
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [3, 6]
+    assert result.train_loss == history[-1]["loss"]
+    assert trainer.history[-1]["loss"] == history[-1]["loss"]
+    for entry in history:  # 3 steps of 8 x 8 tokens per window, over at most the run's time
+        assert entry["tokens_per_second"] >= 3 * 64 / result.seconds
