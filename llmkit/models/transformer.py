@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from llmkit.models.traits import ModelTraits
 from llmkit.models.config import ModelConfig, build_attention, init_weights, model_factory
+from llmkit.models.traits import ModelTraits
 from llmkit.nn.block import Block
 from llmkit.nn.cache import KVCache
 from llmkit.nn.dropout import dropout_layer

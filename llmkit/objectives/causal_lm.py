@@ -28,6 +28,16 @@ def shards_of(data: TrainData | EvalData, objective: str) -> str:
     return str(data.shards)
 
 
+def has_tokens(shards: str, split: str) -> bool:
+    """Whether a shard directory's `split` holds any token (an empty validation split gives no
+    held-out batches rather than an error at the first evaluation)."""
+    import json
+    from pathlib import Path
+
+    manifest = json.loads((Path(shards) / "manifest.json").read_text(encoding="utf-8"))
+    return bool(manifest.get("splits", {}).get(split, {}).get("tokens"))
+
+
 class CausalLM(Objective):
     """Next-token prediction over windows of token shards (GPT-style pretraining)."""
 
@@ -71,9 +81,12 @@ class CausalLM(Objective):
                 shards, data.context, data.batch_size, split, mode, data.seed, epochs=epochs
             )
 
-        return Prepared(
-            windows("train", "random", None), lambda: windows("validation", "sequential", 1)
+        held_out = (
+            (lambda: windows("validation", "sequential", 1))
+            if has_tokens(shards, "validation")
+            else None
         )
+        return Prepared(windows("train", "random", None), held_out)
 
     def forward(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         """Labels are the inputs shifted by one."""

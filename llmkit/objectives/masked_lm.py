@@ -14,7 +14,7 @@ from llmkit.objectives.base import (
     Prepared,
     TrainData,
 )
-from llmkit.objectives.causal_lm import shards_of
+from llmkit.objectives.causal_lm import has_tokens, shards_of
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -81,9 +81,12 @@ class MaskedLM(Objective):
                 epochs=epochs,
             )
 
-        return Prepared(
-            windows("train", "random", None), lambda: windows("validation", "sequential", 1)
+        held_out = (
+            (lambda: windows("validation", "sequential", 1))
+            if has_tokens(shards, "validation")
+            else None
         )
+        return Prepared(windows("train", "random", None), held_out)
 
     def forward(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         """Labels are -100 except at masked positions."""

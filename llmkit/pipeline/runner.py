@@ -76,6 +76,8 @@ def _run_stages(
 
     # Rank 0 alone writes the tokenizer and the shards; the other ranks wait for its paths.
     tokenizer_path, data_dir = ranks.on_main(dist, prepare, "the tokenizer and data stages")
+    if "eval" in wanted and "train" in wanted and data_dir is not None:
+        stages.require_held_out(data_dir)  # before training, not after it
     if "train" in wanted:
         summary["train"] = stages.stage_train(config, base, out, data_dir, tokenizer_path, log)
 

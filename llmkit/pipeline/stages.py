@@ -96,6 +96,17 @@ def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, l
     return Path(result.out_dir)
 
 
+def require_held_out(data_dir: Path) -> None:
+    """A UsageError when the shards' validation split is empty, which the eval stage needs."""
+    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    held_out = manifest.get("splits", {}).get("validation", {})
+    if not held_out.get("tokens"):
+        raise UsageError(
+            f"{data_dir}: the validation split is empty, so the eval stage would have nothing to "
+            "score; raise data.validation (or use more data), or remove the eval section"
+        )
+
+
 def read_records(config: PipelineConfig, base: Path) -> tuple[list[Record], list[Record]]:
     """(train, validation) records read and cleaned from the data section, for objectives that
     read records rather than shards."""

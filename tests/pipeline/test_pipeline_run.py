@@ -168,3 +168,13 @@ def test_a_rerun_with_changed_training_settings_applies_them_or_refuses(tmp_path
     assert steps == [4, 8, 12, 14, 16]
     # Starting afresh as the error says works.
     assert "train: 5 steps" in run(pipe, "~eval", "train.max_steps=5", "train.resume=false")
+
+
+def test_an_empty_validation_split_stops_before_training_when_eval_needs_it(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pipe = write(tmp_path, "p.yaml", PRETRAIN.format(out=out))
+    result = CliRunner().invoke(cli, ["run", str(pipe), "data.validation=0.0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "the validation split is empty" in result.stderr
+    assert not (out / "checkpoints").exists()  # nothing trained
+    assert "train: 12 steps" in run(pipe, "data.validation=0.0", "~eval")  # fine without eval
