@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 IGNORE_INDEX = -100
+MASK_RATE = 0.15  # BERT's share of tokens a masked-LM step predicts: the one default
 
 
 def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -222,7 +223,7 @@ def mask_tokens(
     mask_id: int,
     vocab_size: int,
     special_ids: Iterable[int],
-    probability: float = 0.15,
+    probability: float = MASK_RATE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """BERT masking: pick `probability` of non-special tokens; 80% -> mask, 10% random, 10% kept.
 
@@ -270,7 +271,7 @@ class MaskedLMBatches(_WindowBatches):
         mask_id: int | None = None,
         special_ids: list[int] | None = None,
         tokenizer: Any = None,
-        probability: float = 0.15,
+        probability: float = MASK_RATE,
         split: str = "train",
         mode: Literal["random", "sequential"] = "random",
         seed: int = 0,

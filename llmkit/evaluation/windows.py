@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from llmkit.data.batching import MASK_RATE
 from llmkit.errors import UsageError
 
 
@@ -86,7 +87,7 @@ def masked_lm_windows(
     seed: int = 0,
     rank: int | None = None,
     world: int | None = None,
-    probability: float = 0.15,
+    probability: float = MASK_RATE,
 ) -> Iterator[dict[str, Any]]:
     """Masked-LM batches over the whole split: consecutive windows of `context` tokens.
 

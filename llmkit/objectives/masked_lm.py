@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from llmkit.data.batching import MASK_RATE
 from llmkit.errors import UsageError
 from llmkit.objectives.base import (
     LM_METRICS,
@@ -34,7 +35,7 @@ class MaskedLM(Objective):
     metrics: ClassVar[dict[str, tuple[str, ...]]] = {**LM_METRICS, "accuracy": ("accuracy",)}
     default_metrics = ("perplexity", "accuracy")
 
-    def __init__(self, mask_rate: float = 0.15) -> None:
+    def __init__(self, mask_rate: float = MASK_RATE) -> None:
         if not 0.0 < mask_rate < 1.0:
             raise UsageError(
                 f"objective 'masked_lm': mask_rate: must be in (0, 1), got {mask_rate}"
