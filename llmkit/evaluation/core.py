@@ -42,6 +42,11 @@ def this_process_only() -> Iterator[None]:
         _this_process_only = before
 
 
+def is_this_process_only() -> bool:
+    """Whether evaluation is inside `this_process_only` (one process scores every batch)."""
+    return _this_process_only
+
+
 def _sync(metric: Any) -> None:
     """`metric.sync()`: sum its counts across ranks, unless inside `this_process_only`."""
     if not _this_process_only:

@@ -13,6 +13,17 @@ from llmkit.data.batching import MASK_RATE
 from llmkit.errors import UsageError
 
 
+def _ranks(rank: int | None, world: int | None) -> tuple[int, int]:
+    """This process's share of the windows: all of them inside `core.this_process_only` (the
+    pipeline's eval stage on rank 0), else torch.distributed's rank and world unless given."""
+    from llmkit.data.batching import dist_info
+    from llmkit.evaluation.core import is_this_process_only
+
+    if rank is None and world is None and is_this_process_only():
+        return 0, 1
+    return dist_info(rank, world)
+
+
 def model_context(model: Any, requested: int | None) -> int:
     """The window length: `requested` (at most the model's context), else the model's context."""
     from llmkit.inference.generation import context_length
@@ -44,12 +55,10 @@ def lm_windows(
     import numpy as np
     import torch
 
-    from llmkit.data.batching import dist_info
-
     stride = context if stride is None else stride
     if not 0 < stride <= context:
         raise UsageError(f"--stride {stride}: must be between 1 and the context ({context})")
-    rank, world = dist_info(rank, world)
+    rank, world = _ranks(rank, world)
     n = len(shards)
     if n < 2:
         raise UsageError(f"{shards.path} ({shards.split}): fewer than 2 tokens to evaluate")
@@ -100,7 +109,7 @@ def masked_lm_windows(
     import numpy as np
     import torch
 
-    from llmkit.data.batching import dist_info, mask_tokens
+    from llmkit.data.batching import mask_tokens
     from llmkit.tokenizers.base import MASK_TOKENS, find_special
 
     if context < 1 or batch_size < 1:
@@ -113,7 +122,7 @@ def masked_lm_windows(
         )
     named = (getattr(tokenizer, "special_tokens", {}) or {}).values()
     specials = {int(shards.eos_id), *(int(i) for i in named)}
-    rank, world = dist_info(rank, world)
+    rank, world = _ranks(rank, world)
     n = len(shards)
     if n < 1:
         raise UsageError(f"{shards.path} ({shards.split}): no tokens to evaluate")

@@ -73,14 +73,6 @@ class EvalSettings:
     model_dir: Path | None = None
     labels: list[str] | None = None
     template: str = "{text}\nLabel:"  # a zero-shot classifier's prompt
-    #: Whether the held-out windows are split across torch.distributed ranks (False: this process
-    #: scores them all, as the pipeline's eval stage does on rank 0 while the others wait).
-    across_ranks: bool = True
-
-    @property
-    def ranks(self) -> dict[str, int]:
-        """`rank`/`world` keywords for the window makers: this process alone unless split."""
-        return {} if self.across_ranks else {"rank": 0, "world": 1}
 
 
 class Objective:

@@ -102,9 +102,7 @@ class CausalLM(Objective):
 
         context = model_context(model, settings.context)
         shards = TokenShards(shards_of(data, self.name), data.split)
-        batches = lm_windows(
-            shards, context, settings.batch_size, stride=settings.stride, **settings.ranks
-        )
+        batches = lm_windows(shards, context, settings.batch_size, stride=settings.stride)
         token_bytes = core.token_byte_lengths(tokenizer) if tokenizer is not None else None
         result = core.evaluate_lm(
             model, batches, token_bytes=token_bytes, max_batches=settings.max_batches

@@ -113,7 +113,6 @@ class MaskedLM(Objective):
                 tokenizer,
                 seed=settings.seed,
                 probability=self.mask_rate,
-                **settings.ranks,
             )
         except UsageError as exc:  # the tokenizer came with the model: name its directory
             where = settings.model_dir

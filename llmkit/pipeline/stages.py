@@ -304,7 +304,6 @@ def stage_eval(
         keys=keys,
         model_dir=model_dir,
         labels=json.loads(labels_file.read_text()) if labels_file.is_file() else None,
-        across_ranks=False,
     )
     if objective.reads == "shards":
         if data_dir is None:

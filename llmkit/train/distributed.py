@@ -143,14 +143,3 @@ def sum_across_ranks(value: torch.Tensor, dist_info: Dist) -> torch.Tensor:
     summed = value.clone()
     dist.all_reduce(summed)
     return summed
-
-
-def mean_across_ranks(value: float, dist_info: Dist) -> float:
-    """The mean of a scalar over all ranks (itself on a single rank)."""
-    if dist_info.world_size == 1:
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.float64, device=dist_info.device)
-    dist.all_reduce(t)
-    return float(t.item()) / dist_info.world_size
