@@ -83,6 +83,14 @@ def test_torchrun_prepares_once_logs_once_and_reports_the_mean_loss(tmp_path: Pa
     assert result["train_loss"] == pytest.approx(history[-1]["loss"], rel=1e-9)
     assert f"loss {result['train_loss']:.4f}" in _lines(proc.stdout, "train: ")[0]
     assert json.loads((out / "eval.json").read_text())["metrics"] == summary["eval"]
+    # Rank 0 scored every held-out window (not its half): a single process agrees exactly.
+    alone = subprocess.run(
+        [sys.executable, "-m", "llmkit", "eval", str(out / "model"), "--data", str(out / "data"),
+         "--context", "32", "--batch-size", "4", "--max-batches", "2", "--json"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["metrics"]["perplexity"] == summary["eval"]["perplexity"]
     state = json.loads((out / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
     assert [s["identity"]["rank"] for s in state["data"]["per_rank"]] == [0, 1]
 
