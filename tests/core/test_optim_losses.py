@@ -103,3 +103,54 @@ def test_kl_divergence_matches_definition() -> None:
     manual = (p * (p.log() - q.log())).sum(-1).mean() * 4
     assert kl.item() == pytest.approx(manual.item(), rel=1e-5)
     assert llmkit.create("loss", "kl_div")(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _lamb_reference(params: list[torch.Tensor], grads: list[list[torch.Tensor]], wd: float) -> None:
+    """Algorithm 2 of You et al. (2020), one tensor at a time, with llmkit's defaults."""
+    lr, beta1, beta2, eps, clip = 0.01, 0.9, 0.999, 1e-6, 10.0
+    ms = [torch.zeros_like(p) for p in params]
+    vs = [torch.zeros_like(p) for p in params]
+    for t, step_grads in enumerate(grads, start=1):
+        for p, g, m, v in zip(params, step_grads, ms, vs, strict=True):
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            r = (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps) + wd * p
+            w_norm, r_norm = p.norm(), r.norm()
+            trust = min(float(w_norm / r_norm), clip) if w_norm > 0 and r_norm > 0 else 1.0
+            p.sub_(lr * trust * r)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_lamb_matches_algorithm_2_after_100_steps(wd: float) -> None:
+    torch.manual_seed(0)
+    shapes = [(32, 16), (16,), (8, 32), (1,)]
+    start = [torch.randn(s) for s in shapes] + [torch.zeros(4)]  # a zero tensor: trust ratio 1
+    grads = [[torch.randn(p.shape) for p in start] for _ in range(100)]
+    params = [torch.nn.Parameter(p.clone()) for p in start]
+    opt = llmkit.create("optimizer", "lamb", params, lr=0.01, weight_decay=wd)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+    reference = [p.clone() for p in start]
+    _lamb_reference(reference, grads, wd)
+    for p, r in zip(params, reference, strict=True):
+        assert (p.detach() - r).abs().max() <= 1e-6
+    assert opt.last_trust_ratios[0].shape == (len(params),)
+
+
+def test_lamb_step_reads_nothing_back_to_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = [torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(4))]
+    opt = llmkit.create("optimizer", "lamb", params, lr=0.01)
+
+    def host_read(*args: object) -> None:
+        raise AssertionError("LAMB.step read a tensor back to the host")
+
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    monkeypatch.undo()
+    assert isinstance(opt.state[params[0]]["trust_ratio"], torch.Tensor)
