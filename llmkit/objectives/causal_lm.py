@@ -31,11 +31,9 @@ def shards_of(data: TrainData | EvalData, objective: str) -> str:
 def has_tokens(shards: str, split: str) -> bool:
     """Whether a shard directory's `split` holds any token (an empty validation split gives no
     held-out batches rather than an error at the first evaluation)."""
-    import json
-    from pathlib import Path
+    from llmkit.data.shards import read_manifest
 
-    manifest = json.loads((Path(shards) / "manifest.json").read_text(encoding="utf-8"))
-    return bool(manifest.get("splits", {}).get(split, {}).get("tokens"))
+    return bool(read_manifest(shards)["splits"].get(split, {}).get("tokens"))
 
 
 class CausalLM(Objective):

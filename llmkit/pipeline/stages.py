@@ -98,9 +98,9 @@ def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, l
 
 def require_held_out(data_dir: Path) -> None:
     """A UsageError when the shards' validation split is empty, which the eval stage needs."""
-    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
-    held_out = manifest.get("splits", {}).get("validation", {})
-    if not held_out.get("tokens"):
+    from llmkit.objectives.causal_lm import has_tokens
+
+    if not has_tokens(str(data_dir), "validation"):
         raise UsageError(
             f"{data_dir}: the validation split is empty, so the eval stage would have nothing to "
             "score; raise data.validation (or use more data), or remove the eval section"
@@ -143,16 +143,14 @@ def _train_data(
 
 def _tokenizer(config: PipelineConfig, base: Path, tokenizer_path: Path | None) -> Any:
     """The run's tokenizer: the tokenizer stage's file, else the `init_from` checkpoint's."""
-    import llmkit
+    from llmkit.storage.tokenizer_files import load_tokenizer
 
     t = config.train
     assert t is not None
     if tokenizer_path is not None:
-        from llmkit.storage.tokenizer_files import load_tokenizer
-
         return load_tokenizer(tokenizer_path)
     if t.init_from:
-        return llmkit.load_tokenizer(resolve(base, t.init_from))
+        return load_tokenizer(resolve(base, t.init_from))
     raise UsageError(
         "train: no tokenizer; add a tokenizer section or init_from a checkpoint with one"
     )
