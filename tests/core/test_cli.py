@@ -131,6 +131,8 @@ def test_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
         "import llmkit; llmkit.components()\n"
         "assert 'torch' not in sys.modules, 'torch imported by listing components'\n"
+        "for name in ('matplotlib', 'tensorboard', 'tqdm', 'torch.utils.tensorboard'):\n"
+        "    assert name not in sys.modules, f'{name} imported by --help'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
