@@ -121,6 +121,8 @@ def _none_if_missing(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
+    if isinstance(value, list | dict):  # chat messages: kept as JSON text, not Python's repr
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, float) and value != value:  # NaN from pandas-made files
         return None
     return str(value)

@@ -38,6 +38,8 @@ class TrainData:
     shards: Path | None = None
     train_records: list[Record] = field(default_factory=list)
     valid_records: list[Record] = field(default_factory=list)
+    init_from: Path | None = None  # the checkpoint fine-tuned (its chat template, say)
+    teacher: Path | None = None  # train.teacher: a checkpoint to distill from
 
 
 @dataclass
@@ -73,6 +75,7 @@ class EvalSettings:
     model_dir: Path | None = None
     labels: list[str] | None = None
     template: str = "{text}\nLabel:"  # a zero-shot classifier's prompt
+    teacher: Path | None = None  # a distilled model's teacher, scored beside it
 
 
 class Objective:

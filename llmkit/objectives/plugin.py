@@ -9,11 +9,12 @@ OBJECTIVES = {
     "masked_lm": ("masked_lm:MaskedLM", "BERT-style masked-token prediction (mask_rate 0.15)"),
     "seq2seq": ("seq2seq:Seq2Seq", "Teacher-forced target prediction for encoder-decoders"),
     "classification": ("classification:Classification", "A label per text via a classify head"),
+    "sft": ("sft:SFT", "Instruction tuning on chat records, loss on assistant turns, packed"),
 }
 
 
 @hookimpl
 def register_objectives(register: Register) -> None:
-    """Register causal_lm, masked_lm, seq2seq and classification."""
+    """Register causal_lm, masked_lm, seq2seq, classification and sft."""
     for name, (target, summary) in OBJECTIVES.items():
         register(name, f"llmkit.objectives.{target}", summary=summary)

@@ -83,6 +83,7 @@ class TrainSection(_Section):
     objective: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="causal_lm"))
     model: ComponentSpec | None = None
     init_from: str | None = None
+    teacher: str | None = None  # a checkpoint directory to distill from (objective distill)
     optimizer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="adamw"))
     scheduler: ComponentSpec | None = None
     loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="cross_entropy"))

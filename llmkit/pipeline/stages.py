@@ -136,6 +136,8 @@ def _train_data(
     t = config.train
     assert t is not None
     data = TrainData(tok, t.context, t.batch_size, t.max_length, config.seed, shards=data_dir)
+    data.init_from = Path(resolve(base, t.init_from)) if t.init_from else None
+    data.teacher = Path(resolve(base, t.teacher)) if t.teacher else None
     if objective.reads == "records":
         data.train_records, data.valid_records = read_records(config, base)
     return data
@@ -302,6 +304,7 @@ def stage_eval(
         keys=keys,
         model_dir=model_dir,
         labels=json.loads(labels_file.read_text()) if labels_file.is_file() else None,
+        teacher=Path(resolve(base, t.teacher)) if t is not None and t.teacher else None,
     )
     if objective.reads == "shards":
         if data_dir is None:
