@@ -59,6 +59,12 @@ class Attention(nn.Module):
         bias: Use biases in the q/k/v and output projections.
     """
 
+    #: Why this variant has no softmax weights to show (None: it has; `llmkit attention`).
+    no_weights_reason: str | None = None
+    #: When True, `kernel` keeps its softmax weights (B, nh, Tq, Tk) in `last_weights`.
+    keep_weights: bool = False
+    last_weights: Tensor | None = None
+
     def __init__(
         self,
         d_model: int,
@@ -197,6 +203,10 @@ class Attention(nn.Module):
         """Extra locality mask (sliding window); none for full attention."""
         return None
 
+    def score_keys(self, n_keys: int) -> int:
+        """Keys each query is scored against out of `n_keys` (the attention FLOPs' length)."""
+        return n_keys
+
     def after_attend(self, cache: LayerCache | None) -> None:
         """Hook run after each step (sliding window trims its cache here)."""
 
@@ -217,6 +227,8 @@ class Attention(nn.Module):
         if mask is not None:
             scores = scores + mask
         weights = self.normalize(scores).to(q.dtype)
+        if self.keep_weights:
+            self.last_weights = weights.detach()
         weights = F.dropout(weights, self.dropout, self.training)
         return weights @ v  # (B, nh, Tq, hs)
 
@@ -289,7 +301,7 @@ class SDPAttention(Attention):
     def kernel(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
     ) -> Tensor:
-        if type(self).normalize is not Attention.normalize:  # a subclass's own weights: plain math
+        if type(self).normalize is not Attention.normalize or self.keep_weights:  # plain math
             return Attention.kernel(self, q, k, v, mask, is_causal)
         dropout = self.dropout if self.training else 0.0
         if k.shape[1] != q.shape[1]:
@@ -432,6 +444,9 @@ class SlidingWindowAttention(SDPAttention):
         if cache is not None:
             cache.keep_last(self.window - 1)
 
+    def score_keys(self, n_keys: int) -> int:
+        return min(n_keys, self.window)
+
     def attend(
         self,
         q: Tensor,
@@ -444,7 +459,8 @@ class SlidingWindowAttention(SDPAttention):
     ) -> Tensor:
         T = q.shape[2]
         own_window = type(self).window_mask is not SlidingWindowAttention.window_mask
-        if (cache is not None and cache.length > 0) or 2 * self.window >= T or own_window:
+        full = own_window or self.keep_weights  # kept weights: one (Tq, Tk) matrix, not blocks
+        if (cache is not None and cache.length > 0) or 2 * self.window >= T or full:
             return super().attend(q, k, v, q_pos, attention_mask, cache, positions)
         y = self.blockwise(q, k, v, attention_mask, positions)
         if cache is not None:
@@ -522,6 +538,10 @@ class LinearAttention(Attention):
     """
 
     eps = 1e-6
+    no_weights_reason = (
+        "linear attention has no softmax weight matrix: it sums phi(k) v^T into a running state, "
+        "so no query-key weights exist to show"
+    )
 
     def __init__(
         self,
@@ -549,6 +569,9 @@ class LinearAttention(Attention):
         if chunk_size < 1:
             raise UsageError(f"chunk_size={chunk_size} must be at least 1")
         self.chunk_size = chunk_size
+
+    def score_keys(self, n_keys: int) -> int:
+        return self.head_dim  # each query meets the (hs, hs) state, not the keys
 
     @staticmethod
     def feature_map(x: Tensor) -> Tensor:

@@ -1,0 +1,1 @@
+"""Looking inside models: per-layer parameters, FLOPs and activation memory; attention maps."""
