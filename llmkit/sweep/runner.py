@@ -3,13 +3,12 @@
 Each run is the pipeline with the combination's overrides and `output=DIR/<run name>`. A run is
 finished when its `summary.json` and its `sweep-run.json` record (`finished: true`) are there; it is
 skipped then. A killed run is run again and the trainer resumes from its step checkpoints. When no
-grid key touches the tokenizer, the data or the seed, later runs start from a copy of the first
-run's tokenizer and shards (the stages see them up to date and skip the work).
+grid key touches the tokenizer section, later runs start from a copy of the first run's trained
+tokenizer (the stage sees it up to date and skips the training).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from llmkit.sweep.grid import Axis, Combination, combinations
 
 RUN_RECORD = "sweep-run.json"
 SUMMARY = "summary.json"
-SHARED_SECTIONS = ("tokenizer", "data", "seed")  # what the copied tokenizer and shards depend on
+SHARED_SECTIONS = ("tokenizer",)  # what the copied tokenizer depends on
 Log = Callable[[str], None]
 
 
@@ -81,21 +80,12 @@ def is_finished(run: SweepRun) -> bool:
     return True
 
 
-def _share_prepared(source: Path, target: Path) -> None:
-    """Copy (hard-link where possible) the tokenizer and shards of `source` into `target`."""
+def _share_tokenizer(source: Path, target: Path) -> None:
+    """Copy `source`'s trained tokenizer and its fingerprint into `target` (the stage skips)."""
     target.mkdir(parents=True, exist_ok=True)
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
     for name in ("tokenizer.json", "tokenizer.fingerprint"):
         if (source / name).is_file() and not (target / name).exists():
-            link(str(source / name), str(target / name))
-    if (source / "data").is_dir() and not (target / "data").exists():
-        shutil.copytree(source / "data", target / "data", copy_function=link)
+            shutil.copy2(source / name, target / name)
 
 
 def run_all(pipeline: Path, runs: list[SweepRun], shared: bool, log: Log = print) -> list[SweepRun]:
@@ -113,7 +103,7 @@ def run_all(pipeline: Path, runs: list[SweepRun], shared: bool, log: Log = print
             first_prepared = first_prepared or run.out_dir
             continue
         if shared and first_prepared is not None:
-            _share_prepared(first_prepared, run.out_dir)
+            _share_tokenizer(first_prepared, run.out_dir)
         log(f"{head}: {' '.join(run.combination.overrides)}")
         earlier = (
             float(record.get("wall_seconds", 0.0))
@@ -163,5 +153,5 @@ def _prefixed(log: Log, head: str) -> Log:
 
 
 def shares_preparation(axes: list[Axis]) -> bool:
-    """True when no grid key changes what the tokenizer and data stages produce."""
+    """True when no grid key changes what the tokenizer stage produces."""
     return not any(a.key.split(".")[0] in SHARED_SECTIONS for a in axes)
