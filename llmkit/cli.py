@@ -78,10 +78,14 @@ def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
 @click.group(cls=LlmkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=None, package_name="llmkit", message="llmkit %(version)s")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no progress lines.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """llmkit: tokenizers, models, data and training for Transformer language models."""
     ctx.obj = {"debug": debug}
+    from llmkit.progress import set_quiet
+
+    set_quiet(True if quiet else None)
 
 
 @cli.command()

@@ -33,6 +33,7 @@ KINDS: dict[str, str] = {
     "metric": "register_metrics",
     "cleaner": "register_cleaners",
     "dataset": "register_datasets",
+    "logger": "register_loggers",
 }
 
 
@@ -101,6 +102,10 @@ class Specs:
     @hookspec
     def register_datasets(self, register: Register) -> None:
         """Register datasets: readers (iterables of records) and batchers over token shards."""
+
+    @hookspec
+    def register_loggers(self, register: Register) -> None:
+        """Register loggers: `cls(run_dir, **params)` with `log(step, scalars)` (`llmkit.loggers`)."""
 
     @hookspec
     def register_commands(self, cli: Any) -> None:

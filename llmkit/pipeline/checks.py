@@ -82,8 +82,22 @@ def _check_train(config: PipelineConfig) -> str:
     check_optimization(config)
     _validate_spec(config, "loss", tr.loss, validate, positional=0)
     check_loss(config, objective)
+    check_loggers(config, validate)
     source = f"model {tr.model.name}" if tr.model else f"init_from {tr.init_from}"
     return f"train: {tr.objective.name}, {source}, {tr.max_steps} steps"
+
+
+def check_loggers(config: PipelineConfig, validate: Any) -> None:
+    """Each of `train.loggers` is a registered logger whose parameters fit its signature."""
+    import llmkit
+    from llmkit.errors import RegistryError
+
+    assert config.train is not None
+    for i, spec in enumerate(config.train.loggers):
+        try:
+            validate(llmkit.get("logger", spec.name), (None,), spec.params)
+        except RegistryError as exc:
+            raise UsageError(f"{config.source}: train.loggers[{i}]: {exc}") from None
 
 
 def build_objective(config: PipelineConfig) -> Objective:

@@ -103,11 +103,20 @@ class TrainSection(_Section):
     resume: bool = True
     max_length: int = Field(128, ge=1)
     label_field: str = "label"
+    #: Where the run's scalars go: `[jsonl, tensorboard]`, each a name or {name, ...params}.
+    loggers: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="jsonl")])
 
     @field_validator("objective", mode="before")
     @classmethod
     def _objective_by_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers_by_name(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("device")
     @classmethod

@@ -178,7 +178,12 @@ def stage_train(
     objective = build_objective(config)
     # Under torchrun `run` has joined the process group already and leaves it after every stage;
     # a caller of this function alone has it joined and left here.
-    with distributed.process_group(t.device) as dist:
+    from llmkit.loggers.base import open_loggers
+
+    with (
+        distributed.process_group(t.device) as dist,
+        open_loggers(t.loggers, out, dist.is_main) as loggers,
+    ):
         torch.manual_seed(config.seed)
         tokenizer = _tokenizer(config, base, tokenizer_path)
         prepared = objective.batches(_train_data(config, objective, base, data_dir, tokenizer))
@@ -223,6 +228,7 @@ def stage_train(
             eval_batches=prepared.held_out,
             tokenizer=tokenizer,
             log=log,
+            loggers=loggers,
         )
         if t.resume:
             trainer.resume()
@@ -269,6 +275,14 @@ def stage_train(
                 + f", {result.tokens_per_second:,.0f} tokens/s -> {out / 'model'}"
             )
         return summary
+
+
+def _trained_steps(out: Path) -> int:
+    """The steps of the run's finished training (its train_result.json), 0 when unknown."""
+    try:
+        return int(json.loads((out / "train_result.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def stage_eval(
@@ -323,6 +337,10 @@ def stage_eval(
         raise UsageError(f"eval: {missing[0]} could not be computed for this model or tokenizer")
     metrics = {k: result["metrics"][k] for k in keys}
     write_json(out / "eval.json", {"metrics": metrics, "details": result.get("details", {})})
+    if t is not None:
+        from llmkit.loggers.base import log_eval_metrics
+
+        log_eval_metrics(t.loggers, out, _trained_steps(out), metrics)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     log(f"eval: {shown or 'see eval.json'} -> {out / 'eval.json'}")
     return metrics

@@ -8,10 +8,9 @@ so that a resumed run continues with exactly the batches an uninterrupted one wo
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +20,10 @@ from torch import nn
 
 from llmkit.atomic import write_json
 from llmkit.errors import UsageError, WorkError
+from llmkit.loggers.base import Logger
+from llmkit.loggers.jsonl import JsonlLogger
 from llmkit.models.traits import traits_of
+from llmkit.progress import progress
 from llmkit.storage import train_state as ckpt
 from llmkit.train.distributed import Dist, sum_across_ranks, wrap
 from llmkit.train.objectives import ObjectiveLoss
@@ -84,7 +86,8 @@ class Trainer:
         dist: This process's place in a torchrun job.
         eval_batches: Makes a fresh iterator of held-out batches for each evaluation.
         tokenizer: Saved with every checkpoint when given.
-        log: Receives one line per log step (rank 0 only).
+        log: Receives one line per log step (rank 0 only; off a terminal, see llmkit.progress).
+        loggers: Receive every logged scalar (rank 0 only); default: `jsonl` (metrics.jsonl).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Trainer:
         eval_batches: Callable[[], Batches] | None = None,
         tokenizer: Any | None = None,
         log: Callable[[str], None] = print,
+        loggers: Sequence[Logger] | None = None,
     ) -> None:
         if settings.max_steps < 1 or settings.grad_accum < 1:
             raise UsageError("train: max_steps and grad_accum must be at least 1")
@@ -130,6 +134,10 @@ class Trainer:
         self.dist = dist
         self.tokenizer = tokenizer
         self.log = log if dist.is_main else (lambda line: None)
+        if loggers is None:
+            loggers = [JsonlLogger(self.out_dir)]
+        self.loggers = list(loggers) if dist.is_main else []
+        self.grad_norm: torch.Tensor | None = None  # the last norm before clipping, on the device
         self.step = 0
         self.history: list[dict[str, float]] = []
         use_scaler = settings.precision == "fp16"
@@ -253,10 +261,9 @@ class Trainer:
 
     def _record(self, entry: dict[str, float]) -> None:
         self.history.append(entry)
-        if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+        step = int(entry["step"])
+        for logger in self.loggers:
+            logger.log(step, {k: v for k, v in entry.items() if k != "step"})
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -321,9 +328,11 @@ class Trainer:
                     loss_sum, _ = self.step_fn(batch)
                 self.scaler.scale(loss_sum * scale).backward()
             step_sum += loss_sum.detach().float()
-        if s.grad_clip:
+        logs = (self.step + 1) % max(1, s.log_every) == 0 or self.step + 1 == s.max_steps
+        if s.grad_clip or logs:  # a log step reports the norm before clipping
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip or math.inf)
+            self.grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scheduler is not None:
@@ -346,8 +355,11 @@ class Trainer:
         window_targets = torch.zeros((), device=device)  # every rank's targets
         train_loss = eval_loss = math.nan
         tokens_total = 0.0
+        seen = float(self.history[-1].get("tokens", 0.0)) if self.history else 0.0
+        bar = progress(s.max_steps, "train", unit="step", initial=self.step)
         while self.step < s.max_steps:
             step_sum, total, tokens = self._step()
+            bar.update(1)
             window[0] += step_sum
             window[1] += tokens
             window[2] += 1
@@ -369,6 +381,11 @@ class Trainer:
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
                 }
+                seen += window_tokens
+                entry["tokens"] = int(seen)
+                norm = float(self.grad_norm) if self.grad_norm is not None else math.nan
+                if math.isfinite(norm):
+                    entry["grad_norm"] = norm
                 window.zero_()
                 window_targets.zero_()
                 window_start = now
@@ -377,15 +394,18 @@ class Trainer:
                     if value is not None:
                         entry["eval_loss"] = eval_loss = value
                 self._record(entry)
-                self.log(
+                bar.show(loss=train_loss, lr=entry["lr"], **{"tok/s": entry["tokens_per_second"]})
+                bar.line(
                     "  ".join(
                         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in entry.items()
-                    )
+                    ),
+                    self.log,
                 )
                 window_start = time.perf_counter()  # evaluation time is not training time
             if s.checkpoint_every and self.step % s.checkpoint_every == 0:
                 self.save()
+        bar.close()
         elapsed = time.perf_counter() - start
         if not s.eval_every and self.eval_batches is not None:
             eval_loss = self.evaluate() or math.nan

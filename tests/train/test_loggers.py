@@ -1,0 +1,143 @@
+"""Loggers (kind `logger`): every logged scalar reaches jsonl, csv, TensorBoard and a plugin's
+logger with the same values; bad logger names and parameters are one clear line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from click.testing import CliRunner
+
+import llmkit
+from llmkit.cli import cli
+from llmkit.hookspecs import Register, hookimpl
+from llmkit.loggers.base import Logger, Scalars
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "examples" / "data" / "python-reference.txt"
+
+PIPELINE = f"""
+name: logged
+output: {{out}}
+tokenizer: {{{{name: byte}}}}
+data:
+  inputs: [{CORPUS}]
+  unit: paragraph
+  validation: 0.1
+train:
+  model: {{{{name: gpt, d_model: 16, n_layers: 1, n_heads: 2, max_positions: 16}}}}
+  optimizer: {{{{name: adamw, lr: 3.0e-3}}}}
+  scheduler: {{{{name: cosine, warmup_steps: 2}}}}
+  context: 16
+  batch_size: 2
+  max_steps: 6
+  log_every: 2
+  eval_every: 4
+  eval_batches: 2
+  loggers: {{loggers}}
+eval:
+  metrics: [perplexity, bits_per_byte]
+  batches: 2
+"""
+
+
+class Recorder(Logger):
+    """A third party's logger: keeps what it is given."""
+
+    seen: ClassVar[list[tuple[str, int, dict[str, float]]]] = []
+
+    def __init__(self, run_dir: Path, tag: str = "x") -> None:
+        super().__init__(run_dir)
+        self.tag = tag
+
+    def log(self, step: int, scalars: Scalars) -> None:
+        Recorder.seen.append(("log", step, dict(scalars)))
+
+    def log_eval(self, step: int, metrics: Scalars) -> None:
+        Recorder.seen.append(("eval", step, dict(metrics)))
+
+
+class RecorderPlugin:
+    @hookimpl
+    def register_loggers(self, register: Register) -> None:
+        register("recorder", Recorder)
+
+
+def run(tmp_path: Path, loggers: str, *overrides: str) -> Any:
+    out = tmp_path / "run"
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(PIPELINE.format(out=out, loggers=loggers))
+    return out, CliRunner().invoke(cli, ["run", str(pipe), *overrides])
+
+
+def rows(out: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_every_logger_gets_the_same_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    Recorder.seen = []
+    llmkit.register_plugin(RecorderPlugin(), name="recorder-plugin")
+    loggers = "[jsonl, csv, {name: tensorboard, flush_secs: 1}, {name: recorder, tag: t}]"
+    out, result = run(tmp_path, loggers)
+    assert result.exit_code == 0, result.output
+    history = rows(out)
+    assert [h["step"] for h in history] == [2, 4, 6]  # one line per log step, as before
+    for key in ("loss", "lr", "tokens_per_second", "tokens", "grad_norm"):
+        assert all(key in h for h in history), key
+    assert [h["tokens"] for h in history] == [64, 128, 192]  # 2 steps x 2 x 16 tokens each
+    assert "eval_loss" in history[1] and "eval_loss" in history[2]
+    expected = {(h["step"], k): v for h in history for k, v in h.items() if k != "step"}
+    evaluation = json.loads((out / "eval.json").read_text())["metrics"]
+    final = {(6, f"eval/{k}"): float(v) for k, v in evaluation.items()}
+
+    with open(out / "metrics.csv", newline="") as f:
+        table = {
+            (int(r["step"]), k): float(v) for r in csv.DictReader(f) for k, v in r.items() if v
+        }
+    assert {k: v for k, v in table.items() if k[1] != "step"} == expected
+
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    board = {(e.step, tag): e.value for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)}
+    assert board.keys() == expected.keys() | final.keys()
+    for key, value in {**expected, **final}.items():  # stored as 32-bit floats
+        assert board[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+    recorded = {
+        (step, k): v for kind, step, s in Recorder.seen if kind == "log" for k, v in s.items()
+    }
+    assert recorded == expected
+    evals = [(step, s) for kind, step, s in Recorder.seen if kind == "eval"]
+    assert evals == [(6, {k: v for (_, k), v in final.items()})]
+
+
+def test_default_is_jsonl_alone(tmp_path: Path) -> None:
+    out, result = run(tmp_path, "[jsonl]", "~train.loggers", "~eval", "train.max_steps=4")
+    assert result.exit_code == 0, result.output
+    assert [h["step"] for h in rows(out)] == [2, 4]
+    assert not (out / "metrics.csv").exists() and not (out / "tensorboard").exists()
+
+
+@pytest.mark.parametrize(
+    ("loggers", "message"),
+    [
+        (
+            "[jsonl, tensorbord]",
+            "train.loggers[1]: unknown logger 'tensorbord'; did you mean 'tensorboard'?",
+        ),
+        ("[{name: csv, filenme: m.csv}]", "train.loggers[0]"),
+    ],
+)
+def test_bad_loggers_are_one_line(tmp_path: Path, loggers: str, message: str) -> None:
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(PIPELINE.format(out=tmp_path / "run", loggers=loggers))
+    result = CliRunner().invoke(cli, ["validate", str(pipe)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
