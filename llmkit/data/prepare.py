@@ -85,7 +85,15 @@ class PrepareConfig:
                     else [value]
                 )
             kwargs[key] = value
-        cfg = cls(**kwargs)
+        from pydantic import ValidationError
+
+        from llmkit.data.options import DataOptions, describe_error
+
+        try:
+            options = DataOptions.model_validate(kwargs)
+        except ValidationError as exc:
+            raise UsageError(f"{source}: {describe_error(exc)}") from None
+        cfg = cls(**options.to_mapping())
         cfg.check(source)
         return cfg
 

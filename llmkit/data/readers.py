@@ -98,8 +98,12 @@ def expand_paths(
                 for name in files
                 if not name.startswith(".")
             )
-            found = [p for p in found if wanted(p, True)]
+            found = [p for p in found if os.path.isfile(p) and wanted(p, True)]
         elif os.path.exists(spec):
+            if not os.path.isfile(spec):  # a device or a FIFO would be read for ever
+                raise UsageError(
+                    f"{spec}: not a regular file (a device, FIFO or socket); give files"
+                )
             found = [Path(spec)] if wanted(Path(spec), False) else []
             if not found:
                 continue

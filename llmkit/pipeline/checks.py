@@ -55,13 +55,14 @@ def _check_data(config: PipelineConfig) -> str:
 
     assert config.data is not None
     PrepareConfig.from_mapping(
-        {**config.data, "tokenizer": "byte", "output": "x"}, source=f"{config.source}: data"
+        {**config.data.to_mapping(), "tokenizer": "byte", "output": "x"},
+        source=f"{config.source}: data",
     )
-    for step in config.data.get("clean", []) or []:
+    for step in config.data.clean:
         name = step if isinstance(step, str) else next(iter(step), "")
         if name and name != "none":
             llmkit.get("cleaner", name)
-    return f"data: {len(config.data.get('inputs', []) or [])} input patterns"
+    return f"data: {len(config.data.inputs)} input patterns"
 
 
 def _check_train(config: PipelineConfig) -> str:
@@ -124,10 +125,9 @@ def check_inputs(config: PipelineConfig) -> None:
     if config.tokenizer is not None and config.tokenizer.train_files:
         exclude = {"exclude": config.tokenizer.exclude}
         checks.append(("tokenizer.train_files", config.tokenizer.train_files, exclude))
-    if config.data is not None and config.data.get("inputs"):
-        inputs = config.data["inputs"]
-        patterns = {k: config.data.get(k) or () for k in ("include", "exclude")}
-        checks.append(("data.inputs", [inputs] if isinstance(inputs, str) else inputs, patterns))
+    if config.data is not None and config.data.inputs:
+        patterns = {"include": config.data.include, "exclude": config.data.exclude}
+        checks.append(("data.inputs", config.data.inputs, patterns))
     for field, paths, patterns in checks:
         try:
             expand_paths([resolve(base, str(p)) for p in paths], **patterns)
@@ -183,6 +183,9 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
     t = config.train
     assert t is not None and t.model is not None
     _refuse_model(config, objective, t.model.name, registered_traits(t.model.name))
+    floor = _tokenizer_ids_floor(config)
+    if floor is not None:
+        check_vocab(config, floor)
     params = model_params(t, objective, PLACEHOLDER_VOCAB, {"labels": PLACEHOLDER_LABELS})
     try:
         try:
@@ -201,6 +204,38 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
         raise _spec_error(config, "model", t.model.name, str(exc)) from None
     except Exception as exc:
         raise _spec_error(config, "model", t.model.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _tokenizer_ids_floor(config: PipelineConfig) -> int | None:
+    """The fewest ids the pipeline's tokenizer will have, when known before it exists."""
+    from llmkit.limits import BYTE_ALPHABET
+
+    import llmkit
+    from llmkit.errors import LlmkitError
+
+    t = config.tokenizer
+    if t is not None and t.name:  # a registered tokenizer, built as the tokenizer stage builds it
+        accepted = {p.name for p in llmkit.describe("tokenizer", t.name).params}
+        extra = {"special_tokens": list(t.special_tokens)} if "special_tokens" in accepted else {}
+        try:
+            return int(llmkit.create("tokenizer", t.name, **extra).vocab_size)
+        except (LlmkitError, TypeError, ValueError, AttributeError):
+            return None
+    if t is None or not t.train_files:
+        return None
+    return (BYTE_ALPHABET if t.type == "bpe" else 1) + len(set(t.special_tokens))
+
+
+def check_vocab(config: PipelineConfig, tokenizer_ids: int) -> None:
+    """A model's own `vocab_size` must hold every id of the tokenizer (else the embedding lookup
+    fails mid-run); errors name the field and the tokenizer's size."""
+    t = config.train
+    given = t.model.params.get("vocab_size") if t is not None and t.model is not None else None
+    if isinstance(given, int) and not isinstance(given, bool) and given < tokenizer_ids:
+        raise UsageError(
+            f"{config.source}: train.model.vocab_size: {given} is smaller than the tokenizer's "
+            f"{tokenizer_ids} ids; remove it (the tokenizer's size is used) or raise it"
+        )
 
 
 def check_init_from(config: PipelineConfig, objective: Objective) -> None:

@@ -22,8 +22,32 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from llmkit.data.options import ALIASES as DATA_ALIASES
+from llmkit.data.options import DataOptions
 from llmkit.errors import UsageError
+from llmkit.limits import (
+    BYTE_ALPHABET,
+    MAX_BATCH_SIZE,
+    MAX_BATCHES,
+    MAX_CLIP,
+    MAX_CONTEXT,
+    MAX_COUNT,
+    MAX_FREQUENCY,
+    MAX_GRAD_ACCUM,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_VOCAB_SIZE,
+    MODEL_PARAM_BOUNDS,
+    Int,
+    Real,
+    check_number,
+)
+
+# Bounded integer types (llmkit/limits.py): booleans refused, the bound named in the error.
+Steps = Int(1, MAX_STEPS)
+Every = Int(0, MAX_STEPS)
 
 
 class _Section(BaseModel):
@@ -41,6 +65,27 @@ class ComponentSpec(BaseModel):
         """Every key but `name`: the component's keyword parameters."""
         return dict(self.model_extra or {})
 
+    @model_validator(mode="after")
+    def _finite(self) -> ComponentSpec:
+        for key, value in self.params.items():
+            why = check_number(value, self._bound(key))
+            if why is not None:
+                raise PydanticCustomError(
+                    "param_bound", "{param}: {why}", {"param": key, "why": why, "value": value}
+                )
+        return self
+
+    def _bound(self, key: str) -> int | None:
+        """The largest value parameter `key` may take (None: only finiteness is checked)."""
+        return None
+
+
+class ModelSpec(ComponentSpec):
+    """A model component: its sizes (vocab_size, d_model, n_layers, ...) bounded by name."""
+
+    def _bound(self, key: str) -> int | None:
+        return MODEL_PARAM_BOUNDS.get(key)
+
 
 class TokenizerSection(_Section):
     """Where the tokenizer comes from: a file, a registered name, or training on files."""
@@ -49,12 +94,12 @@ class TokenizerSection(_Section):
     name: str | None = None
     type: Literal["bpe", "wordpiece"] = "bpe"
     train_files: list[str] = Field(default_factory=list)
-    vocab_size: int = Field(8192, ge=1)
+    vocab_size: Int(1, MAX_VOCAB_SIZE) = 8192  # type: ignore[valid-type]
     pattern: str = "gpt2"
     special_tokens: list[str] = Field(default_factory=lambda: ["<|endoftext|>"])
-    min_frequency: int = Field(2, ge=1)
+    min_frequency: Int(1, MAX_FREQUENCY) = 2  # type: ignore[valid-type]
     exclude: list[str] = Field(default_factory=list)  # glob patterns of train_files to skip
-    limit_alphabet: int | None = Field(None, ge=1)  # wordpiece: keep the N most frequent chars
+    limit_alphabet: Int(1, MAX_VOCAB_SIZE) | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _wordpiece_only(self) -> TokenizerSection:
@@ -76,32 +121,50 @@ class TokenizerSection(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _room_for_the_alphabet(self) -> TokenizerSection:
+        least = BYTE_ALPHABET + len(set(self.special_tokens))
+        if self.type == "bpe" and self.train_files and self.vocab_size < least:
+            raise PydanticCustomError(
+                "vocab_bound",
+                "vocab_size {value} is smaller than the {alphabet}-byte alphabet plus {n} special "
+                "tokens; use at least {least}",
+                {
+                    "value": self.vocab_size,
+                    "alphabet": BYTE_ALPHABET,
+                    "n": least - BYTE_ALPHABET,
+                    "least": least,
+                    "field": "vocab_size",
+                },
+            )
+        return self
+
 
 class TrainSection(_Section):
     """The training stage: objective, model, optimizer, schedule, loss, batches and cadence."""
 
     objective: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="causal_lm"))
-    model: ComponentSpec | None = None
+    model: ModelSpec | None = None
     init_from: str | None = None
     teacher: str | None = None  # a checkpoint directory to distill from (objective distill)
     optimizer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="adamw"))
     scheduler: ComponentSpec | None = None
     loss: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="cross_entropy"))
-    context: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
-    max_steps: int = Field(100, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    grad_clip: float | None = Field(1.0, gt=0)
+    context: Int(1, MAX_CONTEXT) = 256  # type: ignore[valid-type]
+    batch_size: Int(1, MAX_BATCH_SIZE) = 8  # type: ignore[valid-type]
+    max_steps: Steps = 100  # type: ignore[valid-type]
+    grad_accum: Int(1, MAX_GRAD_ACCUM) = 1  # type: ignore[valid-type]
+    grad_clip: Real(0.0, MAX_CLIP) | None = Field(1.0, gt=0)  # type: ignore[valid-type]
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False
+    compile: bool = Field(False, strict=True)
     device: str = "auto"
-    log_every: int = Field(10, ge=1)
-    eval_every: int = Field(0, ge=0)
-    eval_batches: int = Field(20, ge=1)
-    checkpoint_every: int = Field(0, ge=0)
-    keep_checkpoints: int = Field(2, ge=1)
-    resume: bool = True
-    max_length: int = Field(128, ge=1)
+    log_every: Steps = 10  # type: ignore[valid-type]
+    eval_every: Every = 0  # type: ignore[valid-type]
+    eval_batches: Int(1, MAX_BATCHES) = 20  # type: ignore[valid-type]
+    checkpoint_every: Every = 0  # type: ignore[valid-type]
+    keep_checkpoints: Int(1, MAX_COUNT) = 2  # type: ignore[valid-type]
+    resume: bool = Field(True, strict=True)
+    max_length: Int(1, MAX_CONTEXT) = 128  # type: ignore[valid-type]
     label_field: str = "label"
     #: Where the run's scalars go: `[jsonl, tensorboard]`, each a name or {name, ...params}.
     loggers: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="jsonl")])
@@ -139,8 +202,8 @@ class EvalSection(_Section):
     """The evaluation stage: metrics over the held-out split of the run's data."""
 
     metrics: list[str] = Field(default_factory=lambda: ["perplexity"])
-    batches: int = Field(50, ge=1)
-    batch_size: int | None = Field(None, ge=1)
+    batches: Int(1, MAX_BATCHES) = 50  # type: ignore[valid-type]
+    batch_size: Int(1, MAX_BATCH_SIZE) | None = None  # type: ignore[valid-type]
 
 
 class PipelineConfig(_Section):
@@ -148,9 +211,9 @@ class PipelineConfig(_Section):
 
     name: str = "run"
     output: str = Field("runs/run", min_length=1)
-    seed: int = 0
+    seed: Int(0, MAX_SEED) = 0  # type: ignore[valid-type]
     tokenizer: TokenizerSection | None = None
-    data: dict[str, Any] | None = None
+    data: DataOptions | None = None
     train: TrainSection | None = None
     eval: EvalSection | None = None
     _source: str | None = PrivateAttr(default=None)
@@ -177,19 +240,25 @@ class PipelineConfig(_Section):
         return self._source or "pipeline"
 
 
-def _field_names(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
-    """The keys allowed at `path` inside `model`, for did-you-mean hints."""
+def _section_model(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema class of the section at `path` inside `model` (None: not a section)."""
     current: Any = model
     for part in path:
         fields = getattr(current, "model_fields", {})
         if part not in fields:
-            return []
+            return None
         annotation = fields[part].annotation
         args = getattr(annotation, "__args__", ())
         current = next((a for a in (annotation, *args) if hasattr(a, "model_fields")), None)
         if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _field_names(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `path` inside `model`, for did-you-mean hints."""
+    section = _section_model(model, path)
+    return list(section.model_fields) if section is not None else []
 
 
 def _describe(error: Any) -> str:
@@ -201,20 +270,34 @@ def _describe(error: Any) -> str:
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown key '{dotted}'{hint} (allowed here: {', '.join(allowed)})"
+    ctx = error.get("ctx") or {}
+    if error["type"] == "param_bound":  # a component parameter: name it, not the section
+        return f"{dotted}.{ctx['param']}: {ctx['why']}, got {_shown(ctx['value'])}"
+    if error["type"] == "vocab_bound":
+        return f"{dotted}.{ctx['field']}: {error['msg']}"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ")
-    return f"{dotted or 'top level'}: {message[0].lower() + message[1:]}, got {error['input']!r}"
+    message = message[0].lower() + message[1:] if message else "invalid"
+    return f"{dotted or 'top level'}: {message}, got {_shown(error['input'])}"
+
+
+def _shown(value: Any) -> str:
+    """A value as the error line shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML)."""
     import yaml
 
+    from llmkit.yamlfile import StrictLoader
+
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"override {text!r}: expected KEY=VALUE, e.g. train.max_steps=10")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -248,24 +331,32 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
+def _key_check(file: Path, removed: set[str]) -> Any:
+    """The check `yamlfile.parse` runs on every key before building values: unknown keys of the
+    schema's sections are refused at once (a megabyte list under a typo costs no time)."""
+    from llmkit.yamlfile import FreeSection
+
+    def check(section: tuple[str, ...], key: str) -> None:
+        model = _section_model(PipelineConfig, section)
+        if model is None or model.model_config.get("extra") != "forbid":
+            raise FreeSection  # a value, a list or a component's parameters: any keys
+        if ".".join((*section, key)) in removed:
+            raise FreeSection
+        if key in model.model_fields or (model is DataOptions and key in DATA_ALIASES):
+            return
+        error = {"type": "extra_forbidden", "loc": (*section, key), "msg": "", "input": None}
+        raise UsageError(f"{file}: {_describe(error)}")
+
+    return check
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Read and validate a pipeline file; errors name the file and the field."""
-    import yaml
+    from llmkit.yamlfile import load_settings
 
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{file}: pipeline file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{file}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{file}:{where}: invalid YAML: {problem}") from None
+    removed = {o[1:] for o in overrides or [] if o.startswith("~")}
+    data = load_settings(file, "pipeline file", _key_check(file, removed))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -277,5 +368,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise UsageError(f"{file}: {_describe(exc.errors()[0])}") from None
+    except RecursionError:
+        raise UsageError(f"{file}: nested too deeply") from None
     config._source = str(file)
     return config

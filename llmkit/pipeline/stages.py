@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.atomic import write_json
 from llmkit.errors import UsageError
-from llmkit.pipeline.checks import build_objective, eval_metrics, model_params, resolve
+from llmkit.pipeline.checks import (
+    build_objective,
+    check_vocab,
+    eval_metrics,
+    model_params,
+    resolve,
+)
 from llmkit.pipeline.checks import scheduler_params as _scheduler_params
 from llmkit.pipeline.config import PipelineConfig
 from llmkit.storage.checkpoint import COMPANION_FILES
@@ -86,7 +92,7 @@ def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, l
     """Clean and tokenize the corpus into shards under `out/data` (skipped when up to date)."""
     from llmkit.data.prepare import PrepareConfig, prepare
 
-    data = dict(config.data or {})
+    data = config.data.to_mapping() if config.data is not None else {}
     data["inputs"] = [resolve(base, p) for p in (data.get("inputs") or [])]
     data.setdefault("seed", config.seed)
     data["tokenizer"] = str(tokenizer)
@@ -113,7 +119,7 @@ def read_records(config: PipelineConfig, base: Path) -> tuple[list[Record], list
     from llmkit.data.pipeline import CleaningPipeline
     from llmkit.data.prepare import PrepareConfig, is_validation, make_cleaners, make_reader
 
-    data = dict(config.data or {})
+    data = config.data.to_mapping() if config.data is not None else {}
     data["inputs"] = [resolve(base, p) for p in (data.get("inputs") or [])]
     cfg = PrepareConfig.from_mapping(data, source="data")
     records = CleaningPipeline(make_cleaners(cfg.clean)).run(iter(make_reader(cfg)))
@@ -188,6 +194,7 @@ def stage_train(
         tokenizer = _tokenizer(config, base, tokenizer_path)
         prepared = objective.batches(_train_data(config, objective, base, data_dir, tokenizer))
         if t.model is not None:
+            check_vocab(config, tokenizer.vocab_size)
             params = model_params(t, objective, tokenizer.vocab_size, prepared.facts)
             model = llmkit.create("model", t.model.name, **params)
         else:
