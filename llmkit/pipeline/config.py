@@ -140,6 +140,15 @@ class TokenizerSection(_Section):
         return self
 
 
+class DistributedSection(_Section):
+    """How torchrun's ranks share the training: ddp (every rank holds everything) or fsdp (FSDP2
+    shards parameters, gradients and optimizer state per transformer block; DCP checkpoints)."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    mixed_precision: Literal["none", "bf16"] = "none"  # fsdp: bf16 parameters, fp32 reduction
+    cpu_offload: bool = Field(False, strict=True)  # fsdp: shards live in host memory
+
+
 class TrainSection(_Section):
     """The training stage: objective, model, optimizer, schedule, loss, batches and cadence."""
 
@@ -169,6 +178,7 @@ class TrainSection(_Section):
     #: Where the run's scalars go: `[jsonl, tensorboard]`, each a name or {name, ...params}.
     loggers: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="jsonl")])
 
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
     @field_validator("objective", mode="before")
     @classmethod
     def _objective_by_name(cls, value: Any) -> Any:

@@ -71,4 +71,4 @@ def default_permissions(directory: Path) -> None:
     umask = current_umask()
     directory.chmod(0o777 & ~umask)
     for file in directory.iterdir():
-        file.chmod(0o666 & ~umask)
+        file.chmod((0o777 if file.is_dir() else 0o666) & ~umask)  # a sharded checkpoint's DCP dir
