@@ -8,6 +8,7 @@ disk but before the checkpoint is published. A rerun without KILL resumes from O
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,10 +25,13 @@ from trainer_helpers import VOCAB, FixedBatches  # noqa: E402
 
 
 def tiny_gpt() -> torch.nn.Module:
-    """Two blocks (two FSDP groups plus the root), small enough to train in milliseconds."""
+    """Two blocks (two FSDP groups plus the root), small enough to train in milliseconds;
+    FSDP_WORKER_MODEL (JSON) adds model settings such as gradient_checkpointing."""
+    extra = json.loads(os.environ.get("FSDP_WORKER_MODEL", "{}"))
     return llmkit.create(
-        "model", "gpt", vocab_size=VOCAB, d_model=16, n_layers=2, n_heads=2, max_positions=16
-    )
+        "model", "gpt", vocab_size=VOCAB, d_model=16, n_layers=2, n_heads=2, max_positions=16,
+        **extra,
+    )  # fmt: skip
 
 
 def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
@@ -41,7 +45,11 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
         loss = llmkit.create("loss", "cross_entropy")
         batches = FixedBatches(rank=dist.rank, world_size=dist.world_size)
         train = TrainSettings(
-            max_steps=max_steps, log_every=1, checkpoint_every=2, strategy=settings.strategy
+            max_steps=max_steps,
+            log_every=1,
+            checkpoint_every=2,
+            strategy=settings.strategy,
+            compile=os.environ.get("FSDP_WORKER_COMPILE") == "1",
         )
         trainer = Trainer(model, "causal_lm", optimizer, None, loss, batches, train, Path(out), dist)
         what, _, at = kill.partition(":")

@@ -24,13 +24,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def train(out: Path, strategy: str, ranks: int, kill: str = "") -> subprocess.CompletedProcess[str]:
+def train(
+    out: Path, strategy: str, ranks: int, kill: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
     """The worker as one process or under torchrun with `ranks` processes."""
     args = [str(WORKER), str(out), strategy, str(STEPS), *([kill] if kill else [])]
     if ranks > 1:
         args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] + args
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=_env(), timeout=240
+        [sys.executable, *args], capture_output=True, text=True, env={**_env(), **env}, timeout=300
     )
 
 
@@ -74,6 +76,15 @@ def test_fsdp_on_two_ranks_trains_the_weights_of_one_process_and_of_ddp(
     assert_same(reference, weights(tmp_path / "one"))
     ok(train(tmp_path / "ddp", "ddp", 2))
     assert_same(reference, weights(tmp_path / "ddp"))
+
+
+def test_fsdp_with_gradient_checkpointing_and_torch_compile_trains_the_same_weights(
+    reference: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    checkpointing = '{"gradient_checkpointing": true}'
+    out = tmp_path / "run"
+    ok(train(out, "fsdp", 2, FSDP_WORKER_MODEL=checkpointing, FSDP_WORKER_COMPILE="1"))
+    assert_same(reference, weights(out))
 
 
 def _killed(tmp_path: Path, kill: str) -> Path:
