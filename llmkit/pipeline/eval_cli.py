@@ -149,7 +149,7 @@ def evaluate(
         core.write_results(out, payload)
     cm = first.get("details", {}).get("confusion_matrix")
     if png and cm:
-        from llmkit.evaluation.png import save_confusion_png
+        from llmkit.plots.confusion import save_confusion_png
 
         save_confusion_png(png, cm["labels"], cm["matrix"])
     if as_json:
