@@ -69,7 +69,6 @@ class Progress:
                 unit=unit,
                 initial=initial,
                 unit_scale=unit_scale,
-                dynamic_ncols=True,
                 leave=True,
                 file=sys.stderr,
             )
