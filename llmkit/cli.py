@@ -22,27 +22,49 @@ ENV_THP = "THP_MEM_ALLOC_ENABLE"
 
 
 class LlmkitGroup(click.Group):
-    """A group that loads plugin commands only when a command is looked up or listed."""
+    """A group that loads plugin commands only when a command is looked up or listed.
 
-    _plugins_added = False
+    Listing (`llmkit --help`) loads llmkit's own plugins only and names the third-party ones from
+    their entry-point metadata, so a slow or broken plugin cannot slow or break the help; a
+    command that is not llmkit's own loads every plugin to find it.
+    """
 
-    def _add_plugin_commands(self) -> None:
-        if not self._plugins_added:
-            self._plugins_added = True
-            from llmkit.plugins import get_host
+    _tiers: frozenset[str] = frozenset()
 
-            get_host().add_commands(self)
+    def _add_plugin_commands(self, third_party: bool = True) -> None:
+        tier = "all" if third_party else "builtin"
+        if "all" in self._tiers or tier in self._tiers:
+            return
+        self._tiers = self._tiers | {tier}
+        from llmkit.plugins import get_host
+
+        get_host(third_party).add_commands(self, third_party)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is None:
-            self._add_plugin_commands()
-            command = super().get_command(ctx, cmd_name)
+        for third_party in (False, True):
+            if command is None:
+                self._add_plugin_commands(third_party)
+                command = super().get_command(ctx, cmd_name)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
+        self._add_plugin_commands(third_party=False)
         return super().list_commands(ctx)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_commands(ctx, formatter)
+        if "all" in self._tiers:
+            return
+        from llmkit.plugins import third_party_names
+
+        names = third_party_names()
+        if names:
+            with formatter.section("Plugins"):
+                formatter.write_text(
+                    f"{', '.join(names)} may add commands (not loaded for this help); "
+                    "`llmkit plugins` lists them with their import times"
+                )
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -91,7 +113,8 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
-    """List loaded plugins: version, components they add, and errors."""
+    """List loaded plugins: version, origin, import time, components and commands they add, and
+    errors (a plugin that failed, exited or tried to replace a built-in command)."""
     from llmkit.plugins import get_host
 
     host = get_host()
@@ -109,8 +132,9 @@ def plugins(as_json: bool) -> None:
             adds = ", ".join(filter(None, [adds, "commands: " + " ".join(info.commands)]))
         status = f"ERROR {info.error}" if info.error else (adds or "-")
         origin = "built-in" if info.builtin else (info.distribution or "local")
-        rows.append((info.name, info.version or "-", origin, status))
-    _table(("plugin", "version", "from", "adds"), rows)
+        took = f"{info.load_seconds:.2f}s" if info.load_seconds is not None else "-"
+        rows.append((info.name, info.version or "-", origin, took, status))
+    _table(("plugin", "version", "from", "import", "adds"), rows)
 
 
 @cli.command()

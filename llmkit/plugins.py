@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -35,6 +36,7 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
     error: str | None = None
+    load_seconds: float | None = None  # how long importing the plugin's module took
     dist: metadata.Distribution | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -52,6 +54,7 @@ class PluginInfo:
             "components": self.components,
             "commands": self.commands,
             "error": self.error,
+            "load_seconds": self.load_seconds,
         }
 
 
@@ -62,6 +65,22 @@ def _allowed_plugins() -> set[str] | None:
         return None
     names = {part.strip() for part in raw.split(",") if part.strip()}
     return set() if names <= {"none"} else names
+
+
+def _wanted(name: str, dist: str, allowed: set[str] | None) -> bool:
+    """Whether LLMKIT_PLUGINS lets third-party plugin `name` (of distribution `dist`) load."""
+    return allowed is None or bool({name, dist} & allowed)
+
+
+def third_party_names() -> list[str]:
+    """The third-party plugins that would load, from entry-point metadata alone (no import)."""
+    allowed = _allowed_plugins()
+    names = set()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ""
+        if dist != CORE_DISTRIBUTION and _wanted(ep.name, dist, allowed):
+            names.add(ep.name)
+    return sorted(names)
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -79,15 +98,23 @@ class PluginHost:
         self.registry = Registry()
         self.plugins: dict[str, PluginInfo] = {}
         self._loaded = False
+        self._builtins_loaded = False
+        self._commands_added: set[str] = set()
         self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Discover entry-point plugins and collect their components (once)."""
+    def load(self, third_party: bool = True) -> None:
+        """Discover entry-point plugins and collect their components (once); with `third_party`
+        False only llmkit's own (what `llmkit --help` needs, so a slow plugin cannot slow it).
+
+        Importing a plugin or running its hooks is isolated from `BaseException` too: a plugin
+        that calls `sys.exit()` or raises KeyboardInterrupt is recorded as failed, not obeyed.
+        """
         with self._lock:
-            if self._loaded:
+            if self._loaded or (self._builtins_loaded and not third_party):
                 return
-            self._loaded = True
+            self._builtins_loaded = True
+            self._loaded = third_party
             allowed = _allowed_plugins()
             names: dict[int, str] = {}  # reading a distribution's name parses its METADATA
 
@@ -107,12 +134,20 @@ class PluginHost:
                 builtin = dist == CORE_DISTRIBUTION
                 if ep.name in self.plugins:
                     continue
-                if not builtin and allowed is not None and not ({ep.name, dist} & allowed):
+                if not builtin and (not third_party or not _wanted(ep.name, dist, allowed)):
                     continue
                 info = PluginInfo(ep.name, dist, builtin=builtin, dist=ep.dist)
                 self.plugins[ep.name] = info
+                start = time.perf_counter()
                 try:
-                    self.pm.register(ep.load(), name=ep.name)
+                    module = ep.load()
+                except BaseException as exc:  # SystemExit at import: recorded, not obeyed
+                    info.error = f"failed to load: {_describe_error(exc)}"
+                    continue
+                finally:
+                    info.load_seconds = time.perf_counter() - start
+                try:
+                    self.pm.register(module, name=ep.name)
                 except Exception as exc:
                     info.error = f"failed to load: {_describe_error(exc)}"
                     continue
@@ -170,7 +205,7 @@ class PluginHost:
                 for component in added:
                     self.registry.remove(component.kind, component.name)
                 raise
-        except Exception as exc:
+        except BaseException as exc:  # a hook's SystemExit is its error
             info.error = f"failed to register: {_describe_error(exc)}"
             info.components = {}
             return
@@ -184,33 +219,54 @@ class PluginHost:
         return register
 
     # -- CLI -----------------------------------------------------------------------------------
-    def add_commands(self, cli: Any) -> None:
-        """Let every loaded plugin add its CLI commands; a failing plugin is recorded and skipped."""
-        self.load()
-        for impl in self.pm.hook.register_commands.get_hookimpls():
+    def add_commands(self, cli: Any, third_party: bool = True) -> None:
+        """Let loaded plugins add their CLI commands, llmkit's own first; a failing plugin is
+        recorded and skipped, and a third-party command cannot replace a built-in one (refused,
+        recorded as that plugin's error, the built-in kept)."""
+        self.load(third_party)
+        impls = self.pm.hook.register_commands.get_hookimpls()
+        builtin = {name for name, info in self.plugins.items() if info.builtin}
+        impls = sorted(impls, key=lambda impl: impl.plugin_name not in builtin)
+        for impl in impls:
             info = self.plugins.get(impl.plugin_name)
-            before = set(cli.commands)
+            if info is None or info.commands or impl.plugin_name in self._commands_added:
+                continue
+            if not third_party and not info.builtin:
+                continue
+            self._commands_added.add(impl.plugin_name)
+            before = dict(cli.commands)
+            protected = set(before) if not info.builtin else set()
             try:
                 impl.function(cli=cli)
-            except Exception as exc:
-                if info is not None:
-                    info.error = f"failed to add commands: {_describe_error(exc)}"
+            except BaseException as exc:  # SystemExit in a hook: not obeyed
+                cli.commands.clear()
+                cli.commands.update(before)
+                info.error = f"failed to add commands: {_describe_error(exc)}"
                 continue
-            if info is not None:
-                info.commands = sorted(set(cli.commands) - before)
+            replaced = sorted(n for n in protected if cli.commands.get(n) is not before[n])
+            if replaced:
+                cli.commands.clear()
+                cli.commands.update(before)
+                info.error = (
+                    f"refused: command '{replaced[0]}' is already llmkit's or another plugin's; "
+                    "a plugin cannot replace it (rename the plugin's command)"
+                )
+                continue
+            info.commands = sorted(set(cli.commands) - set(before))
 
 
 _host: PluginHost | None = None
 _host_lock = threading.Lock()
 
 
-def get_host() -> PluginHost:
-    """The process-wide plugin host, loaded on first use."""
+def get_host(third_party: bool = True) -> PluginHost:
+    """The process-wide plugin host, loaded on first use (only llmkit's own plugins when
+    `third_party` is False, until a later call asks for them all)."""
     global _host
     with _host_lock:
         if _host is None:
             _host = PluginHost()
-    _host.load()
+    _host.load(third_party)
     return _host
 
 

@@ -34,7 +34,7 @@ class _Refused(yaml.YAMLError):
         self.problem_mark = node.start_mark
 
 
-class StrictLoader(_Base):  # type: ignore[misc]
+class StrictLoader(_Base):
     """A safe loader that refuses aliases, merge keys and duplicate keys."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:

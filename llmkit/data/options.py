@@ -54,7 +54,7 @@ class DataOptions(BaseModel):
             return data
         out: dict[str, Any] = {}
         for key, value in data.items():
-            name = ALIASES.get(str(key), key)
+            name = ALIASES.get(str(key), str(key))
             if name in out:
                 raise ValueError(f"'{key}' and '{name}' name the same setting; keep one")
             if name in LISTS and isinstance(value, str):
