@@ -21,6 +21,7 @@ from llmkit.atomic import write_text
 from llmkit.errors import UsageError, WorkError
 from llmkit.inference.generation import logits_of, model_device
 from llmkit.metrics.render import confusion_table, table
+from llmkit.progress import track
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +112,7 @@ def evaluate_lm(
     device = model_device(model)
     seen = 0
     with evaluating(model):
-        for batch in itertools.islice(batches, max_batches):
+        for batch in track(itertools.islice(batches, max_batches), "eval", max_batches, "batch"):
             inputs, targets = _split_batch(batch)
             inputs = torch.as_tensor(inputs, dtype=torch.long).to(device)
             targets = torch.as_tensor(targets, dtype=torch.long).to(device)
@@ -163,7 +164,7 @@ def evaluate_masked_lm(
     device = model_device(model)
     seen = 0
     with evaluating(model):
-        for batch in itertools.islice(batches, max_batches):
+        for batch in track(itertools.islice(batches, max_batches), "eval", max_batches, "batch"):
             ids = torch.as_tensor(batch["input_ids"], dtype=torch.long).to(device)
             labels = torch.as_tensor(batch["labels"], dtype=torch.long).to(device)
             mask = batch.get("attention_mask")
@@ -217,7 +218,7 @@ def evaluate_seq2seq(
         return None if value is None else torch.as_tensor(value).to(device)
 
     with evaluating(model):
-        for batch in itertools.islice(batches, max_batches):
+        for batch in track(itertools.islice(batches, max_batches), "eval", max_batches, "batch"):
             logits = logits_of(
                 model(
                     on_device(batch, "input_ids"),

@@ -26,6 +26,7 @@ from llmkit.inference.generation import (
     pad_left,
     stream,
 )
+from llmkit.progress import track
 
 if TYPE_CHECKING:
     from torch import nn
@@ -81,7 +82,7 @@ def generate_texts_batched(
     crowded = set(order) - set(roomy)
     groups += [[i] for i in order if i in crowded]
     outputs = [""] * len(prompts)
-    for group in groups:
+    for group in track(groups, "generate", unit="batch"):
         padded, mask = pad_left([encoded[i] for i in group], pad_id=0, model=model)
         rows: list[list[int]] = [[] for _ in group]
         open_rows = set(range(len(group)))

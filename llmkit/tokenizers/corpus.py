@@ -160,11 +160,16 @@ def feed_corpus(
     if is_texts(corpus):
         feed_texts(trainer, corpus, progress)  # type: ignore[arg-type]
         return
+    from llmkit.progress import progress as progress_bar
+
     paths = expand_corpus(corpus)
-    for i, path in enumerate(paths, 1):
-        if progress is not None:
-            progress(f"counting {path} ({i}/{len(paths)})")
-        feed_file(trainer, path)
+    size = sum(path.stat().st_size for path in paths)
+    with progress_bar(size, "tokenizer: counting", unit="B", unit_scale=True) as bar:
+        for i, path in enumerate(paths, 1):
+            if progress is not None:
+                bar.line(f"counting {path} ({i}/{len(paths)})", progress)
+            feed_file(trainer, path)
+            bar.update(path.stat().st_size)
 
 
 def _call(feed: Callable[[Any], object], arg: Any) -> None:
