@@ -141,3 +141,24 @@ def test_split_values_round_trips_yaml_flow_values(values: list[object]) -> None
 
     texts = [json.dumps(v) for v in values]
     assert split_values(",".join(texts)) == texts
+
+
+def test_help_imports_neither_torch_nor_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llmkit.cli import cli\n"
+        "for args in (['--help'], ['sweep', '--help'], ['summary', '--help'], ['attention', '--help']):\n"
+        "    try:\n"
+        "        cli.main(args, prog_name='llmkit', standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+    assert "--grid KEY=V1,V2,..." in result.stdout
