@@ -179,6 +179,7 @@ class TrainSection(_Section):
     loggers: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="jsonl")])
 
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+
     @field_validator("objective", mode="before")
     @classmethod
     def _objective_by_name(cls, value: Any) -> Any:
