@@ -162,3 +162,30 @@ def test_help_imports_neither_torch_nor_matplotlib() -> None:
     )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
     assert "--grid KEY=V1,V2,..." in result.stdout
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(pipeline: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    out = tmp_path / "sweep"
+    args = [str(pipeline), "-o", str(out), "--grid", "train.model.attention=sdpa,mha"]
+    assert _sweep(*args).exit_code == 0
+    first = _csv(out / "sweep.csv")
+    # As if killed after the step-2 checkpoint: no summary, no model, no step-4 checkpoint.
+    run = out / "attention-mha"
+    for name in ("summary.json", "eval.json", "train_result.json"):
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "model")
+    shutil.rmtree(run / "checkpoints" / "step-0000004")
+    (run / "checkpoints" / "latest").write_text("step-0000002")
+    record = json.loads((run / "sweep-run.json").read_text())
+    (run / "sweep-run.json").write_text(json.dumps({**record, "finished": False}))
+    result = _sweep(*args)
+    assert result.exit_code == 0, result.output
+    assert "[1/2] attention-sdpa: finished earlier, skipped" in result.output
+    assert "[2/2] attention-mha: resumed from" in result.output and "at step 2" in result.output
+    again = _csv(out / "sweep.csv")
+    assert [r["status"] for r in again] == ["skipped", "done"]
+    assert float(again[1]["train_loss"]) == pytest.approx(float(first[1]["train_loss"]), rel=1e-5)
+    assert float(again[1]["wall_s"]) > float(record["wall_seconds"])
