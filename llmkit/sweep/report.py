@@ -37,6 +37,27 @@ def count_parameters(model_dir: Path) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
+def _from_metrics(run_dir: Path) -> dict[str, Any]:
+    """The last logged train loss, eval loss and tokens/s of a run's metrics.jsonl ({} if none)."""
+    from llmkit.errors import UsageError
+    from llmkit.plots.curves import read_metrics
+
+    try:
+        history = read_metrics(run_dir)
+    except UsageError:
+        return {}
+    found: dict[str, Any] = {}
+    for key, name in (
+        ("loss", "train_loss"),
+        ("eval_loss", "eval_loss"),
+        ("tokens_per_second", "tokens_per_second"),
+    ):
+        values = [r[key] for r in history if isinstance(r.get(key), int | float)]
+        if values:
+            found[name] = values[-1]
+    return found
+
+
 def rows(runs: list[SweepRun], axes: list[Axis]) -> tuple[list[str], list[dict[str, Any]]]:
     """The report's columns and one dict of values per run (None where a run has no value)."""
     table: list[dict[str, Any]] = []
@@ -47,6 +68,11 @@ def rows(runs: list[SweepRun], axes: list[Axis]) -> tuple[list[str], list[dict[s
         evals = summary.get("eval") or {}
         row: dict[str, Any] = {"run": run.combination.name}
         row.update({key: value_text(value) for key, value in run.combination.values})
+        if train.get("train_loss") is None:  # resumed at max_steps: the stage logged no result
+            train = {
+                **_from_metrics(run.out_dir),
+                **{k: v for k, v in train.items() if v is not None},
+            }
         row["train_loss"] = train.get("train_loss")
         row["eval_loss"] = train.get("eval_loss")
         for name, value in evals.items():
