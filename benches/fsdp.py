@@ -64,7 +64,9 @@ def worker(args: argparse.Namespace) -> None:
 
     tensors = [local(p) for p in model.parameters()]
     tensors += [local(p.grad) for p in model.parameters() if p.grad is not None]
-    tensors += [local(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    tensors += [
+        local(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)
+    ]
     state_bytes = sum(t.numel() * t.element_size() for t in tensors)
     report = {
         "rank": dist.rank,
@@ -82,7 +84,11 @@ def worker(args: argparse.Namespace) -> None:
 
 def run(strategy: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The 2-rank reports of one strategy, from its own torchrun."""
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("strategy", "worker")]
+    flags = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("strategy", "worker")
+    ]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", __file__, "--worker", f"--strategy={strategy}", *flags]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

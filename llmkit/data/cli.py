@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -115,7 +116,14 @@ def prepare(
         if quiet:  # otherwise the report printed below holds the warning
             click.echo(line, err=True)
 
-    result = run_prepare(cfg, force=force, progress=progress if show else None, warn=warn)
+    from llmkit.data.prepare_ranks import prepare_across_ranks, several_ranks
+
+    if several_ranks():  # under torchrun: each rank tokenizes its share, rank 0 reports
+        result = prepare_across_ranks(cfg, force=force, warn=warn)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
+    else:
+        result = run_prepare(cfg, force=force, progress=progress if show else None, warn=warn)
     if show and not result.skipped:
         click.echo("", err=True)
     m = result.manifest

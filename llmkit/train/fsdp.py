@@ -104,7 +104,9 @@ def _share_path(dist: Dist, path: Path | None) -> Path:
     box: list[Any] = [str(path) if path is not None else None]
     torch.distributed.broadcast_object_list(box, src=0)
     if box[0] is None:
-        raise UsageError(f"rank {dist.rank}: rank 0 could not stage the checkpoint; its error says why")
+        raise UsageError(
+            f"rank {dist.rank}: rank 0 could not stage the checkpoint; its error says why"
+        )
     return Path(box[0])
 
 
@@ -219,7 +221,8 @@ def full_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options)
+    weights: dict[str, torch.Tensor] = dict(get_model_state_dict(model, options=options))  # type: ignore[arg-type]
+    return weights
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from llmkit.train import distributed, fsdp
 from llmkit.train.trainer import Trainer, TrainSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from trainer_helpers import VOCAB, FixedBatches  # noqa: E402
+from trainer_helpers import VOCAB, FixedBatches
 
 
 def tiny_gpt() -> torch.nn.Module:
@@ -51,7 +51,9 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
             strategy=settings.strategy,
             compile=os.environ.get("FSDP_WORKER_COMPILE") == "1",
         )
-        trainer = Trainer(model, "causal_lm", optimizer, None, loss, batches, train, Path(out), dist)
+        trainer = Trainer(
+            model, "causal_lm", optimizer, None, loss, batches, train, Path(out), dist
+        )
         what, _, at = kill.partition(":")
         if what == "step":
             step = optimizer.step
@@ -78,7 +80,10 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
                 from safetensors.torch import save_file
 
                 weights = {k: v.detach().contiguous() for k, v in whole.state_dict().items()}
-                save_file({k: v for k, v in weights.items() if "head" not in k}, out + "/weights.safetensors")
+                save_file(
+                    {k: v for k, v in weights.items() if "head" not in k},
+                    out + "/weights.safetensors",
+                )
     finally:
         distributed.teardown()
 

@@ -30,7 +30,14 @@ def train(
     """The worker as one process or under torchrun with `ranks` processes."""
     args = [str(WORKER), str(out), strategy, str(STEPS), *([kill] if kill else [])]
     if ranks > 1:
-        args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] + args
+        args = [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(ranks),
+            *args,
+        ]
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env={**_env(), **env}, timeout=300
     )
@@ -96,7 +103,7 @@ def _killed(tmp_path: Path, kill: str) -> Path:
 
 def _resume(out: Path, reference: dict[str, torch.Tensor], ranks: tuple[int, ...]) -> None:
     copies = {n: out if i == 0 else out.with_name(f"run-{n}") for i, n in enumerate(ranks)}
-    for n, where in copies.items():
+    for where in copies.values():
         if where != out:
             shutil.copytree(out, where)
     for n, where in copies.items():
@@ -108,7 +115,9 @@ def test_fsdp_killed_in_a_step_resumes_on_two_ranks_and_on_one(
     reference: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
     out = _killed(tmp_path, "step:2")
-    assert train_state.latest_checkpoint(out / "checkpoints") == out / "checkpoints" / "step-0000002"
+    assert (
+        train_state.latest_checkpoint(out / "checkpoints") == out / "checkpoints" / "step-0000002"
+    )
     _resume(out, reference, (2, 1))
 
 
