@@ -287,6 +287,16 @@ def _vocab_size(cfg: Any, base: Path) -> int:
     return int(load_tokenizer(spec).vocab_size)
 
 
+def training_flops_per_token(model: nn.Module, context: int) -> int:
+    """6N + attention FLOPs per token of a live model, from a meta copy built from its config.
+
+    For the trainer's MFU: computed once before training, then `mfu(tokens/s, this, device)`.
+    """
+    from llmkit.storage.checkpoint import model_config
+
+    return summarize(meta_model(model_config(model)), 1, context).training_flops
+
+
 def peak_flops(device_name: str) -> float | None:
     """Dense bf16 peak FLOP/s of a device named like `torch.cuda.get_device_name()`, if known."""
     for key, value in PEAK_BF16_FLOPS.items():

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import llmkit
-from llmkit.analysis.summary import mfu, peak_flops, summarize
+from llmkit.analysis.summary import mfu, peak_flops, summarize, training_flops_per_token
 from llmkit.cli import cli
 
 L, D, H, T, B = 2, 32, 4, 16, 3
@@ -122,3 +122,11 @@ def test_peak_flops_and_mfu() -> None:
     assert peak_flops("NVIDIA A100-SXM4-80GB") == 312.0e12
     assert peak_flops("NVIDIA GeForce GTX 1080") is None
     assert mfu(1e6, 6e6, "cpu") is None
+
+
+def test_training_flops_of_a_live_model_match_its_summary() -> None:
+    model = llmkit.create(
+        "model", "llama", vocab_size=64, d_model=D, n_layers=L, n_heads=H, max_positions=T
+    )
+    assert training_flops_per_token(model, T) == summarize(model, 2, T).training_flops
+    assert next(model.parameters()).device.type == "cpu"  # the live model is left alone
