@@ -119,15 +119,9 @@ class PrepareConfig:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file (safe_load) into a mapping; clear errors for bad files."""
-    import yaml
+    from llmkit.yamlfile import load_settings
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such config file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"{path}: not a valid YAML file ({first})") from None
+    data = load_settings(path, "config file")  # a regular file, strict YAML (no aliases)
     if data is None:
         return {}
     if not isinstance(data, dict):
