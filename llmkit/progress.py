@@ -78,6 +78,11 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
 
+    def reach(self, done: int | float) -> None:
+        """Set the count of work done to `done` (for tasks that report a running total)."""
+        if self._bar is not None and done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
     def show(self, **values: Any) -> None:
         """Show `values` after the bar's counts (floats to 4 significant digits)."""
         if self._bar is not None:

@@ -99,18 +99,11 @@ def prepare(
     from llmkit.data.prepare import prepare as run_prepare
 
     cfg = _config(config, inputs=inputs, clean=_clean_list(clean), **flags)
-    import sys
 
-    show = not quiet and sys.stderr.isatty()
+    if quiet:
+        from llmkit.progress import set_quiet
 
-    def progress(p: dict[str, float]) -> None:
-        mb = p["bytes"] / 1e6
-        click.echo(
-            f"\r{mb:,.1f} MB read, {int(p['documents']):,} documents, {int(p['tokens']):,} tokens, "
-            f"{mb / max(p['seconds'], 1e-9):.1f} MB/s",
-            err=True,
-            nl=False,
-        )
+        set_quiet(True)  # no bar either
 
     def warn(line: str) -> None:
         if quiet:  # otherwise the report printed below holds the warning
@@ -123,9 +116,7 @@ def prepare(
         if int(os.environ.get("RANK", "0")) != 0:
             return
     else:
-        result = run_prepare(cfg, force=force, progress=progress if show else None, warn=warn)
-    if show and not result.skipped:
-        click.echo("", err=True)
+        result = run_prepare(cfg, force=force, warn=warn)
     m = result.manifest
     if result.skipped:
         click.echo(

@@ -453,6 +453,9 @@ def prepare(
         "validation": ShardWriter(out_dir, "validation", dtype, eos, cfg.shard_tokens),
     }
     chars = 0
+    from llmkit.progress import progress as progress_bar
+
+    bar = progress_bar(sum(i["bytes"] for i in inputs), "data", unit="B", unit_scale=True)
     try:
         records = pipeline.run(iter(reader))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkit-encode") as pool:
@@ -472,6 +475,7 @@ def prepare(
                             else "train"
                         )
                         writers[split].add(ids[bounds[j] : bounds[j + 1]])
+                    bar.reach(reader.stats.bytes)
                     if progress is not None:
                         progress(
                             {
@@ -487,6 +491,7 @@ def prepare(
                 inflight.append((texts, pool.submit(_encode, tok, texts)))
                 drain(1)
             drain(0)
+        bar.close()
         shards = {name: w.close() for name, w in writers.items()}
         total_docs = sum(w.documents for w in writers.values())
         seconds = time.perf_counter() - started
@@ -536,6 +541,7 @@ def prepare(
         }
         write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     except BaseException:
+        bar.close()
         for w in writers.values():
             w.abort()
         raise
