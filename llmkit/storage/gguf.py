@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import UsageError
+from llmkit.progress import track
 from llmkit.storage.tokenizer_files import PRE_TOKENIZER_PATTERNS
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def read_gguf(path: str | Path) -> GGUFModel:
 
     state: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
-    for tensor in reader.tensors:
+    for tensor in track(reader.tensors, "import", unit="tensor"):
         name = hf_name(tensor.name)
         if tensor.name == "rope_freqs.weight":
             raise UsageError(
