@@ -25,6 +25,8 @@ from llmkit.loggers.jsonl import JsonlLogger
 from llmkit.models.traits import traits_of
 from llmkit.progress import progress
 from llmkit.storage import train_state as ckpt
+from llmkit.storage import sharded
+from llmkit.train import fsdp
 from llmkit.train.distributed import Dist, sum_across_ranks, wrap
 from llmkit.train.objectives import ObjectiveLoss
 
@@ -49,6 +51,7 @@ class TrainSettings:
     eval_batches: int = 20
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # train.distributed.strategy: fsdp checkpoints via DCP
 
 
 @dataclass
@@ -120,9 +123,13 @@ class Trainer:
         if reason is not None:
             raise UsageError(f"train: objective {objective.name} cannot train this model: {reason}")
         self.objective = objective
-        self.scored = ObjectiveLoss(model, objective, loss).to(dist.device)
+        self.scored = ObjectiveLoss(model, objective, loss)
         traits = traits_of(model)
-        self.step_fn: nn.Module = wrap(self.scored, dist, traits.classifier or traits.masked_lm)
+        if fsdp.is_sharded(model):  # placed by fully_shard (on the CPU under cpu_offload)
+            self.step_fn: nn.Module = self.scored
+        else:
+            self.scored.to(dist.device)
+            self.step_fn = wrap(self.scored, dist, traits.classifier or traits.masked_lm)
         if settings.compile:  # model and loss in one graph: the log-softmax fuses with the head
             self.step_fn = torch.compile(self.step_fn)  # type: ignore[assignment]
         self.optimizer = optimizer
@@ -243,6 +250,8 @@ class Trainer:
                 directory,
                 self.model,
                 self.optimizer,
+        if len(ranks) != self.dist.world_size and all(r == ranks[0] for r in ranks):
+            return ranks[0]  # a position that is the same on every rank holds on any number
                 self.scheduler,
                 self.step,
                 data_state,
