@@ -39,7 +39,12 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
     try:
         torch.manual_seed(0)
         model = tiny_gpt()
-        settings = fsdp.DistributedSettings(strategy=strategy)  # type: ignore[arg-type]
+        mixed = os.environ.get("FSDP_WORKER_BF16_OFFLOAD") == "1"  # bf16 compute, host shards
+        settings = fsdp.DistributedSettings(
+            strategy=strategy,  # type: ignore[arg-type]
+            mixed_precision="bf16" if mixed else "none",
+            cpu_offload=mixed,
+        )
         model = fsdp.shard(model, dist, settings)
         optimizer = llmkit.create("optimizer", "adamw", model.parameters(), lr=0.02, eps=1e-3)
         loss = llmkit.create("loss", "cross_entropy")
