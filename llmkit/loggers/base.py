@@ -74,7 +74,9 @@ def close_all(loggers: Sequence[Logger]) -> None:
 
 
 @contextlib.contextmanager
-def open_loggers(entries: Sequence[Any], run_dir: Path, main: bool = True) -> Iterator[list[Logger]]:
+def open_loggers(
+    entries: Sequence[Any], run_dir: Path, main: bool = True
+) -> Iterator[list[Logger]]:
     """The run's loggers for one stage, closed when it ends (none off rank 0: one writer)."""
     loggers = build_loggers(entries, run_dir) if main else []
     try:
