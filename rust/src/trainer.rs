@@ -263,6 +263,18 @@ fn merge_word(word: &mut Vec<u32>, a: u32, b: u32, new: u32, changes: &mut Vec<(
     word.truncate(w);
 }
 
+/// The largest vocabulary the trainer builds (llmkit/limits.py holds the same bound): a user's
+/// number sizes buffers here, so a typo such as 10^12 is an error, not an abort.
+pub const MAX_VOCAB_SIZE: usize = 1 << 22;
+
+/// An empty vector with room for `n` items, or an error (not an abort) when that memory is refused.
+fn reserved<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|e| Error::invalid(format!("cannot allocate room for {n} tokens ({e})")))?;
+    Ok(v)
+}
+
 /// Train merges from word counts (see the module docs); `progress` is called now and then with
 /// (merges done, merges wanted).
 pub fn train(
@@ -272,7 +284,12 @@ pub fn train(
     specials: &[String],
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Trained> {
-    let mut tokens: Vec<Vec<u8>> = Vec::with_capacity(vocab_size);
+    if vocab_size > MAX_VOCAB_SIZE {
+        return Err(Error::invalid(format!(
+            "vocab_size {vocab_size} is larger than the bound {MAX_VOCAB_SIZE}; use a smaller one"
+        )));
+    }
+    let mut tokens: Vec<Vec<u8>> = reserved(vocab_size)?;
     let mut ids: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
     // Special tokens take the first ids but never stand for bytes or merged tokens (`tokenizers`
     // would reuse a special token's id if a merge spelled it; here merges stay ordinary tokens).
@@ -329,7 +346,7 @@ pub fn train(
     drop(where_);
 
     let wanted = vocab_size.saturating_sub(tokens.len());
-    let mut merges: Vec<(u32, u32)> = Vec::with_capacity(wanted);
+    let mut merges: Vec<(u32, u32)> = reserved(wanted)?;
     let mut changes: Vec<(u64, i64)> = Vec::new();
     let mut touched: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
     while tokens.len() < vocab_size {
@@ -396,6 +413,14 @@ pub fn train(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_huge_vocab_size_is_an_error_not_an_abort() {
+        let words = vec![(b"ab".to_vec().into_boxed_slice(), 3u64)];
+        let err = train(words, 1_000_000_000_000, 1, &[], |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("larger than the bound"), "{err}");
+        assert!(reserved::<u64>(usize::MAX / 2).is_err());
+    }
+
     use super::*;
 
     fn words(list: &[(&str, u64)]) -> Vec<(Box<[u8]>, u64)> {

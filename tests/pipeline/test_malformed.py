@@ -395,3 +395,20 @@ def test_mutations_of_the_example_never_raise_anything_but_the_clean_error(
         runner.check(cfg)
     except LlmkitError as exc:
         assert exc.exit_code == 2 and len(str(exc).strip().splitlines()) == 1, str(exc)
+
+
+def test_rust_trainer_refuses_a_huge_vocab_without_aborting(tmp_path: Path) -> None:
+    """Past the schema (the Python API), 10^12 is still a Python exception from the Rust trainer,
+    not SIGABRT: the bound is checked there and buffers are reserved fallibly."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the quick brown fox\n" * 20)
+    code = (
+        "from llmkit.tokenizers.bpe import BPETokenizer\n"
+        "try:\n"
+        f"    BPETokenizer.train([{str(corpus)!r}], vocab_size=10**12)\n"
+        "except ValueError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])
+    assert "refused:" in proc.stdout and "larger than the bound" in proc.stdout, proc.stdout

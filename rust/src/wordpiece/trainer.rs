@@ -93,6 +93,13 @@ fn merge_word(word: &mut Vec<u32>, a: u32, b: u32, rep: u32, changes: &mut Vec<(
 /// pair of ids) whose right part loses its `##`, until `vocab_size` tokens or no pair is left
 /// at `min_frequency`.
 pub fn train(counts: &WordCounts, cfg: &TrainConfig) -> Result<Vec<String>> {
+    if cfg.vocab_size > crate::trainer::MAX_VOCAB_SIZE {
+        return Err(Error::invalid(format!(
+            "vocab_size={} is larger than the bound {}; use a smaller one",
+            cfg.vocab_size,
+            crate::trainer::MAX_VOCAB_SIZE
+        )));
+    }
     let prefix = cfg.continuing_subword_prefix.as_str();
     let mut words: Vec<(&str, u64)> = counts
         .counts
