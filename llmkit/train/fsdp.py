@@ -55,14 +55,18 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
 
 def _trainable_parts(block: nn.Module) -> list[nn.Module]:
     """Submodules of a block that mixes frozen and trainable weights (an adapter on a frozen base)
-    whose own parameters all train, so that each gets its own FSDP group apart from the frozen."""
-    grads = {p.requires_grad for p in block.parameters()}
-    if grads != {True, False}:
+    that run a forward of their own and whose weights all train: each gets its own FSDP group,
+    apart from the frozen ones. Parameter containers (an adapter's ParameterDict) are read by their
+    parent's forward, which FSDP could not see, so their weights stay in the block's group."""
+    if {p.requires_grad for p in block.parameters()} != {True, False}:
         return []
-    parts = []
+    parts: list[nn.Module] = []
     for module in block.modules():
-        own = list(module.parameters(recurse=False))
-        if module is not block and own and all(p.requires_grad for p in own):
+        params = list(module.parameters())
+        runs = type(module).forward is not nn.Module.forward
+        inside = any(module in set(part.modules()) for part in parts)
+        trains = bool(params) and all(p.requires_grad for p in params)
+        if module is not block and runs and trains and not inside:
             parts.append(module)
     return parts
 

@@ -45,8 +45,14 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
             mixed_precision="bf16" if mixed else "none",
             cpu_offload=mixed,
         )
+        adapter = os.environ.get("FSDP_WORKER_ADAPTER")  # JSON: train.adapter, e.g. lora
+        if adapter:
+            from llmkit.adapters import apply_adapter
+
+            model = apply_adapter(model, json.loads(adapter))
         model = fsdp.shard(model, dist, settings)
-        optimizer = llmkit.create("optimizer", "adamw", model.parameters(), lr=0.02, eps=1e-3)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = llmkit.create("optimizer", "adamw", trainable, lr=0.02, eps=1e-3)
         loss = llmkit.create("loss", "cross_entropy")
         batches = FixedBatches(rank=dist.rank, world_size=dist.world_size)
         train = TrainSettings(

@@ -106,6 +106,15 @@ def test_fsdp_with_bf16_parameters_and_cpu_offload_trains_close_to_fp32(
     assert any(not torch.equal(value, reference[name]) for name, value in trained.items())
 
 
+def test_fsdp_trains_a_lora_adapter_on_a_frozen_base_as_one_process_does(tmp_path: Path) -> None:
+    lora = '{"name": "lora", "r": 2, "alpha": 4, "targets": ["q", "v"]}'
+    ok(train(tmp_path / "one", "ddp", 1, FSDP_WORKER_ADAPTER=lora))
+    ok(train(tmp_path / "two", "fsdp", 2, FSDP_WORKER_ADAPTER=lora))
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert any("lora" in name for name in one)  # the gathered copy carries the adapter
+    assert_same(one, two)
+
+
 def _killed(tmp_path: Path, kill: str) -> Path:
     out = tmp_path / "run"
     proc = train(out, "fsdp", 2, kill)
