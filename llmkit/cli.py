@@ -78,6 +78,10 @@ class LlmkitGroup(click.Group):
             ctx.exit(130)
         except Exception as exc:
             _fail(ctx, exc, 1)
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # a Rust panic, which PyO3 raises
+                raise
+            _fail(ctx, exc, 1)
 
 
 def _debug_enabled(ctx: click.Context) -> bool:
