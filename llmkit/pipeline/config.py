@@ -146,7 +146,7 @@ class DistributedSection(_Section):
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
     mixed_precision: Literal["none", "bf16"] = "none"  # fsdp: bf16 parameters, fp32 reduction
-    cpu_offload: bool = Field(False, strict=True)  # fsdp: shards live in host memory
+    cpu_offload: bool = Field(default=False, strict=True)  # fsdp: shards live in host memory
 
 
 class TrainSection(_Section):
