@@ -93,7 +93,13 @@ def export_group() -> None:
     type=click.Path(path_type=Path),
     help="Directory for config.json + model.safetensors (transformers' from_pretrained layout).",
 )
-def export_hf(ckpt_dir: Path, output: Path) -> None:
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Load the checkpoint without checking its files against manifest.json (edited weights).",
+)
+def export_hf(ckpt_dir: Path, output: Path, no_verify: bool) -> None:
     """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
     from llmkit.errors import UsageError
     from llmkit.storage.checkpoint import load_model, read_config
@@ -102,9 +108,13 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
 
     if output.absolute().resolve() == ckpt_dir.absolute().resolve():
         raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
-    model = load_model(ckpt_dir)
+    model = load_model(ckpt_dir, verify=not no_verify)
     config = read_config(ckpt_dir)
-    tokenizer = load_checkpoint_tokenizer(ckpt_dir) if config.get("tokenizer") else None
+    tokenizer = (
+        load_checkpoint_tokenizer(ckpt_dir, verify=not no_verify)
+        if config.get("tokenizer")
+        else None
+    )
     save_hf(model, output, tokenizer=tokenizer)
     click.echo(f"wrote {output}")
 
@@ -180,6 +190,12 @@ def export_hf(ckpt_dir: Path, output: Path) -> None:
     type=click.Choice(["float32", "bfloat16", "float16"]),
     help="Weights dtype (default: as stored).",
 )
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Load the checkpoint without checking its files against manifest.json (edited weights).",
+)
 def generate_command(
     ckpt: Path,
     prompt: str | None,
@@ -199,6 +215,7 @@ def generate_command(
     output: Path | None,
     device: str | None,
     dtype: str | None,
+    no_verify: bool,
 ) -> None:
     """Generate text from a checkpoint (or a .gguf file), streaming tokens to stdout as they come."""
 
@@ -234,8 +251,9 @@ def generate_command(
         model = model.to(device=device, dtype=as_dtype(dtype) if dtype else None)
         tokenizer, gen = tok, generation_defaults(read)
     else:
-        model = load_model(ckpt, device=device, dtype=dtype)
-        tokenizer, gen = load_checkpoint_tokenizer(ckpt), load_generation_config(ckpt)
+        model = load_model(ckpt, device=device, dtype=dtype, verify=not no_verify)
+        tokenizer = load_checkpoint_tokenizer(ckpt, verify=not no_verify)
+        gen = load_generation_config(ckpt)
 
     def wrap(text: str) -> str:
         if not chat:

@@ -108,6 +108,12 @@ import click
     default=None,
     help="classification/generation: write one prediction per line here (for `llmkit score`).",
 )
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Load the checkpoint without checking its files against manifest.json (edited weights).",
+)
 def evaluate(
     checkpoint: str,
     data: str | None,
@@ -131,7 +137,8 @@ def evaluate(
 
     labels = options.pop("labels")
     options["metrics"] = list(options.pop("metrics")) or None
-    opts = EvalOptions(task=task, **options)
+    verify = not options.pop("no_verify")
+    opts = EvalOptions(task=task, verify=verify, **options)
     if labels:
         opts.labels = [name.strip() for name in labels.split(",") if name.strip()]
 

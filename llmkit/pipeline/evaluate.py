@@ -58,6 +58,7 @@ class EvalOptions:
     metrics: list[str] | None = None  # an objective's metric names (default: its defaults)
     limit: int | None = None
     predictions_out: str | None = None
+    verify: bool = True  # check the checkpoint's files against its manifest before loading
 
 
 def read_jsonl(
@@ -98,11 +99,14 @@ def _device(name: str | None) -> str:
     return str(resolve_device(name or "auto"))
 
 
-def _tokenizer(checkpoint: Path, required: str | None) -> Any:
+def _tokenizer(checkpoint: Path, required: str | None, verify: bool = True) -> Any:
     import llmkit
+    from llmkit.storage.manifest import DamagedError
 
     try:
-        return llmkit.load_tokenizer(checkpoint)
+        return llmkit.load_tokenizer(checkpoint, verify=verify)
+    except DamagedError:
+        raise
     except UsageError:
         if required:
             raise UsageError(
@@ -185,7 +189,9 @@ def evaluate_checkpoint(
     if objective is None:
         refuse_encoder(ckpt, config)
         return _generation(ckpt, data, opts)
-    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
+    model = llmkit.load_model(
+        ckpt, device=_device(opts.device), dtype=opts.dtype, verify=opts.verify
+    )
     traits = traits_of(model)
     reason = objective.check_evaluation(traits)
     if reason is not None:
@@ -196,7 +202,7 @@ def evaluate_checkpoint(
                 "cannot score (it needs a decoder-only LM); use --task generation"
             )
         raise UsageError(f"{ckpt}: a {name} checkpoint {reason}")
-    tokenizer = _tokenizer(ckpt, opts.task if objective.needs_tokenizer else None)
+    tokenizer = _tokenizer(ckpt, opts.task if objective.needs_tokenizer else None, opts.verify)
     settings = EvalSettings(
         context=opts.context,
         stride=opts.stride,
@@ -225,8 +231,10 @@ def _generation(ckpt: Path, data: str | Path, opts: EvalOptions) -> dict[str, An
     from llmkit.inference.generation import decoder_start_id
     from llmkit.storage.checkpoint import load_generation_config
 
-    model = llmkit.load_model(ckpt, device=_device(opts.device), dtype=opts.dtype)
-    tokenizer = _tokenizer(ckpt, GENERATION)
+    model = llmkit.load_model(
+        ckpt, device=_device(opts.device), dtype=opts.dtype, verify=opts.verify
+    )
+    tokenizer = _tokenizer(ckpt, GENERATION, opts.verify)
     rows = read_jsonl(data, (opts.prompt_field, opts.reference_field), opts.limit)
     sampling = _sampling(ckpt, opts)
     start = decoder_start_id(tokenizer, load_generation_config(ckpt))

@@ -9,6 +9,7 @@ relative to the working directory.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from llmkit.pipeline import ranks, stages
 from llmkit.pipeline.checks import check
 from llmkit.pipeline.config import PipelineConfig
 from llmkit.pipeline.ranks import is_main_process
+from llmkit.storage.lock import output_lock
 
 if TYPE_CHECKING:
     from llmkit.train.distributed import Dist
@@ -45,13 +47,15 @@ def run(
         raise UsageError(
             f"stage '{missing[0]}' asked for, but the pipeline has no '{missing[0]}' section"
         )
-    if not ranks.several_ranks():
-        return _run_stages(config, base, wanted, log, None)
-    from llmkit.train import distributed
+    # One run per output directory: rank 0 holds OUT/.lock until the run ends.
+    with output_lock(Path(config.output)) if is_main_process() else contextlib.nullcontext():
+        if not ranks.several_ranks():
+            return _run_stages(config, base, wanted, log, None)
+        from llmkit.train import distributed
 
-    device = config.train.device if config.train is not None else "auto"
-    with distributed.process_group(device) as dist:
-        return _run_stages(config, base, wanted, log if dist.is_main else ranks.quiet, dist)
+        device = config.train.device if config.train is not None else "auto"
+        with distributed.process_group(device) as dist:
+            return _run_stages(config, base, wanted, log if dist.is_main else ranks.quiet, dist)
 
 
 def _run_stages(

@@ -241,17 +241,25 @@ def stage_train(
             trainer.resume()
         if trainer.step >= t.max_steps:
             log(f"train: already at step {trainer.step} of {t.max_steps}")
-        result = trainer.fit() if trainer.step < t.max_steps else None
+        trained = trainer.step < t.max_steps
+        result = trainer.fit() if trained else trainer.finished_result()
         facts = {k: v for k, v in prepared.facts.items() if k == "labels"}
         if facts.get("labels"):
             facts["n_labels"] = len(facts["labels"])
         summary: dict[str, Any] = {"objective": objective.name, **facts}
-        if result is not None:
-            finished = result
+        model_dir = out / "model"
+        if not trained and trainer.step >= t.max_steps and not _published(model_dir, trainer.step):
+            log(
+                f"train: the run is complete at step {trainer.step} but {model_dir} is missing or "
+                "incomplete; publishing it from the last checkpoint"
+            )
+            trained = True
+        if trained:
+            step = trainer.step
 
             def save() -> None:
-                write_result(finished, out)
                 from llmkit.storage.checkpoint import save_model
+                from llmkit.storage.train_state import tidy
 
                 generation = objective.generation_config(prepared)
                 # The objective and its parameters, so that `llmkit eval --task NAME` evaluates
@@ -262,14 +270,21 @@ def stage_train(
                     companions[LABELS_FILE] = prepared.facts["labels"]
                 save_model(
                     model,
-                    out / "model",
+                    model_dir,
                     tokenizer=tokenizer,
                     generation=generation,
                     companions=companions,
+                    step=step,
                 )
+                remove_stale_copies(model_dir)
+                tidy(trainer.checkpoints)
 
             # Rank 0 writes while the others wait, so no rank reads `out/model` before it is whole.
             distributed.on_main(dist, save, "saving the trained model")
+        if result is not None:
+            finished = result
+            if trained or not (out / "train_result.json").is_file():
+                distributed.on_main(dist, lambda: write_result(finished, out), "train_result.json")
             summary.update(
                 steps=result.steps,
                 train_loss=result.train_loss,
@@ -290,6 +305,22 @@ def _trained_steps(out: Path) -> int:
         return int(json.loads((out / "train_result.json").read_text())["steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _published(model_dir: Path, step: int) -> bool:
+    """Whether `model_dir` is a complete model (its manifest verifies) of training step `step`."""
+    from llmkit.storage.checkpoint import is_complete
+
+    return is_complete(model_dir, step)
+
+
+def remove_stale_copies(model_dir: Path) -> None:
+    """Delete the hidden staged and aside copies of `model_dir` that a killed publish left."""
+    import shutil
+
+    for entry in model_dir.parent.glob(f".{model_dir.name}.*"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def stage_eval(

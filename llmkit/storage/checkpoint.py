@@ -1,7 +1,8 @@
-"""llmkit checkpoints: a directory with config.json, model.safetensors and maybe tokenizer.json.
+"""llmkit checkpoints: a directory with config.json, model.safetensors, maybe tokenizer.json, and
+manifest.json (every file's size and SHA-256, written last).
 
 `save_model` writes into a staged sibling directory and renames it into place, so a checkpoint is
-either complete or absent. Tied weights (one tensor under several names) are stored once and tied
+either complete or absent; `load_model` checks every file against the manifest before reading. Tied weights (one tensor under several names) are stored once and tied
 again on load by the model's own constructor. `load_weights` is the one weight loader: checkpoints,
 training checkpoints, Hugging Face and GGUF imports all fill a model through it.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.devices import as_dtype
 from llmkit.errors import UsageError
+from llmkit.storage.manifest import MANIFEST_FILE, verify_files, write_manifest
 from llmkit.storage.publish import holds_only, staged_dir
 
 if TYPE_CHECKING:
@@ -83,21 +85,41 @@ def save_model(
     tokenizer: Tokenizer | None = None,
     generation: dict[str, Any] | None = None,
     companions: dict[str, Any] | None = None,
+    step: int | None = None,
 ) -> Path:
     """Write `model` (and `tokenizer`) as an llmkit checkpoint directory, atomically; returns it.
 
     `generation` holds what generation needs beyond the model config (eos/bos ids, chat template);
     without an eos id, the tokenizer's conventional end-of-text token is recorded. `companions`
     are JSON files written inside the same staged directory, named from `COMPANION_FILES` (a
-    classifier's `labels.json`, the trained objective's `objective.json`).
+    classifier's `labels.json`, the trained objective's `objective.json`). The manifest (with
+    `step`, the training step the weights are from) is written last, inside the staged directory.
     """
+    target = Path(directory)
+    with staged_dir(target, is_checkpoint, "an llmkit checkpoint") as tmp:
+        write_model_files(model, tmp, tokenizer, generation, companions)
+        write_manifest(tmp, step)
+    return target
+
+
+def write_model_files(
+    model: nn.Module,
+    directory: Path,
+    tokenizer: Tokenizer | None = None,
+    generation: dict[str, Any] | None = None,
+    companions: dict[str, Any] | None = None,
+) -> None:
+    """Write config.json, model.safetensors, the tokenizer and companions into a staged directory
+    (no manifest: the caller writes it after every other file of the checkpoint)."""
     from safetensors.torch import save_file
 
-    target = Path(directory)
+    from llmkit.storage.tokenizer_files import tokenizer_name
+
     config = model_config(model)
     state, tied = _unique_state_dict(model)
     config["llmkit_version"] = _version()
     config["format"] = FORMAT
+    config["manifest"] = MANIFEST_FILE
     if tied:
         config["tied_weights"] = tied
     plugins = plugin_components(config)
@@ -111,27 +133,39 @@ def save_model(
             generation = {**(generation or {}), "eos_token_id": eos}
     if generation:
         config["generation"] = dict(generation)
-    with staged_dir(target, is_checkpoint, "an llmkit checkpoint") as tmp:
-        if tokenizer is not None:
-            tokenizer.save(tmp / TOKENIZER_FILE)
-            cls = type(tokenizer)
-            config["tokenizer"] = {
-                "class": f"{cls.__module__}:{cls.__qualname__}",
-                "file": TOKENIZER_FILE,
-            }
-        save_file(
-            {k: v.cpu() for k, v in state.items()},
-            str(tmp / WEIGHTS_FILE),
-            metadata={"format": "pt", "llmkit_format": str(FORMAT)},
-        )
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name, value in (companions or {}).items():
-            if name not in COMPANION_FILES:
-                raise UsageError(
-                    f"save_model: companion file {name!r} is not one of {COMPANION_FILES}"
-                )
-            (tmp / name).write_text(json.dumps(value, indent=2) + "\n")
-    return target
+    if tokenizer is not None:
+        tokenizer.save(directory / TOKENIZER_FILE)
+        config["tokenizer"] = {"name": tokenizer_name(tokenizer), "file": TOKENIZER_FILE}
+    save_file(
+        {k: v.cpu() for k, v in state.items()},
+        str(directory / WEIGHTS_FILE),
+        metadata={"format": "pt"},  # one key: dict order cannot change the file's bytes
+    )
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for name, value in (companions or {}).items():
+        if name not in COMPANION_FILES:
+            raise UsageError(f"save_model: companion file {name!r} is not one of {COMPANION_FILES}")
+        (directory / name).write_text(json.dumps(value, indent=2) + "\n")
+
+
+def verify_checkpoint(
+    directory: Path, config: dict[str, Any], names: tuple[str, ...] | None = None
+) -> None:
+    """Check the checkpoint's files (`names`, default all) against its manifest; a DamagedError
+    naming the first bad file. A checkpoint from before manifests (config.json names none and
+    there is no manifest.json) has nothing to check against."""
+    if config.get("manifest") is None and not (directory / MANIFEST_FILE).exists():
+        return
+    verify_files(directory, names)
+
+
+def is_complete(directory: Path, step: int | None = None) -> bool:
+    """True if `directory` is a checkpoint whose manifest verifies (and records `step`, if given)."""
+    try:
+        manifest = verify_files(directory)
+    except UsageError:
+        return False
+    return step is None or manifest.get("step") == step
 
 
 def is_checkpoint(directory: Path) -> bool:
@@ -144,7 +178,9 @@ def is_checkpoint(directory: Path) -> bool:
         isinstance(config, dict)
         and "model" in config
         and "format" in config
-        and holds_only(directory, (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, *COMPANION_FILES))
+        and holds_only(
+            directory, (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, MANIFEST_FILE, *COMPANION_FILES)
+        )
     )
 
 
@@ -182,7 +218,15 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 
 #: What config.json holds beside the model config (so building the model leaves them out).
-META_FIELDS = ("llmkit_version", "format", "tied_weights", "tokenizer", "generation", "plugins")
+META_FIELDS = (
+    "llmkit_version",
+    "format",
+    "tied_weights",
+    "tokenizer",
+    "generation",
+    "plugins",
+    "manifest",
+)
 #: The config fields that name a component, and its kind.
 COMPONENT_FIELDS = {
     "model": "model",
@@ -338,12 +382,20 @@ def load_model(
     directory: str | Path,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    verify: bool = True,
 ) -> nn.Module:
-    """Load an llmkit checkpoint directory as an `nn.Module` in eval mode."""
+    """Load an llmkit checkpoint directory as an `nn.Module` in eval mode.
+
+    With `verify` (the default) every file is first checked against the checkpoint's manifest,
+    so a damaged file is refused by name instead of loaded; `verify=False` is for weights edited
+    on purpose.
+    """
     from llmkit.models import build_model
 
     path = Path(directory)
     config = read_config(path)
+    if verify:
+        verify_checkpoint(path, config)
     weights = path / WEIGHTS_FILE
     check_plugins(config, path / CONFIG_FILE)
     state = read_weights(weights)

@@ -50,17 +50,18 @@ PRE_TOKENIZER_PATTERNS: dict[str, str] = {
 }
 
 
-def load_tokenizer(spec: str | Path) -> Tokenizer:
+def load_tokenizer(spec: str | Path, verify: bool = True) -> Tokenizer:
     """A tokenizer from `spec`, tried in this order: cl100k_base/o200k_base; an llmkit checkpoint
-    directory (the tokenizer saved with it); a tokenizer file (`load_tokenizer_file`); the name of
-    a registered tokenizer component (`byte`, built with its defaults)."""
+    directory (the tokenizer saved with it, checked against its manifest unless `verify` is
+    False); a tokenizer file (`load_tokenizer_file`); the name of a registered tokenizer component
+    (`byte`, built with its defaults)."""
     if str(spec) in ENCODINGS:
         from llmkit.tokenizers.bpe import BPETokenizer
 
         return BPETokenizer.from_encoding(str(spec))  # type: ignore[arg-type]
     path = Path(spec).expanduser()
     if path.is_dir():
-        return load_checkpoint_tokenizer(path)
+        return load_checkpoint_tokenizer(path, verify=verify)
     if path.is_file():
         try:
             return load_tokenizer_file(path)
@@ -115,42 +116,114 @@ def load_tokenizer_file(path: Path) -> Tokenizer:
     return BPETokenizer.load(path)
 
 
-def _allowed_tokenizer_class(target: str) -> bool:
-    """Only llmkit's own classes and registered tokenizers may be named in a checkpoint."""
-    if target.startswith("llmkit."):
-        return True
+#: The built-in tokenizer components and the class each one saves and loads.
+BUILTIN_TOKENIZERS = {
+    "bpe": "llmkit.tokenizers.bpe:BPETokenizer",
+    "wordpiece": "llmkit.tokenizers.wordpiece:WordPieceTokenizer",
+    "byte": "llmkit.tokenizers.simple:ByteTokenizer",
+    "char": "llmkit.tokenizers.simple:CharTokenizer",
+}
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def tokenizer_name(tokenizer: Any) -> str:
+    """The registry name a checkpoint records for `tokenizer` (never an import path)."""
     from llmkit.api import components
 
-    return any(c.target == target for c in components("tokenizer"))
+    cls = type(tokenizer)
+    path = _class_path(cls)
+    for component in components("tokenizer"):
+        target = component.target
+        if target is cls or target == path or BUILTIN_TOKENIZERS.get(component.name) == path:
+            return component.name
+    names = ", ".join(c.name for c in components("tokenizer"))
+    raise UsageError(
+        f"save_model: the tokenizer {path} is not a registered tokenizer component ({names}); "
+        "register its class with register_tokenizers so a checkpoint can name it"
+    )
 
 
-def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
-    """The tokenizer stored with an llmkit checkpoint; UsageError if it carries none."""
-    from llmkit.storage.checkpoint import CONFIG_FILE, TOKENIZER_FILE, read_config
+def _registered_name(info: dict[str, Any], where: Path) -> str:
+    """The registry name in a checkpoint's `tokenizer` field; an older checkpoint's `class` is
+    accepted only when it is a registered tokenizer's own class (it is never imported)."""
+    from llmkit.api import components
+
+    registered = {c.name: c for c in components("tokenizer")}
+    name = info.get("name")
+    if name is None and isinstance(info.get("class"), str):
+        legacy = info["class"]
+        name = next(
+            (
+                n
+                for n, c in registered.items()
+                if BUILTIN_TOKENIZERS.get(n) == legacy or c.target == legacy
+            ),
+            legacy,
+        )
+    if not isinstance(name, str) or name not in registered:
+        raise UsageError(
+            f"{where}: tokenizer {name!r} is not a registered tokenizer (registered: "
+            f"{', '.join(registered)}); install the plugin that provides it"
+        )
+    return name
+
+
+def tokenizer_class(name: str, where: Path) -> Any:
+    """The class that loads a saved tokenizer of the registered component `name`."""
+    from llmkit.api import get
+
+    if name in BUILTIN_TOKENIZERS:
+        module_name, _, attr = BUILTIN_TOKENIZERS[name].partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+    factory = get("tokenizer", name).factory
+    if not callable(getattr(factory, "load", None)):
+        raise UsageError(
+            f"{where}: the tokenizer component {name!r} cannot read a saved file (its factory "
+            "has no load method)"
+        )
+    return factory
+
+
+def load_checkpoint_tokenizer(directory: str | Path, verify: bool = True) -> Tokenizer:
+    """The tokenizer stored with an llmkit checkpoint; UsageError if it carries none.
+
+    With `verify`, config.json and the tokenizer file are checked against the manifest first.
+    """
+    from llmkit.storage.checkpoint import (
+        CONFIG_FILE,
+        TOKENIZER_FILE,
+        read_config,
+        verify_checkpoint,
+    )
 
     path = Path(directory)
     config = read_config(path)
     info = config.get("tokenizer")
     if not info:
         raise UsageError(f"{path}: the checkpoint carries no tokenizer")
-    if not isinstance(info, dict) or not isinstance(info.get("class"), str):
-        raise UsageError(f"{path / CONFIG_FILE}: field 'tokenizer' must be {{'class', 'file'}}")
-    target: str = info["class"]
-    file = path / str(info.get("file", TOKENIZER_FILE))
+    if not isinstance(info, dict) or not isinstance(info.get("file", TOKENIZER_FILE), str):
+        raise UsageError(f"{path / CONFIG_FILE}: field 'tokenizer' must be {{'name', 'file'}}")
+    file_name = str(info.get("file", TOKENIZER_FILE))
+    if Path(file_name).name != file_name or file_name in ("", ".", ".."):
+        raise UsageError(
+            f"{path / CONFIG_FILE}: tokenizer file {file_name!r} must be a file in the checkpoint"
+        )
+    file = path / file_name
+    name = _registered_name(info, path / CONFIG_FILE)
+    if verify:
+        verify_checkpoint(path, config, (CONFIG_FILE, file_name))
     if not file.is_file():
         raise UsageError(f"{file}: missing; the checkpoint's tokenizer is incomplete")
-    if ":" not in target or not _allowed_tokenizer_class(target):
-        raise UsageError(f"{path / CONFIG_FILE}: tokenizer class {target!r} is not allowed")
-    module_name, _, attr = target.partition(":")
+    cls = tokenizer_class(name, path / CONFIG_FILE)
     try:
-        cls: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(
-            f"{path / CONFIG_FILE}: cannot import tokenizer {target!r}: {exc}"
-        ) from None
-    tokenizer: Tokenizer = cls.load(file)
+        tokenizer: Tokenizer = cls.load(file)
+    except UsageError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{file}: cannot load the checkpoint's tokenizer ({exc})") from None
     return tokenizer
 
 

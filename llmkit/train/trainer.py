@@ -147,6 +147,8 @@ class Trainer:
         self.grad_norm: torch.Tensor | None = None  # the last norm before clipping, on the device
         self.step = 0
         self.history: list[dict[str, float]] = []
+        #: The TrainResult fields of a finished run, read back from its final checkpoint.
+        self.finished: dict[str, Any] | None = None
         use_scaler = settings.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
@@ -165,8 +167,10 @@ class Trainer:
         return {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
 
     def resume(self, directory: Path | None = None) -> bool:
-        """Restore the latest (or the given) checkpoint; False when there is none to resume."""
-        directory = directory or ckpt.latest_checkpoint(self.checkpoints)
+        """Restore the newest checkpoint that verifies (or the given one, verified); False when
+        there is none to resume. Damaged or incomplete newer ones are named in the log, skipped."""
+        verified = directory is None
+        directory = directory or ckpt.find_resumable(self.checkpoints, self.log)
         if directory is None:
             return False
         changes = ckpt.config_changes(directory, self.model)
@@ -177,8 +181,11 @@ class Trainer:
                 f"in {self.out_dir} with train.resume=false (or by deleting {self.checkpoints})"
             )
         wanted = _hyperparameters(self.optimizer)
-        state = ckpt.load_checkpoint(directory, self.model, self.optimizer, self.scheduler)
+        state = ckpt.load_checkpoint(
+            directory, self.model, self.optimizer, self.scheduler, verify=not verified
+        )
         self.step = int(state["step"])
+        self.finished = state.get("result")
         self._check_resumable(directory, wanted, state.get("settings") or {})
         self.history = list(state.get("history", []))
         data_state = state.get("data")
@@ -233,6 +240,8 @@ class Trainer:
         ranks = saved.get(PER_RANK) if isinstance(saved, dict) and len(saved) == 1 else None
         if ranks is None:
             return saved  # a single process's; the iterator refuses it when the ranks differ
+        if len(ranks) != self.dist.world_size and all(r == ranks[0] for r in ranks):
+            return ranks[0]  # a position that is the same on every rank holds on any number
         if len(ranks) != self.dist.world_size:
             raise UsageError(
                 f"{directory}: was saved by {len(ranks)} ranks, so only {len(ranks)} ranks can "
@@ -241,24 +250,30 @@ class Trainer:
             )
         return ranks[self.dist.rank]
 
-    def save(self, final: bool = False) -> Path:
-        """Write a resumable checkpoint of the current step (rank 0); returns its directory."""
-        directory = self.checkpoints / f"step-{self.step:07d}"
+    def save(self, final: bool = False, result: TrainResult | None = None) -> Path:
+        """Write a resumable checkpoint of the current step (rank 0); returns its directory.
+
+        The final one also records the run's `result`, so a rerun of a finished run can publish
+        its model and report it without training again."""
+        directory = self.checkpoints / ckpt.step_dir_name(self.step)
         data_state = self._data_state()
+        extra: dict[str, Any] = {"history": self.history, "settings": asdict(self.settings)}
+        if result is not None:
+            extra["result"] = {**asdict(result), "checkpoint": str(directory), "history": []}
         if self.dist.is_main:
             ckpt.save_checkpoint(
                 directory,
                 self.model,
                 self.optimizer,
-        if len(ranks) != self.dist.world_size and all(r == ranks[0] for r in ranks):
-            return ranks[0]  # a position that is the same on every rank holds on any number
                 self.scheduler,
                 self.step,
                 data_state,
-                extra={"history": self.history, "settings": asdict(self.settings)},
+                extra=extra,
                 tokenizer=self.tokenizer,
             )
-            ckpt.prune_checkpoints(self.checkpoints, max(1, self.settings.keep_checkpoints))
+            ckpt.prune_checkpoints(
+                self.checkpoints, max(1, self.settings.keep_checkpoints), current=directory
+            )
         self._barrier()
         return directory
 
@@ -418,16 +433,27 @@ class Trainer:
         elapsed = time.perf_counter() - start
         if not s.eval_every and self.eval_batches is not None:
             eval_loss = self.evaluate() or math.nan
-        final = self.save(final=True)
-        return TrainResult(
+        result = TrainResult(
             steps=self.step,
             train_loss=train_loss,
             eval_loss=None if math.isnan(eval_loss) else eval_loss,
             tokens_per_second=tokens_total / max(elapsed, 1e-9),
             seconds=elapsed,
-            checkpoint=str(final),
+            checkpoint=str(self.checkpoints / ckpt.step_dir_name(self.step)),
             history=self.history,
         )
+        self.save(final=True, result=result)
+        return result
+
+    def finished_result(self) -> TrainResult | None:
+        """The result of a run that a resume found finished (its final checkpoint's), else None."""
+        if self.finished is None or self.step < self.settings.max_steps:
+            return None
+        fields = {k: v for k, v in self.finished.items() if k in TrainResult.__dataclass_fields__}
+        try:
+            return TrainResult(**{**fields, "history": self.history})
+        except TypeError:
+            return None
 
 
 def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
