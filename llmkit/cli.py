@@ -185,14 +185,23 @@ def describe(kind: str, name: str) -> None:
     type=click.Choice(["tokenizer", "data", "train", "eval"]),
     help="Run only these stages (repeatable); default: every stage the file has.",
 )
-def run(pipeline: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Load train.init_from without checking its files against manifest.json (edited weights).",
+)
+def run(
+    pipeline: Path, overrides: tuple[str, ...], stages: tuple[str, ...], no_verify: bool
+) -> None:
     """Run PIPELINE (a YAML file); OVERRIDES are KEY=VALUE (train.max_steps=10) or ~KEY (~eval
     removes a key or a whole section)."""
     from llmkit.pipeline import config, runner
 
     cfg = config.load(pipeline, list(overrides))
     runner.check(cfg)
-    summary = runner.run(cfg, pipeline.resolve().parent, list(stages) or None, log=click.echo)
+    base = pipeline.resolve().parent
+    summary = runner.run(cfg, base, list(stages) or None, log=click.echo, verify=not no_verify)
     if runner.is_main_process():  # under torchrun, rank 0 alone reports
         click.echo(f"done: {summary['output']}")
 

@@ -30,7 +30,11 @@ STAGES = ("tokenizer", "data", "train", "eval")
 
 
 def run(
-    config: PipelineConfig, base: Path, wanted: list[str] | None = None, log: stages.Log = print
+    config: PipelineConfig,
+    base: Path,
+    wanted: list[str] | None = None,
+    log: stages.Log = print,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Run the pipeline's stages in order (all present ones unless `wanted` names some).
 
@@ -50,16 +54,22 @@ def run(
     # One run per output directory: rank 0 holds OUT/.lock until the run ends.
     with output_lock(Path(config.output)) if is_main_process() else contextlib.nullcontext():
         if not ranks.several_ranks():
-            return _run_stages(config, base, wanted, log, None)
+            return _run_stages(config, base, wanted, log, None, verify)
         from llmkit.train import distributed
 
         device = config.train.device if config.train is not None else "auto"
         with distributed.process_group(device) as dist:
-            return _run_stages(config, base, wanted, log if dist.is_main else ranks.quiet, dist)
+            quiet = log if dist.is_main else ranks.quiet
+            return _run_stages(config, base, wanted, quiet, dist, verify)
 
 
 def _run_stages(
-    config: PipelineConfig, base: Path, wanted: list[str], log: stages.Log, dist: Dist | None
+    config: PipelineConfig,
+    base: Path,
+    wanted: list[str],
+    log: stages.Log,
+    dist: Dist | None,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """`run`'s stages; `dist` is this rank's `Dist` under torchrun, None in a single process."""
     out = Path(config.output)
@@ -83,7 +93,9 @@ def _run_stages(
     if "eval" in wanted and "train" in wanted and data_dir is not None:
         stages.require_held_out(data_dir)  # before training, not after it
     if "train" in wanted:
-        summary["train"] = stages.stage_train(config, base, out, data_dir, tokenizer_path, log)
+        summary["train"] = stages.stage_train(
+            config, base, out, data_dir, tokenizer_path, log, verify
+        )
 
     def finish() -> dict[str, Any]:
         if "eval" in wanted:

@@ -149,7 +149,9 @@ def _train_data(
     return data
 
 
-def _tokenizer(config: PipelineConfig, base: Path, tokenizer_path: Path | None) -> Any:
+def _tokenizer(
+    config: PipelineConfig, base: Path, tokenizer_path: Path | None, verify: bool = True
+) -> Any:
     """The run's tokenizer: the tokenizer stage's file, else the `init_from` checkpoint's."""
     from llmkit.storage.tokenizer_files import load_tokenizer
 
@@ -158,7 +160,7 @@ def _tokenizer(config: PipelineConfig, base: Path, tokenizer_path: Path | None) 
     if tokenizer_path is not None:
         return load_tokenizer(tokenizer_path)
     if t.init_from:
-        return load_tokenizer(resolve(base, t.init_from))
+        return load_tokenizer(resolve(base, t.init_from), verify=verify)
     raise UsageError(
         "train: no tokenizer; add a tokenizer section or init_from a checkpoint with one"
     )
@@ -171,8 +173,10 @@ def stage_train(
     data_dir: Path | None,
     tokenizer_path: Path | None,
     log: Log,
+    verify: bool = True,
 ) -> dict[str, Any]:
-    """Build objective, model, optimizer, schedule and loss from the registry and train."""
+    """Build objective, model, optimizer, schedule and loss from the registry and train
+    (`verify`: check an `init_from` checkpoint against its manifest)."""
     import torch
 
     import llmkit
@@ -191,14 +195,14 @@ def stage_train(
         open_loggers(t.loggers, out, dist.is_main) as loggers,
     ):
         torch.manual_seed(config.seed)
-        tokenizer = _tokenizer(config, base, tokenizer_path)
+        tokenizer = _tokenizer(config, base, tokenizer_path, verify)
         prepared = objective.batches(_train_data(config, objective, base, data_dir, tokenizer))
         if t.model is not None:
             check_vocab(config, tokenizer.vocab_size)
             params = model_params(t, objective, tokenizer.vocab_size, prepared.facts)
             model = llmkit.create("model", t.model.name, **params)
         else:
-            model = llmkit.load_model(resolve(base, str(t.init_from)))
+            model = llmkit.load_model(resolve(base, str(t.init_from)), verify=verify)
             model.train()
         model = model.to(dist.device)
         optimizer = llmkit.create(
