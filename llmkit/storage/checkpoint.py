@@ -122,6 +122,9 @@ def write_model_files(
     config["manifest"] = MANIFEST_FILE
     if tied:
         config["tied_weights"] = tied
+    quantization = _quantization(model)
+    if quantization:
+        config["quantization"] = quantization
     plugins = plugin_components(config)
     if plugins:
         config["plugins"] = plugins
@@ -226,6 +229,7 @@ META_FIELDS = (
     "generation",
     "plugins",
     "manifest",
+    "quantization",
 )
 #: The config fields that name a component, and its kind.
 COMPONENT_FIELDS = {
@@ -388,7 +392,8 @@ def load_model(
 
     With `verify` (the default) every file is first checked against the checkpoint's manifest,
     so a damaged file is refused by name instead of loaded; `verify=False` is for weights edited
-    on purpose.
+    on purpose. `dtype` is a float dtype name or `int8`/`int4` (weight-only quantised linears,
+    `llmkit.nn.quantized`); a checkpoint saved quantised loads quantised.
     """
     from llmkit.models import build_model
 
@@ -404,11 +409,25 @@ def load_model(
             model = build_model(model_fields(config))
         except UsageError as exc:
             raise UsageError(f"{path / CONFIG_FILE}: {exc}") from None
+    if config.get("quantization") is not None:
+        from llmkit.nn.quantized import quantized_structure
+
+        quantized_structure(model, config["quantization"], str(path / CONFIG_FILE))
     load_weights(model, state, str(weights))
+    if isinstance(dtype, str) and dtype in ("int8", "int4"):
+        from llmkit.nn.quantized import convert
+
+        return convert(model, dtype, device).eval()
     torch_dtype = as_dtype(dtype) if dtype is not None else None
     if device is not None or torch_dtype is not None:
         model = model.to(device=device, dtype=torch_dtype)
     return model.eval()
+
+
+def _quantization(model: nn.Module) -> dict[str, Any] | None:
+    """The quantisation a model's weights are held in (llmkit.nn.quantized), or None."""
+    value = getattr(model, "quantization", None)
+    return dict(value) if isinstance(value, dict) else None
 
 
 def load_generation_config(directory: str | Path) -> dict[str, Any]:
