@@ -54,12 +54,20 @@ def import_hf_command(src_dir: Path, output: Path) -> None:
     type=click.Path(path_type=Path),
     help="Checkpoint directory to write.",
 )
-def import_gguf_command(file: Path, output: Path) -> None:
+@click.option(
+    "--keep-quant",
+    is_flag=True,
+    help="Keep the file's Q4_1 weights as llmkit int4 (the same 4-bit codes, bf16 scales); the "
+    "rest (a Q8_0 embedding used as the LM head) becomes int8.",
+)
+def import_gguf_command(file: Path, output: Path, keep_quant: bool) -> None:
     """Import a Llama-family GGUF file (any quantisation gguf can dequantise) and its tokenizer."""
     from llmkit.storage.checkpoint import save_model
-    from llmkit.storage.gguf import generation_defaults, import_gguf
+    from llmkit.storage.gguf import generation_defaults, import_gguf, keep_quantisation
 
     model, tokenizer, read = import_gguf(file)
+    if keep_quant:
+        model = keep_quantisation(model, read, file)
     save_model(model, output, tokenizer=tokenizer, generation=generation_defaults(read))
     _report(model, output, tokenizer)
 

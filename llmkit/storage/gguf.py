@@ -355,3 +355,71 @@ def generation_defaults(read: GGUFModel) -> dict[str, Any]:
     if read.chat_template:
         out["chat_template"] = read.chat_template
     return out
+
+
+def q4_1_grids(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """HF name -> (scales d, mins m), each (rows, blocks) float32, of every Q4_1 tensor in the
+    file, rows in the order `read_gguf` gives (q/k rotary permutation undone)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+
+    file = Path(path)
+    reader = _open(file)
+    n_heads = int(_require(reader, "llama.attention.head_count", file))
+    n_kv = int(_field(reader, "llama.attention.head_count_kv", n_heads))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for tensor in reader.tensors:
+        name = hf_name(tensor.name)
+        if name is None or tensor.tensor_type != GGMLQuantizationType.Q4_1:
+            continue
+        rows = int(tensor.shape.tolist()[1]) if len(tensor.shape) > 1 else 1
+        blocks = np.asarray(tensor.data, dtype=np.uint8).reshape(-1, 20)  # d, m (fp16), 16 B
+        d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32).reshape(rows, -1)
+        m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32).reshape(rows, -1)
+        if tensor.name.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = n_heads if tensor.name.endswith("attn_q.weight") else n_kv
+            d, m = unpermute_rotary(d, heads), unpermute_rotary(m, heads)
+        out[name] = (np.ascontiguousarray(d), np.ascontiguousarray(m))
+    return out
+
+
+def keep_quantisation(model: nn.Module, read: GGUFModel, path: str | Path) -> nn.Module:
+    """Hold the linears of a model imported from a GGUF file in int4 with the file's own Q4_1
+    codes (w = q * d + m is w = (q - 8) * d + (m + 8d)); others (the Q8_0 embedding used as the
+    LM head) in int8, requantised per row. Scales and zeros become bfloat16 (the kernel's)."""
+    import torch
+
+    from llmkit.nn.quantized import COMPUTE_DTYPE, Int4Linear, Int8Linear, QuantLinear, _linears
+    from llmkit.storage.hf import layout_for
+
+    grids = q4_1_grids(path)
+    if not grids:
+        raise UsageError(f"{path}: no Q4_1 tensors to keep; import without --keep-quant")
+    conv = layout_for(read.hf_config, str(path)).conversions
+    config = conv.config_from_hf(read.hf_config)
+    scales = conv.state_dict_from_hf(
+        config,
+        {k: torch.from_numpy(grids[k][0]) if k in grids else v for k, v in read.state_dict.items()},
+    )
+    mins = conv.state_dict_from_hf(
+        config,
+        {k: torch.from_numpy(grids[k][1]) if k in grids else v for k, v in read.state_dict.items()},
+    )
+    names = {id(m): n for n, m in model.named_modules()}
+    int8_layers: list[str] = []
+    for parent, attr, layer in _linears(model):
+        key = f"{names[id(layer)]}.weight"
+        d, m = scales.get(key), mins.get(key)
+        w = layer.weight.detach().float()
+        new: QuantLinear
+        if d is not None and m is not None and d.shape == (w.shape[0], w.shape[1] // 32):
+            expand = lambda g: g.repeat_interleave(32, dim=1)  # noqa: E731
+            codes = torch.round((w - expand(m)) / expand(d).clamp(min=1e-30)).clamp(0, 15)
+            new = Int4Linear.from_codes(codes, d, m + 8.0 * d, layer.bias)
+        else:
+            new = Int8Linear.from_weight(w, layer.bias)
+            int8_layers.append(names[id(layer)])
+        setattr(parent, attr, new)
+    model.to(COMPUTE_DTYPE)
+    vars(model)["quantization"] = {"dtype": "int4", "group_size": 32, "int8_layers": int8_layers}
+    return model
