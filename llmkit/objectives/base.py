@@ -113,6 +113,13 @@ class Objective:
         """Logits and the targets the loss compares them with."""
         raise NotImplementedError(f"objective '{self.name}' has no forward")
 
+    def score(
+        self, loss: Callable[[Tensor, Tensor], Tensor], logits: Tensor, targets: Tensor, batch: Batch
+    ) -> Tensor:
+        """The mean loss per target of one batch: the configured `loss` of logits and targets
+        (an objective with a teacher adds its term here)."""
+        return loss(logits, targets)
+
     def count_targets(self, batch: Batch) -> Tensor:
         """The number of scored targets in `batch`, as a tensor (read on the host only to log)."""
         return (batch["labels"] != IGNORE_INDEX).sum()

@@ -10,11 +10,12 @@ OBJECTIVES = {
     "seq2seq": ("seq2seq:Seq2Seq", "Teacher-forced target prediction for encoder-decoders"),
     "classification": ("classification:Classification", "A label per text via a classify head"),
     "sft": ("sft:SFT", "Instruction tuning on chat records, loss on assistant turns, packed"),
+    "distill": ("distill:Distill", "Next-token CE plus KL to a teacher checkpoint's logits"),
 }
 
 
 @hookimpl
 def register_objectives(register: Register) -> None:
-    """Register causal_lm, masked_lm, seq2seq, classification and sft."""
+    """Register causal_lm, masked_lm, seq2seq, classification, sft and distill."""
     for name, (target, summary) in OBJECTIVES.items():
         register(name, f"llmkit.objectives.{target}", summary=summary)

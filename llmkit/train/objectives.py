@@ -37,5 +37,5 @@ class ObjectiveLoss(nn.Module):
         """The batch's summed loss and its number of targets (both 0-d tensors)."""
         logits, targets = self.objective.forward(self.model, batch)
         count = self.objective.count_targets(batch)
-        mean = self.loss(logits, targets)
+        mean = self.objective.score(self.loss, logits, targets, batch)
         return torch.where(count > 0, mean * count, mean.new_zeros(())), count
