@@ -134,9 +134,12 @@ class Distill(CausalLM):
             raise UsageError("objective distill: no teacher loaded (give train.teacher)")
         if next(teacher.parameters()).device != like.device:
             teacher.to(like.device)
+        vocab = getattr(getattr(teacher, "config", None), "vocab_size", None)
+        if isinstance(vocab, int):  # byte ids a tokenizer adds past the teacher's vocabulary
+            input_ids = input_ids.clamp(max=vocab - 1)
         with torch.no_grad():
             logits: Tensor = teacher(input_ids)
-        if logits.shape != like.shape:
+        if logits.shape[:-1] != like.shape[:-1] or logits.shape[-1] > like.shape[-1]:
             raise UsageError(
                 f"train.teacher: the teacher's logits have {logits.shape[-1]} ids, the student's "
                 f"{like.shape[-1]}; build the student with vocab_size: {logits.shape[-1]}"
@@ -155,7 +158,10 @@ class Distill(CausalLM):
         if self.alpha == 1.0:
             return ce
         teacher = self.teacher_logits(batch["input_ids"], logits)
-        kl: Tensor = self.kl(logits, teacher, mask=targets != IGNORE_INDEX)
+        # A student with the tokenizer's extra byte ids past the teacher's vocabulary is compared
+        # on the teacher's ids (the extra ones are learned by the CE term alone).
+        shared = logits[..., : teacher.shape[-1]]
+        kl: Tensor = self.kl(shared, teacher, mask=targets != IGNORE_INDEX)
         return self.alpha * ce + (1.0 - self.alpha) * kl
 
     def evaluate(
