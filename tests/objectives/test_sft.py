@@ -191,3 +191,46 @@ def test_jsonl_reader_keeps_messages_as_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"messages": CHAT}) + "\n", encoding="utf-8")
     (record,) = list(JsonlReader([str(path)], field="messages"))
     assert json.loads(record.text or "") == CHAT and record.source == f"{path}:1"
+
+
+def write_run(tmp_path: Path, rows: list[dict], steps: int = 2) -> Path:
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    pipeline = tmp_path / "sft.yaml"
+    pipeline.write_text(
+        f"output: {tmp_path / 'run'}\n"
+        "tokenizer: {name: byte}\n"
+        "data: {inputs: [chat.jsonl], format: jsonl, field: messages, validation: 0.2}\n"
+        "train:\n  objective: {name: sft, max_new_tokens: 4}\n"
+        "  model: {name: llama, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_model: 16}\n"
+        f"  context: 256\n  batch_size: 2\n  max_steps: {steps}\n  log_every: 1\n"
+        "eval: {batches: 2}\n",
+        encoding="utf-8",
+    )
+    return pipeline
+
+
+def test_pipeline_trains_evaluates_and_refuses_bad_records(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from llmkit.cli import cli
+
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Q{i}?"},
+                {"role": "assistant", "content": f"A{i}"},
+            ]
+        }
+        for i in range(20)
+    ]
+    result = CliRunner().invoke(cli, ["run", str(write_run(tmp_path, rows))])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert report["metrics"]["loss"] > 0 and len(report["details"]["samples"]) >= 1
+    bad = [*rows[:3], {"messages": [{"role": "user", "content": "no answer"}]}]
+    (tmp_path / "bad").mkdir()
+    result = CliRunner().invoke(cli, ["run", str(write_run(tmp_path / "bad", bad))])
+    assert result.exit_code == 2
+    assert "chat.jsonl:4: messages: no assistant turn" in result.output
+    assert not (tmp_path / "bad" / "run" / "model").exists()
