@@ -151,6 +151,7 @@ def _trained_objective(checkpoint: Path, name: str) -> dict[str, Any]:
 
 def _records(data: str | Path, objective: Any, opts: EvalOptions) -> list[Any]:
     """The JSONL rows of `data` as records with the fields the objective reads."""
+    from llmkit.data.readers import _none_if_missing
     from llmkit.data.records import Record
 
     fields = {"text": opts.text_field, "label": opts.label_field, "target": opts.reference_field}
@@ -158,7 +159,7 @@ def _records(data: str | Path, objective: Any, opts: EvalOptions) -> list[Any]:
     rows = read_jsonl(data, wanted, opts.limit)
     return [
         Record(
-            text=str(r[opts.text_field]),
+            text=_none_if_missing(r[opts.text_field]),  # chat messages as JSON text (sft)
             label=str(r[opts.label_field]) if "label" in objective.record_fields else None,
             target=str(r[opts.reference_field]) if "target" in objective.record_fields else None,
             source=str(data),
