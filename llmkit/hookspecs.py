@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "position": "register_positions",
     "model": "register_models",
     "objective": "register_objectives",
+    "adapter": "register_adapters",
     "optimizer": "register_optimizers",
     "scheduler": "register_schedulers",
     "loss": "register_losses",
@@ -78,6 +79,10 @@ class Specs:
     @hookspec
     def register_objectives(self, register: Register) -> None:
         """Register objectives: how records batch, how a batch becomes a loss, how it evaluates."""
+
+    @hookspec
+    def register_adapters(self, register: Register) -> None:
+        """Register adapters: `Adapter`s whose `apply(model)` adds trainable weights to a frozen model."""
 
     @hookspec
     def register_optimizers(self, register: Register) -> None:

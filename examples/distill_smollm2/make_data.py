@@ -3,9 +3,8 @@ CPython as `pydoc_data.topics` (Python Software Foundation licence)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pydoc_data.topics
+from pathlib import Path
 
 
 def main() -> None:

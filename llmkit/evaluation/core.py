@@ -374,8 +374,10 @@ def classify(
 
     device = model_device(model)
     predictions: list[int] = []
+    from llmkit.models.traits import traits_of
+
     with evaluating(model):
-        if hasattr(model, "classify"):
+        if traits_of(model).classifier:  # a decoder without its head scores zero-shot
             pad = _pad_id(tokenizer)
             for lo in range(0, len(texts), batch_size):
                 rows = [ids[:max_length] for ids in _encode(tokenizer, texts[lo : lo + batch_size])]

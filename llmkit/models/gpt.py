@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from llmkit.errors import UsageError
@@ -52,6 +53,7 @@ class GPTConfig(ModelConfig):
         tie_embeddings: Share the LM head's weight with the token embedding.
         rope_theta: RoPE base frequency.
         gradient_checkpointing: Recompute block activations in backward (less memory, ~30% slower).
+        n_labels: Outputs of a classification head on the last real token (0: no head).
     """
 
     model_name = "gpt"
@@ -74,12 +76,19 @@ class GPTConfig(ModelConfig):
     tie_embeddings: bool = True
     rope_theta: float = 10000.0
     gradient_checkpointing: bool = False
+    n_labels: int = 0
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer LM: `model(input_ids)` -> logits (B, T, vocab_size)."""
+    """Decoder-only Transformer LM: `model(input_ids)` -> logits (B, T, vocab_size).
 
-    traits: ClassVar[ModelTraits] = ModelTraits("decoder", hf_model_types=("gpt2",))
+    With `n_labels` > 0 (or after `add_classifier`) it also has `classify(input_ids,
+    attention_mask=)` -> (B, n_labels), read from the hidden state of each row's last real token.
+    """
+
+    traits: ClassVar[ModelTraits] = ModelTraits(
+        "decoder", hf_model_types=("gpt2",), grows_classifier=True
+    )
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -123,6 +132,96 @@ class GPT(nn.Module):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * c.n_layers))
         if c.tie_embeddings:
             self.head.weight = self.embed.weight
+        if c.n_labels < 0:
+            raise UsageError(f"n_labels={c.n_labels} must be 0 (no head) or positive")
+        if c.n_labels:
+            self.add_classifier(c.n_labels)
+
+    def add_classifier(self, n_labels: int) -> None:
+        """Give the decoder a classification head (`score`) of `n_labels` outputs, randomly set."""
+        if n_labels < 1:
+            raise UsageError(f"n_labels={n_labels} must be positive")
+        weight = self.embed.weight
+        self.score = nn.Linear(self.config.d_model, n_labels, bias=False)
+        self.score.to(device=weight.device, dtype=weight.dtype)
+        nn.init.normal_(self.score.weight, std=0.02)
+        self.config.n_labels = n_labels
+        self.traits = dataclasses.replace(type(self).traits, classifier=True)
+
+    def task_heads(self) -> tuple[str, ...]:
+        """Modules a task adds on top of the pretrained model, trained even under an adapter."""
+        return ("score",) if hasattr(self, "score") else ()
+
+    def adapter_targets(self) -> dict[str, list[tuple[str, int, int]]]:
+        """Short projection name -> (module path, first, end output row) in every block.
+
+        q, k and v are row ranges of the fused qkv projection; o is the attention output; up,
+        down (alias fc1, fc2) and gate (SwiGLU) are the MLP's. Adapters target these names.
+        """
+        out: dict[str, list[tuple[str, int, int]]] = {}
+        for i, block in enumerate(self.blocks):
+            attn, mlp = block.attn, block.mlp
+            prefix = f"blocks.{i}"
+            qkv = getattr(attn, "qkv", None)
+            if isinstance(qkv, nn.Linear):
+                d = int(getattr(attn, "d_model", self.config.d_model))
+                kv = (qkv.out_features - d) // 2
+                for name, start, stop in (("q", 0, d), ("k", d, d + kv), ("v", d + kv, d + 2 * kv)):
+                    out.setdefault(name, []).append((f"{prefix}.attn.qkv", start, stop))
+            out_proj = getattr(attn, "out", None)
+            if isinstance(out_proj, nn.Linear):
+                out.setdefault("o", []).append((f"{prefix}.attn.out", 0, out_proj.out_features))
+            for name, aliases in (("gate", ()), ("up", ("fc1",)), ("down", ("fc2",))):
+                layer = getattr(mlp, name, None)
+                if isinstance(layer, nn.Linear):
+                    for key in (name, *aliases):
+                        site = (f"{prefix}.mlp.{name}", 0, layer.out_features)
+                        out.setdefault(key, []).append(site)
+        return out
+
+    def hidden_states(
+        self,
+        input_ids: Tensor,
+        *,
+        cache: KVCache | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> Tensor:
+        """The final-norm hidden states (B, T, D) that the LM and classification heads read."""
+        offset = cache.length if cache is not None else 0
+        if position_ids is not None:
+            self.positions.fit(int(position_ids.max()) + 1)  # one device read, not one per layer
+        x = self.embed(input_ids)  # (B, T, D)
+        x = self.drop(self.positions.embed(x, offset, position_ids))
+        for i, block in enumerate(self.blocks):
+            x = block(
+                x,
+                attention_mask=attention_mask,
+                cache=cache[i] if cache is not None else None,
+                positions=self.positions,
+                position_ids=position_ids,
+            )
+        return self.norm(x)
+
+    def classify(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Classification logits (B, n_labels) at each row's last real token.
+
+        Padding may sit on either side: positions count from each row's first real token, and
+        the pooled position is the last one the mask marks, so a padded row scores as unpadded.
+        """
+        score = getattr(self, "score", None)
+        if score is None:
+            raise UsageError("this model has no classification head; add one with add_classifier")
+        if attention_mask is None:
+            h = self.hidden_states(input_ids)
+            return score(h[:, -1])
+        mask = attention_mask.to(torch.long)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        h = self.hidden_states(input_ids, attention_mask=mask, position_ids=position_ids)
+        steps = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * steps).argmax(-1)  # (B,) the last real token of each row
+        pooled = h[torch.arange(h.shape[0], device=h.device), last]  # (B, D)
+        return score(pooled)
 
     def forward(
         self,
@@ -139,22 +238,12 @@ class GPT(nn.Module):
         token's position (for left-padded rows: counted from their first real token), and
         `logits_to_keep` > 0 computes only the last that many positions' logits (B, n, V).
         """
-        offset = cache.length if cache is not None else 0
-        if position_ids is not None:
-            self.positions.fit(int(position_ids.max()) + 1)  # one device read, not one per layer
-        x = self.embed(input_ids)  # (B, T, D)
-        x = self.drop(self.positions.embed(x, offset, position_ids))
-        for i, block in enumerate(self.blocks):
-            x = block(
-                x,
-                attention_mask=attention_mask,
-                cache=cache[i] if cache is not None else None,
-                positions=self.positions,
-                position_ids=position_ids,
-            )
+        x = self.hidden_states(
+            input_ids, cache=cache, attention_mask=attention_mask, position_ids=position_ids
+        )
         if logits_to_keep > 0:
             x = x[:, -logits_to_keep:]
-        return self.head(self.norm(x))  # (B, T, V)
+        return self.head(x)  # (B, T, V)
 
     def new_cache(self, batch_size: int = 1, max_length: int | None = None) -> KVCache:
         """An empty KV cache for incremental decoding (buffers are sized on first use)."""

@@ -43,6 +43,7 @@ class LlamaConfig(GPTConfig):
         tie_embeddings: Share the LM head's weight with the token embedding.
         rope_theta: RoPE base frequency.
         gradient_checkpointing: Recompute block activations in backward (less memory, ~30% slower).
+        n_labels: Outputs of a classification head on the last real token (0: no head).
     """
 
     model_name = "llama"
@@ -65,12 +66,15 @@ class LlamaConfig(GPTConfig):
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
     gradient_checkpointing: bool = False
+    n_labels: int = 0
 
 
 class Llama(GPT):
     """Llama-family decoder LM: `model(input_ids)` -> logits (B, T, vocab_size)."""
 
-    traits: ClassVar[ModelTraits] = ModelTraits("decoder", hf_model_types=("llama",))
+    traits: ClassVar[ModelTraits] = ModelTraits(
+        "decoder", hf_model_types=("llama",), grows_classifier=True
+    )
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__(config)

@@ -20,6 +20,7 @@ class ModelTraits:
 
     architecture: Architecture = "decoder"
     classifier: bool = False  # has `classify(input_ids, attention_mask=...) -> (B, n_labels)`
+    grows_classifier: bool = False  # `add_classifier(n_labels)` gives it a `classify` head
     masked_lm: bool = False  # its forward gives masked-LM logits over every position
     hf_model_types: tuple[str, ...] = ()  # Hugging Face `model_type`s it imports and exports
     # The module ("pkg.mod") or object ("pkg.mod:obj") holding the Hugging Face conversions

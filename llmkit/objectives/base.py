@@ -114,7 +114,11 @@ class Objective:
         raise NotImplementedError(f"objective '{self.name}' has no forward")
 
     def score(
-        self, loss: Callable[[Tensor, Tensor], Tensor], logits: Tensor, targets: Tensor, batch: Batch
+        self,
+        loss: Callable[[Tensor, Tensor], Tensor],
+        logits: Tensor,
+        targets: Tensor,
+        batch: Batch,
     ) -> Tensor:
         """The mean loss per target of one batch: the configured `loss` of logits and targets
         (an objective with a teacher adds its term here)."""

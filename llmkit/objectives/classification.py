@@ -39,9 +39,9 @@ class Classification(Objective):
     default_metrics = ("accuracy", "precision", "recall", "f1")
 
     def check_model(self, traits: ModelTraits) -> str | None:
-        """Training needs a classification head (`classify`)."""
-        if not traits.classifier:
-            return "has no classify head; use a model with one (bert)"
+        """Training needs a classification head (`classify`), or a decoder that grows one."""
+        if not traits.classifier and not traits.grows_classifier:
+            return "has no classify head; use a model with one (bert, gpt, llama)"
         return None
 
     def check_evaluation(self, traits: ModelTraits) -> str | None:
@@ -111,8 +111,10 @@ class Classification(Objective):
                 f"labels {', '.join(unknown[:5])} are not among the label names "
                 f"{', '.join(names)}; pass the model's labels"
             )
+        from llmkit.models.traits import traits_of
+
         predictions: list[int] = []
-        if hasattr(model, "classify"):
+        if traits_of(model).classifier:
             batches = ClassificationBatches(
                 records,
                 tokenizer,

@@ -76,6 +76,7 @@ def _check_train(config: PipelineConfig) -> str:
         check_model(config, objective)
     else:
         check_init_from(config, objective)
+    check_adapter(config, objective)
     _validate_spec(config, "optimizer", tr.optimizer, validate, positional=1)
     if tr.scheduler is not None:
         scheduler = ComponentSpec(name=tr.scheduler.name, **scheduler_params(tr))
@@ -208,10 +209,9 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
 
 def _tokenizer_ids_floor(config: PipelineConfig) -> int | None:
     """The fewest ids the pipeline's tokenizer will have, when known before it exists."""
-    from llmkit.limits import BYTE_ALPHABET
-
     import llmkit
     from llmkit.errors import LlmkitError
+    from llmkit.limits import BYTE_ALPHABET
 
     t = config.tokenizer
     if t is not None and t.name:  # a registered tokenizer, built as the tokenizer stage builds it
@@ -252,6 +252,44 @@ def check_init_from(config: PipelineConfig, objective: Objective) -> None:
     name = str(read_config(directory).get("model", ""))
     if ("model", name) in get_host().registry:
         _refuse_model(config, objective, name, registered_traits(name))
+
+
+def check_adapter(config: PipelineConfig, objective: Objective) -> None:
+    """`train.adapter`'s name and parameters, and its targets on the model (built on the meta
+    device from `model` or from an existing `init_from` checkpoint's config)."""
+    import torch
+
+    import llmkit
+    from llmkit.adapters.base import build_adapter
+    from llmkit.models import build_model
+    from llmkit.storage.checkpoint import model_fields, read_config
+
+    t = config.train
+    assert t is not None
+    if t.adapter is None:
+        return
+    try:
+        adapter = build_adapter({"name": t.adapter.name, **t.adapter.params})
+    except UsageError as exc:
+        raise UsageError(f"{config.source}: train.adapter: {exc}") from None
+    base = Path(config.source).resolve().parent if config.has_file else Path.cwd()
+    directory = Path(resolve(base, t.init_from)) if t.init_from else None
+    try:
+        with torch.device("meta"):
+            if t.model is not None:
+                facts = {"labels": PLACEHOLDER_LABELS}
+                params = model_params(t, objective, PLACEHOLDER_VOCAB, facts)
+                model = llmkit.create("model", t.model.name, **params)
+            elif directory is not None and (directory / "config.json").is_file():
+                model = build_model(model_fields(read_config(directory)))
+            else:
+                return  # made by an earlier stage: the train stage checks the targets
+    except Exception:
+        return  # a model that cannot be built on meta: the train stage checks the targets
+    try:
+        adapter.apply(model)
+    except UsageError as exc:
+        raise UsageError(f"{config.source}: train.adapter: {exc}") from None
 
 
 def check_optimization(config: PipelineConfig) -> None:

@@ -155,6 +155,7 @@ class TrainSection(_Section):
     objective: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="causal_lm"))
     model: ModelSpec | None = None
     init_from: str | None = None
+    adapter: ComponentSpec | None = None  # e.g. {name: lora, r: 8, targets: [q, v]}
     teacher: str | None = None  # a checkpoint directory to distill from (objective distill)
     optimizer: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="adamw"))
     scheduler: ComponentSpec | None = None
@@ -177,7 +178,6 @@ class TrainSection(_Section):
     label_field: str = "label"
     #: Where the run's scalars go: `[jsonl, tensorboard]`, each a name or {name, ...params}.
     loggers: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="jsonl")])
-
     distributed: DistributedSection = Field(default_factory=DistributedSection)
 
     @field_validator("objective", mode="before")

@@ -166,6 +166,27 @@ def _tokenizer(
     )
 
 
+def fit_model(config: PipelineConfig, model: Any, needs: dict[str, Any]) -> Any:
+    """The model as the run trains it: a loaded decoder grows the classification head the
+    objective needs (`needs`: its model_params, e.g. n_labels), then `train.adapter` goes in."""
+    from llmkit.models.traits import traits_of
+
+    t = config.train
+    assert t is not None
+    traits = traits_of(model)
+    n_labels = needs.get("n_labels")
+    if n_labels and not traits.classifier and traits.grows_classifier:
+        model.add_classifier(int(n_labels))
+    if t.adapter is not None:
+        from llmkit.adapters import apply_adapter
+
+        try:
+            model = apply_adapter(model, {"name": t.adapter.name, **t.adapter.params})
+        except UsageError as exc:
+            raise UsageError(f"{config.source}: train.adapter: {exc}") from None
+    return model
+
+
 def stage_train(
     config: PipelineConfig,
     base: Path,
@@ -180,7 +201,7 @@ def stage_train(
     import torch
 
     import llmkit
-    from llmkit.train import distributed
+    from llmkit.train import distributed, fsdp
     from llmkit.train.trainer import Trainer, TrainSettings, write_result
 
     t = config.train
@@ -204,10 +225,10 @@ def stage_train(
         else:
             model = llmkit.load_model(resolve(base, str(t.init_from)), verify=verify)
             model.train()
-        model = model.to(dist.device)
-        optimizer = llmkit.create(
-            "optimizer", t.optimizer.name, model.parameters(), **t.optimizer.params
-        )
+        model = fit_model(config, model, objective.model_params(prepared.facts)).to(dist.device)
+        model = fsdp.shard(model, dist, fsdp.DistributedSettings(**t.distributed.model_dump()))
+        trainable = [p for p in model.parameters() if p.requires_grad]  # an adapter's alone
+        optimizer = llmkit.create("optimizer", t.optimizer.name, trainable, **t.optimizer.params)
         scheduler = None
         if t.scheduler is not None:
             scheduler = llmkit.create(
@@ -225,6 +246,7 @@ def stage_train(
             eval_batches=t.eval_batches,
             checkpoint_every=t.checkpoint_every,
             keep_checkpoints=t.keep_checkpoints,
+            strategy=t.distributed.strategy,
         )
         trainer = Trainer(
             model,
@@ -273,7 +295,7 @@ def stage_train(
                 if prepared.facts.get("labels"):
                     companions[LABELS_FILE] = prepared.facts["labels"]
                 save_model(
-                    model,
+                    whole,
                     model_dir,
                     tokenizer=tokenizer,
                     generation=generation,
@@ -283,8 +305,10 @@ def stage_train(
                 remove_stale_copies(model_dir)
                 tidy(trainer.checkpoints)
 
-            # Rank 0 writes while the others wait, so no rank reads `out/model` before it is whole.
-            distributed.on_main(dist, save, "saving the trained model")
+            # Rank 0 writes while the others wait, so no rank reads `out/model` before it is whole;
+            # under fsdp every rank first sends rank 0 its shards of the weights.
+            with fsdp.gathered(model) as whole:
+                distributed.on_main(dist, save, "saving the trained model")
         if result is not None:
             finished = result
             if trained or not (out / "train_result.json").is_file():
@@ -303,14 +327,6 @@ def stage_train(
         return summary
 
 
-def _trained_steps(out: Path) -> int:
-    """The steps of the run's finished training (its train_result.json), 0 when unknown."""
-    try:
-        return int(json.loads((out / "train_result.json").read_text())["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
 def _published(model_dir: Path, step: int) -> bool:
     """Whether `model_dir` is a complete model (its manifest verifies) of training step `step`."""
     from llmkit.storage.checkpoint import is_complete
@@ -325,6 +341,14 @@ def remove_stale_copies(model_dir: Path) -> None:
     for entry in model_dir.parent.glob(f".{model_dir.name}.*"):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _trained_steps(out: Path) -> int:
+    """The steps of the run's finished training (its train_result.json), 0 when unknown."""
+    try:
+        return int(json.loads((out / "train_result.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def stage_eval(

@@ -108,15 +108,25 @@ def write_model_files(
     tokenizer: Tokenizer | None = None,
     generation: dict[str, Any] | None = None,
     companions: dict[str, Any] | None = None,
+    trainable_only: bool = False,
 ) -> None:
     """Write config.json, model.safetensors, the tokenizer and companions into a staged directory
-    (no manifest: the caller writes it after every other file of the checkpoint)."""
+    (no manifest: the caller writes it after every other file of the checkpoint).
+
+    A model with an adapter records its spec; with `trainable_only` (a step checkpoint) only the
+    weights that train are written, so the checkpoint of a LoRA run is megabytes."""
     from safetensors.torch import save_file
 
     from llmkit.storage.tokenizer_files import tokenizer_name
 
     config = model_config(model)
     state, tied = _unique_state_dict(model)
+    extra = adapter_fields(model, trainable_only)
+    if extra.get("weights") == TRAINABLE:
+        trained = extra.pop("trained")
+        state = {k: v for k, v in state.items() if k in trained}
+        tied = {k: v for k, v in tied.items() if v in state}
+    config.update(extra)
     config["llmkit_version"] = _version()
     config["format"] = FORMAT
     config["manifest"] = MANIFEST_FILE
@@ -231,6 +241,38 @@ META_FIELDS = (
     "manifest",
     "quantization",
 )
+#: What an adapter adds to config.json: its spec, and TRAINABLE when only trained weights are stored.
+ADAPTER_FIELDS = ("adapter", "weights")
+TRAINABLE = "trainable"
+
+
+def adapter_fields(model: nn.Module, trainable_only: bool) -> dict[str, Any]:
+    """config.json's adapter fields for `model` (none without an adapter); with `trainable_only`
+    also `weights: trainable` and the names to keep (`trained`, popped by the writer)."""
+    from llmkit.adapters.base import adapter_spec, trainable_names
+
+    spec = adapter_spec(model)
+    if spec is None:
+        return {}
+    if not trainable_only:
+        return {"adapter": spec}
+    return {"adapter": spec, "weights": TRAINABLE, "trained": set(trainable_names(model))}
+
+
+def untrained_names(directory: Path, model: nn.Module) -> tuple[str, ...]:
+    """The weights a step checkpoint at `directory` leaves out (the frozen base of an adapter run),
+    which loading it into `model` keeps as they are; () for a checkpoint of every weight."""
+    from llmkit.adapters.base import frozen_names
+
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    if not isinstance(config, dict) or config.get("weights") != TRAINABLE:
+        return ()
+    return frozen_names(model)
+
+
 #: The config fields that name a component, and its kind.
 COMPONENT_FIELDS = {
     "model": "model",
@@ -277,7 +319,7 @@ def check_plugins(config: dict[str, Any], where: Path) -> None:
 
 def model_fields(config: dict[str, Any]) -> dict[str, Any]:
     """The model config within a checkpoint's config.json (what `llmkit.models.build_model` takes)."""
-    return {k: v for k, v in config.items() if k not in META_FIELDS}
+    return {k: v for k, v in config.items() if k not in (*META_FIELDS, *ADAPTER_FIELDS)}
 
 
 @contextlib.contextmanager
@@ -382,6 +424,27 @@ def read_weights(file: Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"{file}: not a readable safetensors file ({exc})") from None
 
 
+def with_adapter(model: nn.Module, config: dict[str, Any], path: Path) -> nn.Module:
+    """`model` with the adapter config.json records put in (before its weights load), as is
+    without one; a step checkpoint that holds only an adapter's weights is refused."""
+    if config.get("weights") == TRAINABLE:
+        raise UsageError(
+            f"{path}: holds only the adapter's trained weights (a step checkpoint of an adapter "
+            "run); load the run's model/ directory, which holds the base and the adapter"
+        )
+    spec = config.get("adapter")
+    if spec is None:
+        return model
+    from llmkit.adapters.base import apply_adapter
+
+    if not isinstance(spec, dict):
+        raise UsageError(f"{path / CONFIG_FILE}: field 'adapter' must be an object")
+    try:
+        return apply_adapter(model, spec)
+    except UsageError as exc:
+        raise UsageError(f"{path / CONFIG_FILE}: {exc}") from None
+
+
 def load_model(
     directory: str | Path,
     device: str | torch.device | None = None,
@@ -413,6 +476,7 @@ def load_model(
         from llmkit.nn.quantized import quantized_structure
 
         quantized_structure(model, config["quantization"], str(path / CONFIG_FILE))
+    model = with_adapter(model, config, path)
     load_weights(model, state, str(weights))
     if isinstance(dtype, str) and dtype in ("int8", "int4"):
         from llmkit.nn.quantized import convert

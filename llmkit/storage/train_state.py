@@ -28,6 +28,7 @@ from llmkit.atomic import write_text
 from llmkit.errors import UsageError
 from llmkit.storage.manifest import DamagedError, verify_files, write_manifest
 from llmkit.storage.publish import staged_dir
+from llmkit.storage.sharded import INDEX_FILE, verify_index
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "optimizer.safetensors"
@@ -101,10 +102,13 @@ def save_checkpoint(
     data_state: dict[str, Any] | None,
     extra: dict[str, Any] | None = None,
     tokenizer: Any | None = None,
+    write_weights: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Path:
     """Write a resumable checkpoint at `directory` atomically and point `latest` beside it at it.
 
     Every file goes into a staged directory, the manifest last, which then replaces `directory`.
+    `write_weights(staged)`, when given, writes the model and optimizer there instead (the DCP
+    shards of `llmkit.train.fsdp`, with `sharded.json`) and returns the optimizer's JSON part.
     """
     from safetensors.torch import save_file
 
@@ -113,8 +117,11 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tidy(directory.parent)
     with staged_dir(directory, _is_step_dir, "a training checkpoint") as tmp:
-        write_model_files(model, tmp, tokenizer=tokenizer)
-        tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
+        if write_weights is None:
+            write_model_files(model, tmp, tokenizer=tokenizer, trainable_only=True)
+            tensors, optimizer_rest = _split_optimizer(optimizer.state_dict())
+        else:
+            tensors, optimizer_rest = {}, write_weights(tmp)
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             for i, rng in enumerate(torch.cuda.get_rng_state_all()):
@@ -193,9 +200,13 @@ def verify_checkpoint(directory: Path, max_steps: int | None = None) -> dict[str
     [0, max_steps] when given); returns the state. A DamagedError names what is wrong."""
     manifest = verify_files(directory, hint="it is skipped")
     named = checkpoint_step(directory)
-    for name in (STATE_FILE, TENSORS_FILE, "config.json", "model.safetensors"):
+    sharded = INDEX_FILE in manifest["files"]  # an FSDP run's: DCP shards, not model.safetensors
+    weights = INDEX_FILE if sharded else "model.safetensors"
+    for name in (STATE_FILE, TENSORS_FILE, "config.json", weights):
         if name not in manifest["files"]:
             raise DamagedError(f"{directory / name}: missing; the checkpoint is incomplete")
+    if sharded:
+        verify_index(directory)
     state_path = directory / STATE_FILE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -274,6 +285,7 @@ def config_changes(directory: Path, model: nn.Module) -> list[str]:
         return []
     if saved.get("model") != current.get("model"):
         return [f"model {saved.get('model')!r} -> {current.get('model')!r}"]
+    saved_adapter = _plain(saved.get("adapter"))
     from_dict = getattr(type(getattr(model, "config", None)), "from_dict", None)
     if from_dict is not None:  # fill fields an older checkpoint lacks with their defaults
         with contextlib.suppress(UsageError, TypeError, ValueError):
@@ -286,6 +298,11 @@ def config_changes(directory: Path, model: nn.Module) -> list[str]:
         if key == "attention" and {str(old), str(new)} <= SAME_ATTENTION:
             continue
         changes.append(f"{key} {old!r} -> {new!r}")
+    from llmkit.adapters.base import adapter_spec
+
+    adapter = _plain(adapter_spec(model))
+    if saved_adapter != adapter:
+        changes.append(f"adapter {saved_adapter!r} -> {adapter!r}")
     return changes
 
 
@@ -303,7 +320,7 @@ def load_checkpoint(
     """
     from safetensors.torch import load_file
 
-    from llmkit.storage.checkpoint import WEIGHTS_FILE, load_weights, read_weights
+    from llmkit.storage.checkpoint import WEIGHTS_FILE, load_weights, read_weights, untrained_names
 
     state_path = directory / STATE_FILE
     if not state_path.is_file():
@@ -315,7 +332,8 @@ def load_checkpoint(
     except json.JSONDecodeError as exc:
         raise UsageError(f"{state_path}: not valid JSON ({exc})") from None
     weights = directory / WEIGHTS_FILE
-    load_weights(model, read_weights(weights), str(weights))
+    kept = untrained_names(directory, model)  # an adapter run's frozen base stays as built
+    load_weights(model, read_weights(weights), str(weights), kept)
     tensors = load_file(str(directory / TENSORS_FILE))
     optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
     if scheduler is not None and state.get("scheduler") is not None:

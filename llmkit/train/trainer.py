@@ -24,8 +24,8 @@ from llmkit.loggers.base import Logger
 from llmkit.loggers.jsonl import JsonlLogger
 from llmkit.models.traits import traits_of
 from llmkit.progress import progress
-from llmkit.storage import train_state as ckpt
 from llmkit.storage import sharded
+from llmkit.storage import train_state as ckpt
 from llmkit.train import fsdp
 from llmkit.train.distributed import Dist, sum_across_ranks, wrap
 from llmkit.train.objectives import ObjectiveLoss
@@ -181,9 +181,19 @@ class Trainer:
                 f"in {self.out_dir} with train.resume=false (or by deleting {self.checkpoints})"
             )
         wanted = _hyperparameters(self.optimizer)
-        state = ckpt.load_checkpoint(
-            directory, self.model, self.optimizer, self.scheduler, verify=not verified
-        )
+        if sharded.is_sharded(directory):  # DCP shards: any number of ranks resumes them
+            if not verified:
+                ckpt.verify_checkpoint(directory)
+            state = fsdp.load(directory, self.model, self.optimizer, self.scheduler)
+        elif fsdp.is_sharded(self.model):
+            raise UsageError(
+                f"{directory}: was written by a ddp run, which a sharded (fsdp) run cannot load; "
+                "resume it with train.distributed.strategy=ddp"
+            )
+        else:
+            state = ckpt.load_checkpoint(
+                directory, self.model, self.optimizer, self.scheduler, verify=not verified
+            )
         self.step = int(state["step"])
         self.finished = state.get("result")
         self._check_resumable(directory, wanted, state.get("settings") or {})
@@ -260,7 +270,19 @@ class Trainer:
         extra: dict[str, Any] = {"history": self.history, "settings": asdict(self.settings)}
         if result is not None:
             extra["result"] = {**asdict(result), "checkpoint": str(directory), "history": []}
-        if self.dist.is_main:
+        if self.settings.strategy == "fsdp":  # every rank writes its shard
+            fsdp.save(
+                directory,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.step,
+                data_state,
+                self.dist,
+                extra=extra,
+                tokenizer=self.tokenizer,
+            )
+        elif self.dist.is_main:
             ckpt.save_checkpoint(
                 directory,
                 self.model,
@@ -271,6 +293,7 @@ class Trainer:
                 extra=extra,
                 tokenizer=self.tokenizer,
             )
+        if self.dist.is_main:
             ckpt.prune_checkpoints(
                 self.checkpoints, max(1, self.settings.keep_checkpoints), current=directory
             )

@@ -380,11 +380,16 @@ def test_validate_refuses_what_run_would_refuse_after_its_data_stages(tmp_path: 
     assert "train.loss: kl_div" in error and not (tmp_path / "clm" / "data").exists()
     ok("run", pipe, "~eval")
     decoder = tmp_path / "clm" / "model"
-    error = one_line_error(
+    # A decoder grows a classification head (issue 16), so only a model that cannot is refused.
+    ok(
         "validate", pipe, "~train.model", f"train.init_from={decoder}",
-        "train.objective=classification",
+        "train.objective=classification", "~eval",
+    )  # fmt: skip
+    error = one_line_error(
+        "validate", pipe, "train.model.name=transformer", "train.objective=classification",
+        "~eval",
     )  # fmt: skip
     assert error == (
-        f"Error: {pipe}: train.objective: classification with model gpt, has no classify head; "
-        "use a model with one (bert)"
+        f"Error: {pipe}: train.objective: classification with model transformer, has no "
+        "classify head; use a model with one (bert, gpt, llama)"
     )

@@ -1,0 +1,23 @@
+"""Adapters (kind `adapter`): trainable modules put into a frozen model; built-in `lora`."""
+
+from __future__ import annotations
+
+from llmkit.adapters.base import (
+    Adapter,
+    adapter_of,
+    adapter_spec,
+    apply_adapter,
+    build_adapter,
+    merge_adapter,
+    trainable_state_dict,
+)
+
+__all__ = [
+    "Adapter",
+    "adapter_of",
+    "adapter_spec",
+    "apply_adapter",
+    "build_adapter",
+    "merge_adapter",
+    "trainable_state_dict",
+]

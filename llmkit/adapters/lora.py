@@ -1,0 +1,171 @@
+"""LoRA (Hu et al. 2021): W x + (alpha / r) * B A x at the targeted projections, W frozen.
+
+Each targeted `nn.Linear` becomes a `LoRALinear` that keeps the very same `weight`/`bias`
+parameters (so the base's state-dict names do not change) and adds, per target, `lora_A.<t>`
+(r, in) and `lora_B.<t>` (rows, r) for the output rows the target covers: q, k and v of a fused
+qkv projection get one pair each, as PEFT's separate q_proj/k_proj/v_proj would. A starts as
+PEFT's (Kaiming-uniform), B as zeros, so an applied adapter does not change the model's output.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llmkit.adapters.base import ATTRIBUTE, Adapter, resolve_targets, task_heads
+from llmkit.errors import UsageError
+from llmkit.nn.dropout import dropout_layer
+
+
+class LoRALinear(nn.Linear):
+    """A frozen linear layer plus low-rank updates of some of its output rows."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.bias = base.bias
+        self.r, self.scale = r, alpha / r
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+        self.rows: dict[str, tuple[int, int]] = {}
+        self.lora_dropout = dropout_layer(dropout)
+
+    def add(self, target: str, start: int, stop: int) -> None:
+        """A low-rank update of output rows [start, stop) under the name `target`."""
+        device = self.weight.device
+        a = torch.empty(self.r, self.in_features, device=device)
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.lora_A[target] = nn.Parameter(a)
+        self.lora_B[target] = nn.Parameter(torch.zeros(stop - start, self.r, device=device))
+        self.rows[target] = (start, stop)
+
+    def delta(self, target: str) -> Tensor:
+        """The update of `target`'s rows as a weight: scale * B A, (rows, in) in fp32."""
+        return (self.lora_B[target] @ self.lora_A[target]) * self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """W x + b plus each target's scaled B A (dropout(x)) in its rows."""
+        y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+        order = sorted(self.rows, key=lambda t: self.rows[t][0])
+        a = torch.cat([self.lora_A[t] for t in order]) if len(order) > 1 else self.lora_A[order[0]]
+        h = self.lora_dropout(x)
+        u = F.linear(h.to(a.dtype), a) * self.scale  # (..., n_targets * r)
+        parts: list[Tensor] = []
+        at = 0
+        for i, t in enumerate(order):
+            start, stop = self.rows[t]
+            if start > at:
+                parts.append(u.new_zeros(*u.shape[:-1], start - at))
+            parts.append(F.linear(u[..., i * self.r : (i + 1) * self.r], self.lora_B[t]))
+            at = stop
+        if at < self.out_features:
+            parts.append(u.new_zeros(*u.shape[:-1], self.out_features - at))
+        update = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return y + update.to(y.dtype)
+
+    def merged(self) -> nn.Linear:
+        """A plain `nn.Linear` whose weight holds W + every update (in the weight's dtype)."""
+        plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        plain.to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            weight = self.weight.detach().float().clone()
+            for t, (start, stop) in self.rows.items():
+                weight[start:stop] += self.delta(t).float()
+            plain.weight.copy_(weight.to(self.weight.dtype))
+            if self.bias is not None:
+                plain.bias.copy_(self.bias)
+        plain.weight.requires_grad_(True)
+        return plain
+
+
+def _swap(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, child, module)
+
+
+class LoRA(Adapter):
+    """Low-rank adapters on the targeted projections; the rest of the model is frozen.
+
+    Args:
+        r: Rank of each update.
+        alpha: Scale numerator: updates are multiplied by alpha / r.
+        dropout: Dropout on the adapter's input (training only).
+        targets: Projections to adapt, by the model's short names (q, k, v, o, gate, up, down,
+            fc1, fc2).
+        base_dtype: Hold the frozen base in this dtype (bfloat16 halves its memory); the adapter
+            stays fp32.
+    """
+
+    name: ClassVar[str] = "lora"
+
+    def __init__(
+        self,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.0,
+        targets: list[str] | None = None,
+        base_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
+    ) -> None:
+        if r < 1:
+            raise UsageError(f"adapter lora: r={r} must be at least 1")
+        if not 0.0 <= dropout < 1.0:
+            raise UsageError(f"adapter lora: dropout={dropout} must be in [0, 1)")
+        self.r, self.alpha, self.dropout = r, float(alpha), float(dropout)
+        self.targets = list(targets if targets is not None else ["q", "v"])
+        self.base_dtype = base_dtype
+
+    def spec(self) -> dict[str, Any]:
+        """{"name": "lora", r, alpha, dropout, targets, base_dtype}."""
+        return {
+            "name": self.name,
+            "r": self.r,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "targets": list(self.targets),
+            "base_dtype": self.base_dtype,
+        }
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Freeze the model, wrap each targeted projection in a `LoRALinear`, record the adapter."""
+        sites = resolve_targets(model, self.targets, self.name)
+        heads = task_heads(model)
+        for name, param in model.named_parameters():
+            param.requires_grad_(any(name.startswith(f"{h}.") for h in heads))
+        if self.base_dtype is not None:
+            dtype = getattr(torch, self.base_dtype)
+            for p in model.parameters():
+                if not p.requires_grad and p.is_floating_point():
+                    p.data = p.data.to(dtype)
+        seen: set[tuple[str, int, int]] = set()
+        for target, places in sites.items():
+            for path, start, stop in places:
+                if (path, start, stop) in seen:
+                    continue  # an alias (fc1 = up) of a site already adapted
+                seen.add((path, start, stop))
+                module = model.get_submodule(path)
+                if not isinstance(module, LoRALinear):
+                    if not isinstance(module, nn.Linear):
+                        raise UsageError(
+                            f"adapter lora: target {target!r} is {path}, a "
+                            f"{type(module).__name__}, not a linear projection"
+                        )
+                    module = LoRALinear(module, self.r, self.alpha, self.dropout)
+                    _swap(model, path, module)
+                module.add(target, start, stop)
+        setattr(model, ATTRIBUTE, self)
+        return model
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """Replace every `LoRALinear` by a plain linear layer holding W + (alpha / r) B A."""
+        for path, module in list(model.named_modules()):
+            if isinstance(module, LoRALinear):
+                _swap(model, path, module.merged())
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
