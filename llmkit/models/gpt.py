@@ -146,7 +146,7 @@ class GPT(nn.Module):
         self.score.to(device=weight.device, dtype=weight.dtype)
         nn.init.normal_(self.score.weight, std=0.02)
         self.config.n_labels = n_labels
-        self.traits = dataclasses.replace(type(self).traits, classifier=True)
+        self.traits = dataclasses.replace(type(self).traits, classifier=True)  # type: ignore[misc]  # a per-instance override of the class traits
 
     def task_heads(self) -> tuple[str, ...]:
         """Modules a task adds on top of the pretrained model, trained even under an adapter."""
