@@ -386,7 +386,8 @@ def test_validate_refuses_what_run_would_refuse_after_its_data_stages(tmp_path: 
         "train.objective=classification", "~eval",
     )  # fmt: skip
     error = one_line_error(
-        "validate", pipe, "train.model.name=transformer", "train.objective=classification",
+        "validate", pipe, "train.model={name: transformer, d_model: 32, n_heads: 2}",
+        "train.objective=classification",
         "~eval",
     )  # fmt: skip
     assert error == (
