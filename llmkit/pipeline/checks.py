@@ -191,7 +191,7 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
     try:
         try:
             with torch.device("meta"):
-                llmkit.create("model", t.model.name, **params)
+                model = llmkit.create("model", t.model.name, **params)
         except (NotImplementedError, RuntimeError) as exc:
             if "meta" not in str(exc).lower():
                 raise
@@ -200,11 +200,34 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
             from llmkit.storage.checkpoint import no_weight_init
 
             with no_weight_init():
-                llmkit.create("model", t.model.name, **params)
+                model = llmkit.create("model", t.model.name, **params)
     except LlmkitError as exc:
         raise _spec_error(config, "model", t.model.name, str(exc)) from None
     except Exception as exc:
         raise _spec_error(config, "model", t.model.name, f"{type(exc).__name__}: {exc}") from exc
+    check_context(config, model, "lower train.context or raise train.model.max_positions")
+
+
+def check_context(config: PipelineConfig, model: Any, fix: str) -> None:
+    """`train.context` must fit every fixed position table of the model (a learned table of
+    `max_positions` rows), else the first forward fails after the tokenizer and data stages."""
+    from llmkit.nn.positions import Positions
+
+    t = config.train
+    assert t is not None
+    for module in model.modules():
+        if not isinstance(module, Positions):
+            continue
+        try:
+            module.fit(t.context)
+        except UsageError:
+            limit = getattr(module, "max_positions", "?")
+            raise UsageError(
+                f"{config.source}: train.context: {t.context} is longer than the model's "
+                f"{limit} positions; {fix}"
+            ) from None
+        except Exception:
+            continue  # a table that grows (RoPE, sinusoids) cannot be grown on meta: it fits
 
 
 def _tokenizer_ids_floor(config: PipelineConfig) -> int | None:
@@ -249,9 +272,28 @@ def check_init_from(config: PipelineConfig, objective: Objective) -> None:
     directory = Path(resolve(base, t.init_from))
     if not (directory / "config.json").is_file():
         return  # made by an earlier stage of another pipeline, or missing: the train stage says
-    name = str(read_config(directory).get("model", ""))
+    checkpoint = read_config(directory)
+    name = str(checkpoint.get("model", ""))
     if ("model", name) in get_host().registry:
         _refuse_model(config, objective, name, registered_traits(name))
+        _check_checkpoint_context(config, checkpoint, directory)
+
+
+def _check_checkpoint_context(
+    config: PipelineConfig, checkpoint: dict[str, Any], directory: Path
+) -> None:
+    """`train.context` against the position table of an `init_from` model (built on meta)."""
+    import torch
+
+    from llmkit.models import build_model
+    from llmkit.storage.checkpoint import model_fields
+
+    try:
+        with torch.device("meta"):
+            model = build_model(model_fields(checkpoint))
+    except Exception:
+        return  # the train stage loads it and says what is wrong
+    check_context(config, model, f"lower train.context to fit the checkpoint {directory}")
 
 
 def check_adapter(config: PipelineConfig, objective: Objective) -> None:
