@@ -1,11 +1,13 @@
 """The `jsonl` logger: `metrics.jsonl`, one JSON object per training log step (what `llmkit plot`
-and the trainer's resume read)."""
+and `llmkit sweep` read); the eval stage's metrics join the line of the run's last step."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from llmkit.atomic import write_text
 from llmkit.loggers.base import Logger, Scalars
 
 
@@ -25,5 +27,23 @@ class JsonlLogger(Logger):
             f.write(json.dumps({"step": step, **scalars}) + "\n")
 
     def log_eval(self, step: int, metrics: Scalars) -> None:
-        """Nothing: the eval stage's metrics are in the run's eval.json, and metrics.jsonl keeps
-        one line per training log step."""
+        """Add the `eval/<name>` metrics to the line of `step` (the run's last log step), so the
+        file keeps one line per log step; a line of their own when the file does not end at
+        `step`. Rewritten atomically; a rerun of the eval stage replaces its earlier values."""
+        text = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+        lines = text.splitlines()
+        last = _object(lines[-1]) if lines and text.endswith("\n") else None
+        if last is not None and last.get("step") == step:
+            lines[-1] = json.dumps({**last, **metrics})
+        else:
+            lines.append(json.dumps({"step": step, **metrics}))
+        write_text(self.path, "\n".join(lines) + "\n")
+
+
+def _object(line: str) -> dict[str, Any] | None:
+    """`line` as a JSON object, or None when it is not one."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

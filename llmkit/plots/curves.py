@@ -1,9 +1,11 @@
 """Training curves of one or more runs, overlaid: loss, eval loss, learning rate, tokens/s.
 
 A run is a directory with the `metrics.jsonl` the trainer writes (one JSON object per log step:
-`step`, `tokens`, `loss`, `lr`, `tokens_per_second`, `grad_norm`, and `eval_loss` / `eval_*` at
-evaluation steps). Each metric gets a panel; every run is one colour in every panel, so runs compare
-at a glance. The x axis is the optimizer step or the tokens seen.
+`step`, `tokens`, `loss`, `lr`, `tokens_per_second`, `grad_norm`, `mfu` on a GPU of known peak,
+and `eval_loss` at evaluation steps). Each metric gets a panel; every run is one colour in every
+panel, so runs compare at a glance. The x axis is the optimizer step or the tokens seen. The eval
+stage's metrics (`eval/<name>`, on the last step's line) are one number each, not a curve: they are
+not drawn (`llmkit sweep` tables them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from llmkit.plots.figure import new_figure, save_png
 METRICS_FILE = "metrics.jsonl"
 XAxis = Literal["step", "tokens"]
 X_KEYS = ("step", "tokens")
+EVAL_STAGE_PREFIX = "eval/"  # the eval stage's final metrics: a value at the last step, no curve
 
 #: Panels drawn first and their titles; any other numeric key (grad_norm, eval metrics) follows.
 PANELS: dict[str, str] = {
@@ -86,8 +89,8 @@ def _number(value: object) -> float | None:
 
 
 def run_series(rows: Sequence[dict[str, float]], x: XAxis = "step") -> dict[str, Series]:
-    """Each numeric metric of `rows` against `x`; a step logged twice (a resumed run) keeps its
-    last value."""
+    """Each numeric training metric of `rows` against `x` (not the eval stage's `eval/<name>`);
+    a step logged twice (a resumed run) keeps its last value."""
     by_key: dict[str, dict[float, float]] = {}
     for row in rows:
         xv = _number(row.get(x))
@@ -95,7 +98,7 @@ def run_series(rows: Sequence[dict[str, float]], x: XAxis = "step") -> dict[str,
             continue
         for key, value in row.items():
             yv = _number(value)
-            if key in X_KEYS or yv is None:
+            if key in X_KEYS or key.startswith(EVAL_STAGE_PREFIX) or yv is None:
                 continue
             by_key.setdefault(key, {})[xv] = yv
     return {

@@ -145,6 +145,8 @@ class Trainer:
             loggers = [JsonlLogger(self.out_dir)]
         self.loggers = list(loggers) if dist.is_main else []
         self.grad_norm: torch.Tensor | None = None  # the last norm before clipping, on the device
+        self.context = 0  # the sequence length of the last batch trained on
+        self.flops_per_token: float | None = None  # training FLOPs per token, for the MFU
         self.step = 0
         self.history: list[dict[str, float]] = []
         #: The TrainResult fields of a finished run, read back from its final checkpoint.
@@ -369,6 +371,7 @@ class Trainer:
         tokens: torch.Tensor | int = 0
         for micro, batch in enumerate(batches):
             tokens = tokens + _tokens_in(batch)
+            self.context = int(batch["input_ids"].shape[-1])
             sync = micro == len(batches) - 1 or not hasattr(self.step_fn, "no_sync")
             with contextlib.nullcontext() if sync else self.step_fn.no_sync():  # type: ignore[operator]
                 with self._autocast():
@@ -386,6 +389,26 @@ class Trainer:
             self.scheduler.step()
         self.step += 1
         return step_sum, total, tokens
+
+    def _mfu(self, tokens_per_second: float) -> float | None:
+        """Model FLOPs utilisation of one device at the run's `tokens_per_second` (every rank's),
+        None when the device's peak is unknown (a CPU) or the model has no llmkit config; the
+        FLOPs per token (6N + attention at the trained context) are computed once."""
+        from llmkit.analysis import summary
+
+        device = self.dist.device
+        if summary.mfu(1.0, 1.0, device) is None:
+            return None
+        if self.flops_per_token is None:
+            try:
+                self.flops_per_token = float(
+                    summary.training_flops_per_token(self.model, self.context)
+                )
+            except UsageError:  # not an llmkit model: no config to count the FLOPs from
+                self.flops_per_token = math.nan
+        if math.isnan(self.flops_per_token):
+            return None
+        return summary.mfu(tokens_per_second / self.dist.world_size, self.flops_per_token, device)
 
     def fit(self) -> TrainResult:
         """Train until `max_steps`, evaluating and checkpointing on the configured cadence.
@@ -433,6 +456,9 @@ class Trainer:
                 norm = float(self.grad_norm) if self.grad_norm is not None else math.nan
                 if math.isfinite(norm):
                     entry["grad_norm"] = norm
+                utilisation = self._mfu(entry["tokens_per_second"])
+                if utilisation is not None:
+                    entry["mfu"] = utilisation
                 window.zero_()
                 window_targets.zero_()
                 window_start = now
@@ -441,7 +467,12 @@ class Trainer:
                     if value is not None:
                         entry["eval_loss"] = eval_loss = value
                 self._record(entry)
-                bar.show(loss=train_loss, lr=entry["lr"], **{"tok/s": entry["tokens_per_second"]})
+                shown = {"tok/s": entry["tokens_per_second"], "mfu": entry.get("mfu")}
+                bar.show(
+                    loss=train_loss,
+                    lr=entry["lr"],
+                    **{k: v for k, v in shown.items() if v is not None},
+                )
                 bar.line(
                     "  ".join(
                         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"

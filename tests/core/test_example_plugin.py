@@ -9,37 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import CORPUS, tiny_pipeline
 
 import llmkit
 from llmkit import plugins
 from llmkit.cli import cli
 from llmkit.errors import UsageError
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "examples" / "data" / "python-reference.txt"
+MODEL = "d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32, norm: scalenorm"
+TRAIN = (
+    "scheduler: {name: cosine, warmup_steps: 1, total_steps: 6}, context: 32, batch_size: 4, "
+    "max_steps: 6, log_every: 3, checkpoint_every: 3, eval_batches: 2"
+)
 
-PIPELINE = f"""
-name: scalenorm
-output: {{out}}
-tokenizer: {{{{name: byte}}}}
-data:
-  inputs: [{CORPUS}]
-  unit: paragraph
-  validation: 0.1
-train:
-  model: {{{{name: gpt, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32, norm: scalenorm}}}}
-  optimizer: {{{{name: adamw, lr: 3.0e-3}}}}
-  scheduler: {{{{name: cosine, warmup_steps: 1, total_steps: 6}}}}
-  context: 32
-  batch_size: 4
-  max_steps: 6
-  log_every: 3
-  checkpoint_every: 3
-  eval_batches: 2
-eval:
-  metrics: [perplexity]
-  batches: 2
-"""
+
+def scalenorm_pipeline(out: Path) -> str:
+    return tiny_pipeline(
+        out, "scalenorm", MODEL, TRAIN, "eval: {metrics: [perplexity], batches: 2}\n"
+    )
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ def test_gpt_with_the_plugin_norm_trains_checkpoints_resumes_and_reloads(
 ) -> None:
     out = tmp_path / "run"
     pipe = tmp_path / "p.yaml"
-    pipe.write_text(PIPELINE.format(out=out))
+    pipe.write_text(scalenorm_pipeline(out))
     run("run", str(pipe), "train.max_steps=3", "~eval")
     log = run("run", str(pipe))
     assert "resumed from" in log and "step-0000003" in log
@@ -100,29 +87,11 @@ def test_gpt_with_the_plugin_norm_trains_checkpoints_resumes_and_reloads(
 
 # -- the objective: prefix_lm --------------------------------------------------------------------
 
-PREFIX_PIPELINE = f"""
-name: prefix-lm
-output: {{out}}
-tokenizer: {{{{name: byte}}}}
-data:
-  inputs: [{CORPUS}]
-  unit: paragraph
-  validation: 0.05
-train:
-  objective: {{{{name: prefix_lm, prefix_fraction: [0.25, 0.75]}}}}
-  model: {{{{name: gpt, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32, norm: scalenorm}}}}
-  optimizer: {{{{name: adamw, lr: 3.0e-3}}}}
-  scheduler: {{{{name: cosine, warmup_steps: 1, total_steps: 6}}}}
-  context: 32
-  batch_size: 4
-  max_steps: 6
-  log_every: 3
-  checkpoint_every: 3
-  eval_batches: 2
-eval:
-  metrics: [perplexity, nll, bits_per_byte]
-  batch_size: 16
-"""
+
+def prefix_pipeline(out: Path) -> str:
+    train = f"objective: {{name: prefix_lm, prefix_fraction: [0.25, 0.75]}}, {TRAIN}"
+    evaluation = "eval: {metrics: [perplexity, nll, bits_per_byte], batch_size: 16}\n"
+    return tiny_pipeline(out, "prefix-lm", MODEL, train, evaluation, validation=0.05)
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -180,7 +149,7 @@ def test_prefix_lm_trains_resumes_bit_identically_and_evaluates_through_the_cli(
 ) -> None:
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
     for out in (resumed, straight):
-        (tmp_path / f"{out.name}.yaml").write_text(PREFIX_PIPELINE.format(out=out))
+        (tmp_path / f"{out.name}.yaml").write_text(prefix_pipeline(out))
     run("run", str(tmp_path / "resumed.yaml"), "train.max_steps=3", "~eval")
     log = run("run", str(tmp_path / "resumed.yaml"))
     assert "resumed from" in log and "step-0000003" in log
@@ -207,7 +176,7 @@ def test_prefix_lm_trains_resumes_bit_identically_and_evaluates_through_the_cli(
 def test_prefix_lm_refuses_an_encoder_in_validate(example_loaded: Path, tmp_path: Path) -> None:
     pipe = tmp_path / "bert.yaml"
     pipe.write_text(
-        PREFIX_PIPELINE.format(out=tmp_path / "out")
+        prefix_pipeline(tmp_path / "out")
         .replace("{name: prefix_lm, prefix_fraction: [0.25, 0.75]}", "prefix_lm")
         .replace(
             "name: gpt, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 32, norm: scalenorm",

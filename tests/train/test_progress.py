@@ -3,76 +3,27 @@ log lines in a pipe, neither under --quiet."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import run_in_pty, tiny_pipeline
 
 from llmkit import progress
 from llmkit.cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "examples" / "data" / "python-reference.txt"
-
-PIPELINE = f"""
-name: bar
-output: {{out}}
-tokenizer: {{{{name: byte}}}}
-data:
-  inputs: [{CORPUS}]
-  unit: paragraph
-  validation: 0.1
-train:
-  model: {{{{name: gpt, d_model: 16, n_layers: 1, n_heads: 2, max_positions: 16}}}}
-  optimizer: {{{{name: adamw, lr: 3.0e-3}}}}
-  context: 16
-  batch_size: 2
-  max_steps: 6
-  log_every: 3
-"""
+MODEL = "d_model: 16, n_layers: 1, n_heads: 2, max_positions: 16"
+TRAIN = "context: 16, batch_size: 2, max_steps: 6, log_every: 3"
 LOG_LINE = re.compile(r"^step 3  loss [\d.]+  lr ", re.M)
 BAR = re.compile(r"train: +\d+%\|.*\| *\d/6 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+ ?(step/s|s/step)")
 
 
 def pipeline(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(PIPELINE.format(out=tmp_path / name))
+    path.write_text(tiny_pipeline(tmp_path / name, "bar", MODEL, TRAIN))
     return path
-
-
-def run_in_pty(args: list[str]) -> str:
-    """Run a command with a pseudo-terminal as its stdin, stdout and stderr; all it printed."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 x 120
-    env = dict(os.environ)
-    proc = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 120)
-        if not ready:
-            proc.kill()
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(leader)
-    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
-    return b"".join(chunks).decode(errors="replace")
 
 
 def test_a_terminal_gets_a_live_bar_with_eta(tmp_path: Path) -> None:

@@ -1,0 +1,60 @@
+"""Helpers shared by tests in several folders (importable as `helpers`: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "examples" / "data" / "python-reference.txt"
+
+
+def tiny_pipeline(
+    out: Path | str,
+    name: str,
+    model: str,
+    train: str,
+    eval_section: str = "",
+    validation: float = 0.1,
+) -> str:
+    """A pipeline's YAML on the shipped corpus (paragraphs, byte tokenizer): a gpt of `model`'s
+    sizes trained by adamw at 3e-3 with the `train` keys (a flow mapping's inside), then
+    `eval_section` as given."""
+    return (
+        f"name: {name}\noutput: {out}\ntokenizer: {{name: byte}}\n"
+        f"data: {{inputs: [{CORPUS}], unit: paragraph, validation: {validation}}}\n"
+        f"train: {{model: {{name: gpt, {model}}}, optimizer: {{name: adamw, lr: 3.0e-3}}, {train}}}\n"
+        f"{eval_section}"
+    )
+
+
+def run_in_pty(args: list[str]) -> str:
+    """Run a command with a pseudo-terminal as its stdin, stdout and stderr; all it printed."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 x 120
+    env = dict(os.environ)
+    proc = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
