@@ -11,6 +11,7 @@ is read or written in the `save_pretrained` layout (config.json + model.safetens
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -163,8 +164,11 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
     return conv.config_to_hf(model.config), conv.state_dict_to_hf(model)
 
 
-def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """config.json and the safetensors weights (one file or an index of shards) of an HF model dir."""
+def read_hf_dir(
+    path: str | os.PathLike[str], desc: str | None = None
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """config.json and the safetensors weights (one file or an index of shards) of an HF model dir
+    (with `desc`: read tensor by tensor under a progress bar of that name)."""
     root = Path(path)
     if not (root / "config.json").is_file():
         raise UsageError(f"{root}: no config.json (expected a Hugging Face model directory)")
@@ -179,10 +183,40 @@ def read_hf_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str,
         files = [root / str(f) for f in sorted(set(weight_map.values()))]
     else:
         raise UsageError(f"{root}: no model.safetensors (only safetensors weights are read)")
+    if desc is not None:
+        return config, _read_counted(files, desc)
     weights: dict[str, Tensor] = {}
     for file in files:
         weights.update(read_weights(file))
     return config, weights
+
+
+def _read_counted(files: list[Path], desc: str) -> dict[str, Tensor]:
+    """The tensors of the safetensors `files`, each counted in a progress bar as it is read."""
+    from safetensors import SafetensorError, safe_open
+
+    from llmkit.progress import progress
+
+    weights: dict[str, Tensor] = {}
+    with contextlib.ExitStack() as stack:
+        handles = []
+        for file in files:
+            if not file.is_file():
+                raise UsageError(f"{file}: missing; the checkpoint is incomplete")
+            try:
+                handle = stack.enter_context(safe_open(str(file), "pt"))
+                handles.append((file, handle, list(handle.keys())))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise UsageError(f"{file}: not a readable safetensors file ({exc})") from None
+        with progress(sum(len(names) for *_, names in handles), desc, unit="tensor") as bar:
+            for file, handle, names in handles:
+                for name in names:
+                    try:
+                        weights[name] = handle.get_tensor(name)
+                    except (SafetensorError, OSError, ValueError) as exc:
+                        raise UsageError(f"{file}: tensor {name} is unreadable ({exc})") from None
+                    bar.update(1)
+    return weights
 
 
 def _read_json(file: Path) -> dict[str, Any]:
@@ -246,7 +280,7 @@ def import_hf(
     src = Path(src_dir)
     if not src.is_dir():
         raise UsageError(f"{src}: not a directory (expected a Hugging Face model directory)")
-    config, weights = read_hf_dir(src)
+    config, weights = read_hf_dir(src, desc="import")
     # random init stays where BERT heads are absent from the file
     model = from_hf(config, weights, source=str(src / "config.json"))
     generation: dict[str, Any] = {
