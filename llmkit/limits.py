@@ -31,6 +31,7 @@ MAX_SEED = (1 << 63) - 1
 MAX_CLIP = 1e9  # gradient-norm clipping threshold
 MAX_SHARD_TOKENS = 1 << 40
 MAX_CHUNK_CHARS = 1 << 31
+MAX_WORKERS = 1024  # processes of `llmkit data prepare`
 MAX_FREQUENCY = 1 << 40  # a tokenizer's min_frequency
 MAX_COUNT = 1 << 31  # any other count (a model's layers, heads, widths)
 

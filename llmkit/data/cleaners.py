@@ -26,6 +26,9 @@ class Cleaner:
     """Base of every cleaner: `apply` maps a batch of records to cleaned records or None (dropped)."""
 
     name = "cleaner"
+    # True for a cleaner whose verdict on a record depends on other records (dedup): `prepare`
+    # runs it, and every cleaner after it, in one process in reading order.
+    cross_document = False
 
     def apply(self, batch: list[Record]) -> list[Record | None]:
         """Clean a batch; the result has one entry per input record, None where it was dropped."""
@@ -36,7 +39,7 @@ class Cleaner:
         return {
             k: v
             for k, v in vars(self).items()
-            if not k.startswith("_") and k not in ("name", "notes")
+            if not k.startswith("_") and k not in ("name", "notes", "cross_document")
         }
 
 
@@ -142,6 +145,7 @@ class Whitespace(TextCleaner):
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_ASCII = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _FORMAT = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
@@ -158,8 +162,13 @@ class ControlChars(TextCleaner):
         self.format_chars = format_chars
 
     def transform(self, text: str) -> str:
-        text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-        if self.format_chars and not text.isascii():
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if text.isascii():  # bytes.translate deletes in one C pass, several times faster than re
+            raw = text.encode("ascii")
+            kept = raw.translate(None, _CONTROL_ASCII)
+            return text if len(kept) == len(raw) else kept.decode("ascii")
+        text = _CONTROL.sub("", text)
+        if self.format_chars:
             text = _FORMAT.sub("", text)
         return text
 
@@ -593,7 +602,7 @@ class Missing(Cleaner):
             ok = True
             for name in self.fields:
                 value = getattr(rec, name)
-                if value is None or not value.strip():
+                if value is None or not value or value.isspace():
                     if self.action == "drop":
                         ok = False
                         break

@@ -68,6 +68,25 @@ def _clean_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _workers(value: str | None) -> int | None:
+    """`--workers` as a number of processes; anything but a whole number >= 1 is a usage error."""
+    if value is None:
+        return None
+    from llmkit.errors import UsageError
+    from llmkit.limits import MAX_WORKERS
+
+    try:
+        count = int(value.strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise UsageError(
+            f"--workers: expected a whole number of processes from 1 to {MAX_WORKERS}, "
+            f"got {value!r}"
+        )
+    return count
+
+
 @click.group()
 def data() -> None:
     """Data: read, clean, deduplicate and tokenize corpora into token shards."""
@@ -84,6 +103,10 @@ def data() -> None:
 @click.option("--seed", type=int, help="Seed of the train/validation split (0).")
 @click.option("--shard-tokens", type=int, help="Tokens per shard, about (100M).")
 @click.option("--eos", help="Special token put after every document (default: found).")
+@click.option(
+    "--workers",
+    help="Processes that clean and tokenize (default: every core); the output is the same for any.",
+)
 @click.option("--force", is_flag=True, help="Rebuild even if the output is up to date.")
 @click.option("--quiet", is_flag=True, help="Print only the summary line.")
 def prepare(
@@ -98,6 +121,7 @@ def prepare(
     from llmkit.data.pipeline import format_report
     from llmkit.data.prepare import prepare as run_prepare
 
+    flags["workers"] = _workers(flags.get("workers"))
     cfg = _config(config, inputs=inputs, clean=_clean_list(clean), **flags)
 
     if quiet:

@@ -27,6 +27,7 @@ class ExactDedup(Cleaner):
     """
 
     name = "dedup_exact"
+    cross_document = True
 
     def __init__(self, normalize: Literal["none", "whitespace", "lower"] = "whitespace") -> None:
         self.normalize = normalize
@@ -260,6 +261,7 @@ class MinHashDedup(Cleaner):
     """
 
     name = "dedup_minhash"
+    cross_document = True
 
     def __init__(
         self,

@@ -11,7 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from llmkit.limits import MAX_BATCH_SIZE, MAX_CHUNK_CHARS, MAX_SEED, MAX_SHARD_TOKENS, Int, Real
+from llmkit.limits import (
+    MAX_BATCH_SIZE,
+    MAX_CHUNK_CHARS,
+    MAX_SEED,
+    MAX_SHARD_TOKENS,
+    MAX_WORKERS,
+    Int,
+    Real,
+)
 
 FORMATS = ("text", "jsonl", "csv", "tsv", "parallel")
 UNITS = ("file", "paragraph", "line")
@@ -46,6 +54,7 @@ class DataOptions(BaseModel):
     eos: str | None = None
     chunk_chars: Int(1, MAX_CHUNK_CHARS) = 4_000_000  # type: ignore[valid-type]
     batch_size: Int(1, MAX_BATCH_SIZE) = 512  # type: ignore[valid-type]
+    workers: Int(1, MAX_WORKERS) | None = None  # type: ignore[valid-type]  # None: every core
 
     @model_validator(mode="before")
     @classmethod

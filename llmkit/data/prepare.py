@@ -1,8 +1,10 @@
-"""`prepare`: read, clean, tokenize in parallel and write token shards with a manifest; and `clean`.
+"""`prepare`: read, clean, tokenize on every core and write token shards with a manifest; and `clean`.
 
-Tokenization runs on a worker thread (the Rust tokenizer's ``encode_batch`` releases the GIL and
-spreads a chunk over all cores) while the main thread reads and cleans the next chunk, so the two
-overlap; at most two chunks are in flight, so memory stays flat whatever the corpus size.
+With one worker, tokenization runs on a thread (the Rust encoder releases the GIL) while the main
+thread reads and cleans the next chunk. With more, worker processes clean and tokenize chunks
+(`llmkit.data.workers`) while the main thread reads and writes; a cross-document cleaner (dedup)
+and what follows it run in the main process, in reading order, so dedup stays exact. Either way a
+few chunks are in flight, so memory stays flat, and the output is the same for any worker count.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmkit.atomic import current_umask, write_text
 from llmkit.data.cleaners import Cleaner
+from llmkit.data.encoding import Encoded, encode_chunk, is_validation, record_chunks, text_chunks
 from llmkit.data.pipeline import CleaningPipeline, save_report
 from llmkit.data.records import ReadStats, Record
 from llmkit.data.shards import (
@@ -67,6 +70,7 @@ class PrepareConfig:
     eos: str | None = None
     chunk_chars: int = 4_000_000
     batch_size: int = 512
+    workers: int | None = None  # processes; None: every core this process may use
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "config") -> PrepareConfig:
@@ -111,6 +115,12 @@ class PrepareConfig:
             raise UsageError(f"{source}: shard_tokens must be positive")
         if self.on_error not in ("error", "skip"):
             raise UsageError(f"{source}: on_error must be 'error' or 'skip'")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise UsageError(
+                f"{source}: workers must be a whole number of processes >= 1, got {self.workers!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON (what the manifest records)."""
@@ -300,15 +310,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def is_validation(text: str, seed: int, fraction: float) -> bool:
-    """Deterministic split: a keyed hash of the cleaned text picks validation documents."""
-    if fraction <= 0.0:
-        return False
-    key = seed.to_bytes(8, "little", signed=True)
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key)
-    return int.from_bytes(digest.digest(), "little") < fraction * 2**64
-
-
 # -- prepare -------------------------------------------------------------------------------------
 
 
@@ -344,45 +345,40 @@ def split_warnings(cfg: PrepareConfig, documents: dict[str, int]) -> list[str]:
     return out
 
 
-def _chunks(
-    records: Iterator[Record], chunk_chars: int, batch_docs: int = 100_000
-) -> Iterator[list[str]]:
-    texts: list[str] = []
-    size = 0
-    for rec in records:
-        if not rec.text:
-            continue
-        texts.append(rec.text)
-        size += len(rec.text)
-        if size >= chunk_chars or len(texts) >= batch_docs:
-            yield texts
-            texts, size = [], 0
-    if texts:
-        yield texts
+WORKER_CHUNK_CHARS = 1 << 20  # a worker's chunk: small enough to keep every worker busy
+UNRECORDED = ("output", "inputs", "workers")  # settings the manifest leaves out
+UNHASHED = ("chunk_chars", "batch_size")  # recorded, but they do not change the shards
 
 
-def _encode(tok: Any, texts: list[str]) -> Any:
-    """(flat ids array, per-text lengths) for a chunk, using the tokenizer's fastest path.
+def fingerprint(inputs: list[dict[str, Any]], tok_hash: str, settings: dict[str, Any]) -> str:
+    """What identifies a prepared directory: the inputs, the tokenizer and the settings that count."""
+    relevant = {k: v for k, v in settings.items() if k not in UNHASHED}
+    return hashlib.sha256(
+        json.dumps([inputs, tok_hash, relevant, FORMAT_VERSION], sort_keys=True).encode()
+    ).hexdigest()
 
-    Text that looks like a special token (``<|endoftext|>`` inside a document) is encoded as
-    ordinary text, as nanoGPT's ``encode_ordinary`` does; only the EOS the shards add is special.
-    """
-    import numpy as np
 
-    batch_array = getattr(tok, "encode_batch_array", None)
-    if batch_array is not None:
-        ids, offsets = batch_array(texts, disallowed_special=frozenset())
-        return ids, np.diff(offsets)
+def up_to_date(out_dir: Path, expected: str) -> dict[str, Any] | None:
+    """The manifest in `out_dir` if it has the `expected` fingerprint and all its shards."""
+    if not (out_dir / MANIFEST).is_file():
+        return None
     try:
-        batches = tok.encode_batch(texts, disallowed_special=frozenset())
-    except TypeError:
-        batches = tok.encode_batch(texts)
-    lengths = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
-    total = int(lengths.sum())
-    from itertools import chain
+        old = read_manifest(out_dir)
+    except UsageError:
+        return None
+    if old.get("fingerprint") == expected and shards_complete(out_dir, old):
+        return old
+    return None
 
-    ids = np.fromiter(chain.from_iterable(batches), dtype=np.int64, count=total)
-    return ids, lengths
+
+def worker_count(cfg: PrepareConfig) -> int:
+    """The worker processes to run: the config's, or every core; one where forking is not possible."""
+    from llmkit.data.workers import can_fork, default_workers
+
+    wanted = default_workers() if cfg.workers is None else int(cfg.workers)
+    if wanted < 1:
+        raise UsageError(f"workers must be a whole number >= 1, got {cfg.workers}")
+    return wanted if can_fork() else 1
 
 
 def prepare(
@@ -397,8 +393,6 @@ def prepare(
     tokens written so far and the seconds elapsed. Each warning (an empty split) goes to the report
     and to `warn`, by default this module's logger.
     """
-    import numpy as np
-
     cfg.check()
     if not cfg.output:
         raise UsageError("no output directory given (-o/--output or `output:` in the config)")
@@ -411,24 +405,17 @@ def prepare(
     inputs = [
         {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in reader.files
     ]
-    settings = {k: v for k, v in cfg.to_json().items() if k not in ("output", "inputs")}
+    settings = {k: v for k, v in cfg.to_json().items() if k not in UNRECORDED}
     settings["clean"] = [_step_config(c) for c in cleaners]
     tok: Any = None
     tok_hash = spec_hash(cfg.tokenizer)
     if tok_hash is None:  # a registered tokenizer: build it to hash what it saves
         tok = load_tokenizer(cfg.tokenizer)
         tok_hash = tokenizer_hash(tok)
-    relevant = {k: v for k, v in settings.items() if k not in ("chunk_chars", "batch_size")}
-    fingerprint = hashlib.sha256(
-        json.dumps([inputs, tok_hash, relevant, FORMAT_VERSION], sort_keys=True).encode()
-    ).hexdigest()
-
-    if not force and (out_dir / MANIFEST).is_file():
-        try:
-            old = read_manifest(out_dir)
-        except UsageError:
-            old = None
-        if old and old.get("fingerprint") == fingerprint and shards_complete(out_dir, old):
+    key = fingerprint(inputs, tok_hash, settings)
+    if not force:
+        old = up_to_date(out_dir, key)
+        if old is not None:
             report_path = out_dir / REPORT
             report = json.loads(report_path.read_text()) if report_path.is_file() else {}
             return PrepareResult(out_dir, True, report, old)
@@ -444,6 +431,7 @@ def prepare(
         eos = eos_id(tok, cfg.eos)
     vocab = int(tok.vocab_size)
     dtype = token_dtype(vocab)
+    workers = worker_count(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     started = time.perf_counter()
@@ -455,42 +443,26 @@ def prepare(
     chars = 0
     from llmkit.progress import progress as progress_bar
 
+    executor = _start_workers(cfg, pipeline, tok, workers)  # forked before any thread starts
     bar = progress_bar(sum(i["bytes"] for i in inputs), "data", unit="B", unit_scale=True)
+    encoded = _encoded(cfg, reader, pipeline, tok, workers, executor)
     try:
-        records = pipeline.run(iter(reader))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkit-encode") as pool:
-            inflight: list[tuple[list[str], Future[Any]]] = []
-
-            def drain(keep: int) -> None:
-                while len(inflight) > keep:
-                    texts, fut = inflight.pop(0)
-                    ids, lengths = fut.result()
-                    if len(ids) and (int(ids.max()) >= vocab or int(ids.min()) < 0):
-                        raise WorkError(f"tokenizer produced ids outside 0..{vocab - 1}")
-                    bounds = np.concatenate([[0], np.cumsum(lengths)])
-                    for j, text in enumerate(texts):
-                        split = (
-                            "validation"
-                            if is_validation(text, cfg.seed, cfg.validation)
-                            else "train"
-                        )
-                        writers[split].add(ids[bounds[j] : bounds[j + 1]])
-                    bar.reach(reader.stats.bytes)
-                    if progress is not None:
-                        progress(
-                            {
-                                "bytes": reader.stats.bytes,
-                                "documents": sum(w.documents for w in writers.values()),
-                                "tokens": sum(w.tokens for w in writers.values()),
-                                "seconds": time.perf_counter() - started,
-                            }
-                        )
-
-            for texts in _chunks(records, cfg.chunk_chars):
-                chars += sum(len(t) for t in texts)
-                inflight.append((texts, pool.submit(_encode, tok, texts)))
-                drain(1)
-            drain(0)
+        for read, chunk in encoded:
+            chars += chunk.chars
+            _write(writers, chunk, vocab)
+            bar.reach(read)
+            if progress is not None:
+                progress(
+                    {
+                        "bytes": read,
+                        "documents": sum(w.documents for w in writers.values()),
+                        "tokens": sum(w.tokens for w in writers.values()),
+                        "seconds": time.perf_counter() - started,
+                    }
+                )
+        encoded.close()
+        if executor is not None:
+            executor.shutdown()
         bar.close()
         shards = {name: w.close() for name, w in writers.items()}
         total_docs = sum(w.documents for w in writers.values())
@@ -515,7 +487,7 @@ def prepare(
             )
         manifest = {
             "format_version": FORMAT_VERSION,
-            "fingerprint": fingerprint,
+            "fingerprint": key,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "dtype": dtype,
             "vocab_size": vocab,
@@ -541,6 +513,9 @@ def prepare(
         }
         write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     except BaseException:
+        encoded.close()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
         bar.close()
         for w in writers.values():
             w.abort()
@@ -550,13 +525,107 @@ def prepare(
     return PrepareResult(out_dir, False, report, manifest)
 
 
+def _start_workers(cfg: PrepareConfig, pipeline: CleaningPipeline, tok: Any, workers: int) -> Any:
+    """The worker processes (None for one worker): they run the leading one-document cleaners and,
+    when no cleaner is left for this process, tokenize too."""
+    if workers < 2:
+        return None
+    from llmkit.data.workers import Work, local_head, pool, release
+
+    head = local_head(pipeline.cleaners)
+    tokenize = head == len(pipeline.cleaners)
+    work = Work(
+        pipeline.cleaners[:head],
+        pipeline.batch_size,
+        pipeline.max_examples,
+        tok if tokenize else None,
+        int(cfg.seed),
+        float(cfg.validation),
+    )
+    executor = pool(work, workers)
+    release()
+    return executor
+
+
+def _encoded(
+    cfg: PrepareConfig,
+    reader: Any,
+    pipeline: CleaningPipeline,
+    tok: Any,
+    workers: int,
+    executor: Any,
+) -> Generator[tuple[int, Encoded], None, None]:
+    """(bytes read so far, a tokenized chunk) in reading order, cleaned by `pipeline`'s steps."""
+    import functools
+
+    from llmkit.data.workers import local_head, merge_steps, ordered, run_chunk
+
+    stats = reader.stats
+    records: Iterator[Record]
+    if executor is None:
+        records = pipeline.run(iter(reader))
+    else:
+        size = min(int(cfg.chunk_chars), WORKER_CHUNK_CHARS)
+        chunks = ((stats.bytes, c) for c in record_chunks(iter(reader), size))
+        results = ordered(executor, run_chunk, chunks, 2 * workers)
+        head = local_head(pipeline.cleaners)
+        if head == len(pipeline.cleaners):
+            for read, (steps, done) in results:
+                merge_steps(pipeline.steps, steps, pipeline.max_examples)
+                assert isinstance(done, Encoded)
+                yield read, done
+            return
+        tail = CleaningPipeline(
+            pipeline.cleaners[head:], pipeline.batch_size, pipeline.max_examples
+        )
+        tail.steps = pipeline.steps[head:]  # the run's report counts the tail's steps here
+
+        def cleaned() -> Iterator[Record]:
+            for _, (steps, kept) in results:
+                merge_steps(pipeline.steps[:head], steps, pipeline.max_examples)
+                assert isinstance(kept, list)
+                yield from kept
+
+        records = tail.run(cleaned())
+    encode = functools.partial(
+        encode_chunk, tok, seed=int(cfg.seed), fraction=float(cfg.validation), threads=workers
+    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkit-encode") as thread:
+        texts = ((stats.bytes, t) for t in text_chunks(records, int(cfg.chunk_chars)))
+        yield from ordered(thread, encode, texts, 2)
+
+
+def _write(writers: dict[str, ShardWriter], chunk: Encoded, vocab: int) -> None:
+    """A tokenized chunk's documents appended to their splits' shards, in order."""
+    import numpy as np
+
+    ids = chunk.ids
+    if len(ids) and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+        raise WorkError(f"tokenizer produced ids outside 0..{vocab - 1}")
+    if chunk.validation.any():
+        per_token = np.repeat(chunk.validation, chunk.lengths)
+        writers["validation"].add_batch(ids[per_token], chunk.lengths[chunk.validation])
+        writers["train"].add_batch(ids[~per_token], chunk.lengths[~chunk.validation])
+    else:
+        writers["train"].add_batch(ids, chunk.lengths)
+
+
 def _skip_output(reader: Any, out_dir: Path) -> None:
     """Leave the output directory out of the inputs (an output inside an input directory)."""
-    out = out_dir.resolve()
     files = getattr(reader, "files", None)
-    if not files or getattr(reader, "pairs", None):
+    if not files or getattr(reader, "pairs", None) or not out_dir.exists():
         return
-    kept = [f for f in files if out not in Path(f).resolve().parents]
+    out = os.path.join(os.path.realpath(out_dir), "")
+    folders: dict[str, str] = {}  # each folder resolved once, not each of its files
+
+    def resolved(path: Any) -> str:
+        head, name = os.path.split(os.fspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head or ".")
+        full = os.path.join(folders[head], name)
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+    kept = [f for f in files if not resolved(f).startswith(out)]
     if not kept:
         raise UsageError(f"every input file is inside the output directory {out_dir}")
     reader.files = kept
@@ -617,6 +686,7 @@ __all__ = [
     "PrepareResult",
     "ReadStats",
     "clean",
+    "is_validation",
     "load_config",
     "load_tokenizer",
     "prepare",

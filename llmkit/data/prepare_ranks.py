@@ -11,7 +11,6 @@ place, so with them rank 0 prepares alone.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -25,12 +24,16 @@ from llmkit.data.prepare import (
     REPORT,
     PrepareConfig,
     PrepareResult,
+    _remove_previous,
     _skip_output,
+    fingerprint,
     make_cleaners,
     make_reader,
     prepare,
+    up_to_date,
 )
-from llmkit.data.shards import FORMAT_VERSION, MANIFEST, ShardWriter, read_manifest, shards_complete
+from llmkit.data.shards import MANIFEST, ShardWriter, read_manifest
+from llmkit.data.workers import default_workers
 from llmkit.errors import UsageError
 
 EMPTY = "no documents left after cleaning"
@@ -118,7 +121,9 @@ def _prepare(
     def tokenize() -> str | None:
         if not mine:
             return None
-        part_cfg = dataclasses.replace(cfg, inputs=[str(f) for f in mine], output=str(part))
+        part_cfg = dataclasses.replace(
+            cfg, inputs=[str(f) for f in mine], output=str(part), workers=_rank_workers(cfg)
+        )
         try:
             prepare(part_cfg, force=force, warn=lambda line: None)
         except UsageError as exc:
@@ -138,6 +143,14 @@ def _prepare(
     if rank == 0:
         shutil.rmtree(parts_dir, ignore_errors=True)
     return _result(result, out_dir)
+
+
+def _rank_workers(cfg: PrepareConfig) -> int:
+    """Each rank's worker processes: the config's, or this machine's cores shared by its ranks."""
+    if cfg.workers is not None:
+        return int(cfg.workers)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, default_workers() // max(1, local))
 
 
 def _run(work: Callable[[], Any]) -> tuple[bool, Any]:
@@ -176,24 +189,12 @@ def _join(
     first = manifests[0]
     inputs = [entry for m in manifests for entry in m["inputs"]]
     settings = first["config"]
-    relevant = {k: v for k, v in settings.items() if k not in ("chunk_chars", "batch_size")}
-    tok_hash = first["tokenizer"]["sha256"]
-    fingerprint = hashlib.sha256(
-        json.dumps([inputs, tok_hash, relevant, FORMAT_VERSION], sort_keys=True).encode()
-    ).hexdigest()
-    if not force and (out_dir / MANIFEST).is_file():
-        try:
-            old = read_manifest(out_dir)
-        except UsageError:
-            old = None
-        if old and old.get("fingerprint") == fingerprint and shards_complete(out_dir, old):
-            return True
+    key = fingerprint(inputs, first["tokenizer"]["sha256"], settings)
+    if not force and up_to_date(out_dir, key) is not None:
+        return True
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # old shards stop counting as complete
-    for pattern in ("train-*.bin", "validation-*.bin", "*-*.idx.npy", "*.tmp"):
-        for old_file in out_dir.glob(pattern):
-            old_file.unlink(missing_ok=True)
+    _remove_previous(out_dir)
     dtype, eos = first["dtype"], int(first["eos_id"])
     splits: dict[str, Any] = {}
     for split in ("train", "validation"):
@@ -205,9 +206,10 @@ def _join(
                         part / shard["file"], dtype=np.dtype(dtype).newbyteorder("<")
                     )
                     starts = np.load(part / shard["index"]).astype(np.int64)
-                    ends = np.append(starts[1:], len(tokens)) - 1  # each document's EOS dropped
-                    for lo, hi in zip(starts, ends, strict=True):
-                        writer.add(tokens[lo:hi])
+                    ends = np.append(starts[1:], len(tokens)) - 1  # each document's EOS
+                    body = np.ones(len(tokens), dtype=bool)
+                    body[ends] = False
+                    writer.add_batch(tokens[body], ends - starts)
             written = writer.close()
         except BaseException:
             writer.abort()
@@ -223,7 +225,7 @@ def _join(
     write_text(out_dir / REPORT, json.dumps(report, indent=2) + "\n")
     manifest = {
         **{k: first[k] for k in ("format_version", "dtype", "vocab_size", "eos_id", "tokenizer")},
-        "fingerprint": fingerprint,
+        "fingerprint": key,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": inputs,
         "config": settings,

