@@ -1,4 +1,5 @@
-"""Multi-process glue of a pipeline: which process is rank 0, and running work on it alone."""
+"""Multi-process glue of a pipeline: which process is rank 0, running work on it alone, and
+reporting a failure of work that every rank shares as one line on each."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
+
+from llmkit.errors import LlmkitError, UsageError
 
 if TYPE_CHECKING:
     from llmkit.train.distributed import Dist
@@ -43,3 +46,29 @@ def on_main(dist: Dist | None, work: Callable[[], T], what: str) -> T:
     from llmkit.train import distributed
 
     return distributed.on_main(dist, work, what)
+
+
+def on_every_rank(dist: Dist, work: Callable[[], T], what: str) -> T:
+    """`work()` on every rank, whose own collectives join the ranks. A rank that fails in it
+    raises its own error and leaves; the ranks waiting on it at a collective see their connection
+    close and raise one line naming `what`, instead of the backend's message (or a hang)."""
+    try:
+        return work()
+    except LlmkitError:
+        raise
+    except Exception as exc:
+        if not _peer_gone(exc):
+            raise
+        raise UsageError(
+            f"rank {dist.rank}: another rank failed in {what}; its error says why"
+        ) from None
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """Whether `exc` is a collective that failed because another rank's process went away."""
+    torch_dist = sys.modules.get("torch.distributed")
+    dist_error = getattr(torch_dist, "DistError", None)
+    if isinstance(dist_error, type) and isinstance(exc, dist_error):
+        return True
+    text = str(exc)
+    return "closed by peer" in text or "reset by peer" in text

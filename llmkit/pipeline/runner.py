@@ -1,10 +1,11 @@
 """Running a pipeline: tokenizer -> data -> train -> eval, each stage from the registry.
 
 The recipe of a run, read top to bottom: `check` the file (`llmkit.pipeline.checks`), then
-`run` its stages (`llmkit.pipeline.stages`) in order, under torchrun with rank 0 alone preparing
-data and writing results (`llmkit.pipeline.ranks`). Relative input paths in a pipeline file (data
-inputs, tokenizer files, `init_from`) are resolved against the file's directory; `output` is
-relative to the working directory.
+`run` its stages (`llmkit.pipeline.stages`) in order; under torchrun rank 0 alone trains the
+tokenizer and writes results while every rank prepares its share of the data and trains
+(`llmkit.pipeline.ranks`). Relative input paths in a pipeline file (data inputs, tokenizer files,
+`init_from`) are resolved against the file's directory; `output` is relative to the working
+directory.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def run(
     """Run the pipeline's stages in order (all present ones unless `wanted` names some).
 
     Under torchrun it joins the process group once for the whole run: rank 0 alone runs the
-    tokenizer and data stages while the other ranks wait, every rank trains, and rank 0 alone
-    evaluates, logs and writes `summary.json`; a failure on rank 0 stops the others with an error.
+    tokenizer stage while the other ranks wait, every rank prepares its share of the data and
+    trains, and rank 0 alone evaluates, logs and writes `summary.json`; a failure on one rank
+    stops the others with a one-line error.
     """
     wanted = wanted or [s for s in STAGES if getattr(config, s) is not None]
     unknown = [s for s in wanted if s not in STAGES]
@@ -77,19 +79,19 @@ def _run_stages(
     summary: dict[str, Any] = {"name": config.name, "output": str(out)}
     shards = stages.reads_shards(config)  # records objectives read the data section themselves
 
-    def prepare() -> tuple[Path | None, Path | None]:
-        tokenizer_path = out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
-        data_dir = out / "data" if shards and (out / "data").is_dir() else None
+    def tokenizer_stage() -> Path | None:
         if "tokenizer" in wanted:
-            tokenizer_path = stages.stage_tokenizer(config, base, out, log)
-        if "data" in wanted and shards:
-            if tokenizer_path is None:
-                raise UsageError("data: needs a tokenizer; add a tokenizer section")
-            data_dir = stages.stage_data(config, base, out, tokenizer_path, log)
-        return tokenizer_path, data_dir
+            return stages.stage_tokenizer(config, base, out, log)
+        return out / "tokenizer.json" if (out / "tokenizer.json").is_file() else None
 
-    # Rank 0 alone writes the tokenizer and the shards; the other ranks wait for its paths.
-    tokenizer_path, data_dir = ranks.on_main(dist, prepare, "the tokenizer and data stages")
+    # Rank 0 alone writes the tokenizer; the other ranks wait for its path.
+    tokenizer_path = ranks.on_main(dist, tokenizer_stage, "the tokenizer stage")
+    data_dir = out / "data" if shards and (out / "data").is_dir() else None
+    if "data" in wanted and shards:
+        if tokenizer_path is None:
+            raise UsageError("data: needs a tokenizer; add a tokenizer section")
+        # Every rank tokenizes its share of the input files; rank 0 joins them.
+        data_dir = stages.stage_data(config, base, out, tokenizer_path, log, dist)
     if "eval" in wanted and "train" in wanted and data_dir is not None:
         stages.require_held_out(data_dir)  # before training, not after it
     if "train" in wanted:

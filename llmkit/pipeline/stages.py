@@ -29,6 +29,7 @@ from llmkit.storage.checkpoint import COMPANION_FILES
 if TYPE_CHECKING:
     from llmkit.data.records import Record
     from llmkit.objectives.base import Objective
+    from llmkit.train.distributed import Dist
 
 Log = Callable[[str], None]
 OBJECTIVE_FILE, LABELS_FILE = COMPANION_FILES  # the trained objective's spec, class names
@@ -88,8 +89,19 @@ def stage_tokenizer(config: PipelineConfig, base: Path, out: Path, log: Log) -> 
     return target
 
 
-def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, log: Log) -> Path:
-    """Clean and tokenize the corpus into shards under `out/data` (skipped when up to date)."""
+def stage_data(
+    config: PipelineConfig,
+    base: Path,
+    out: Path,
+    tokenizer: Path,
+    log: Log,
+    dist: Dist | None = None,
+) -> Path:
+    """Clean and tokenize the corpus into shards under `out/data` (skipped when up to date).
+
+    Under torchrun (`dist`) every rank calls this: each tokenizes its share of the input files and
+    rank 0 joins the parts into the shards and manifest one process writes, byte for byte.
+    """
     from llmkit.data.prepare import PrepareConfig, prepare
 
     data = config.data.to_mapping() if config.data is not None else {}
@@ -97,7 +109,17 @@ def stage_data(config: PipelineConfig, base: Path, out: Path, tokenizer: Path, l
     data.setdefault("seed", config.seed)
     data["tokenizer"] = str(tokenizer)
     data["output"] = str(out / "data")
-    result = prepare(PrepareConfig.from_mapping(data, source="data"))
+    cfg = PrepareConfig.from_mapping(data, source="data")
+    if dist is not None and dist.world_size > 1:
+        from llmkit.data.prepare_ranks import prepare_across_ranks, several_ranks
+        from llmkit.pipeline.ranks import on_every_rank, on_main
+
+        if several_ranks():
+            result = on_every_rank(dist, lambda: prepare_across_ranks(cfg), "the data stage")
+        else:  # a group its caller joined without torchrun's environment: rank 0 alone
+            result = on_main(dist, lambda: prepare(cfg), "the data stage")
+    else:
+        result = prepare(cfg)
     log(f"data: {'up to date' if result.skipped else 'prepared'} ({result.out_dir})")
     return Path(result.out_dir)
 
@@ -220,13 +242,18 @@ def stage_train(
         prepared = objective.batches(_train_data(config, objective, base, data_dir, tokenizer))
         if t.model is not None:
             check_vocab(config, tokenizer.vocab_size)
-            params = model_params(t, objective, tokenizer.vocab_size, prepared.facts)
-            model = llmkit.create("model", t.model.name, **params)
-        else:
-            model = llmkit.load_model(resolve(base, str(t.init_from)), verify=verify)
-            model.train()
-        model = fit_model(config, model, objective.model_params(prepared.facts)).to(dist.device)
-        model = fsdp.shard(model, dist, fsdp.DistributedSettings(**t.distributed.model_dump()))
+
+        def make() -> Any:
+            if t.model is not None:
+                params = model_params(t, objective, tokenizer.vocab_size, prepared.facts)
+                model = llmkit.create("model", t.model.name, **params)
+            else:
+                model = llmkit.load_model(resolve(base, str(t.init_from)), verify=verify)
+                model.train()
+            return fit_model(config, model, objective.model_params(prepared.facts))
+
+        # Under fsdp rank 0 alone builds (or loads) the whole model and sends each rank its shards.
+        model = fsdp.build(make, dist, fsdp.DistributedSettings(**t.distributed.model_dump()))
         trainable = [p for p in model.parameters() if p.requires_grad]  # an adapter's alone
         optimizer = llmkit.create("optimizer", t.optimizer.name, trainable, **t.optimizer.params)
         scheduler = None

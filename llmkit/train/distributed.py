@@ -120,6 +120,18 @@ def on_main(dist_info: Dist, work: Callable[[], T], what: str) -> T:
     return value
 
 
+def from_main(dist_info: Dist, value: T) -> T:
+    """Rank 0's `value` (which must pickle) on every rank; every rank calls it at the same point."""
+    if dist_info.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    box: list[Any] = [value if dist_info.is_main else None]
+    dist.broadcast_object_list(box, src=0, group=_control())
+    result: T = box[0]
+    return result
+
+
 def wrap(module: nn.Module, dist_info: Dist, several_heads: bool = False) -> nn.Module:
     """DistributedDataParallel around `module` when there is more than one rank.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -236,23 +236,77 @@ def gathered(model: nn.Module) -> Iterator[nn.Module]:
     if not is_sharded(model):
         yield model
         return
-    from llmkit.models import build_model
-    from llmkit.storage.checkpoint import load_weights, model_config, model_fields, no_weight_init
+    from llmkit.storage.checkpoint import load_weights, model_config
 
     weights = full_weights(model)
     if not weights:  # not rank 0
         yield model
         return
-    with no_weight_init():
-        plain = build_model(model_fields(model_config(model)))
-    spec = _adapter_spec(model)
-    if spec is not None:  # the same adapter on the plain copy, so that every weight has a place
-        from llmkit.adapters import apply_adapter
-
-        plain = apply_adapter(plain, spec)
+    plain = _structure(model_config(model), _adapter_spec(model), torch.device("cpu"))
     load_weights(plain, weights, "the gathered FSDP weights")
     del weights
     yield plain.train(model.training)
+
+
+def _structure(
+    config: dict[str, Any], adapter: dict[str, Any] | None, device: torch.device
+) -> nn.Module:
+    """A model of `config` (a checkpoint's config.json) with `adapter` on it, built on `device`
+    without drawing initial values (they are loaded next)."""
+    from llmkit.models import build_model
+    from llmkit.storage.checkpoint import model_fields, no_weight_init
+
+    with no_weight_init(), device:
+        model = build_model(model_fields(config))
+        if adapter is not None:  # the same adapter, so that every weight has a place
+            from llmkit.adapters import apply_adapter
+
+            model = apply_adapter(model, adapter)
+    result: nn.Module = model
+    return result
+
+
+def build(make: Callable[[], nn.Module], dist: Dist, settings: DistributedSettings) -> nn.Module:
+    """The model to train, on this rank's device: `make()`, or under `fsdp` on several ranks its
+    FSDP2 shards, so that each rank allocates only its 1/N of the weights.
+
+    Rank 0 alone runs `make()` (a fresh initialisation or a loaded `init_from`, so the values are
+    those of a run without FSDP); every rank builds the same structure on the meta device, applies
+    `shard`, allocates its shards with `to_empty` and receives their values from rank 0
+    (`set_model_state_dict` with `broadcast_from_rank0`), buffers and RNG state too. No other rank
+    ever holds the whole model, and rank 0 holds it only until it is sent.
+    """
+    if settings.strategy != "fsdp" or dist.world_size == 1:
+        return make().to(dist.device)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    from llmkit.storage.checkpoint import model_config
+    from llmkit.train import distributed
+
+    made: list[nn.Module] = []
+
+    def describe() -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+        made.append(make())
+        return model_config(made[0]), _adapter_spec(made[0]), made[0].training
+
+    config, adapter, training = distributed.on_main(dist, describe, "building the model")
+    model = shard(_structure(config, adapter, torch.device("meta")), dist, settings)
+    model.to_empty(device=torch.device("cpu") if settings.cpu_offload else dist.device)
+    full = made[0].state_dict() if made else {}
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full, options=options)
+    del full
+    extras = (
+        {name: b.detach().cpu() for name, b in made[0].named_buffers()} if made else {},
+        torch.get_rng_state(),
+    )
+    made.clear()
+    buffers, rng = distributed.from_main(dist, extras)
+    with torch.no_grad():  # non-persistent buffers (rotary tables) are not in the state dict
+        for name, value in buffers.items():
+            model.get_buffer(name).copy_(value)
+    torch.set_rng_state(rng)  # as if this rank had drawn rank 0's initial values itself
+    return model.train(training)
 
 
 def _adapter_spec(model: nn.Module) -> dict[str, Any] | None:

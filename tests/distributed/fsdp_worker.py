@@ -38,7 +38,6 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
     dist = distributed.setup("cpu")
     try:
         torch.manual_seed(0)
-        model = tiny_gpt()
         mixed = os.environ.get("FSDP_WORKER_BF16_OFFLOAD") == "1"  # bf16 compute, host shards
         settings = fsdp.DistributedSettings(
             strategy=strategy,  # type: ignore[arg-type]
@@ -46,11 +45,17 @@ def main(out: str, strategy: str, max_steps: int, kill: str = "") -> None:
             cpu_offload=mixed,
         )
         adapter = os.environ.get("FSDP_WORKER_ADAPTER")  # JSON: train.adapter, e.g. lora
-        if adapter:
-            from llmkit.adapters import apply_adapter
 
-            model = apply_adapter(model, json.loads(adapter))
-        model = fsdp.shard(model, dist, settings)
+        def make() -> torch.nn.Module:
+            model = tiny_gpt()
+            if adapter:
+                from llmkit.adapters import apply_adapter
+
+                model = apply_adapter(model, json.loads(adapter))
+            return model
+
+        # fsdp: rank 0 builds the model, every rank a meta-device copy that receives its shards.
+        model = fsdp.build(make, dist, settings)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = llmkit.create("optimizer", "adamw", trainable, lr=0.02, eps=1e-3)
         loss = llmkit.create("loss", "cross_entropy")
