@@ -73,25 +73,14 @@ class DataOptions(BaseModel):
             out[name] = value
         return out
 
-    @field_validator("format")
+    @field_validator("format", "unit", "on_error")
     @classmethod
-    def _format(cls, value: str) -> str:
-        if value not in FORMATS:
-            raise ValueError(f"format '{value}' unknown; use {', '.join(FORMATS[:-1])} or parallel")
-        return value
-
-    @field_validator("unit")
-    @classmethod
-    def _unit(cls, value: str) -> str:
-        if value not in UNITS:
-            raise ValueError(f"unit '{value}' unknown; use file, paragraph or line")
-        return value
-
-    @field_validator("on_error")
-    @classmethod
-    def _on_error(cls, value: str) -> str:
-        if value not in ("error", "skip"):
-            raise ValueError("on_error must be 'error' or 'skip'")
+    def _one_of(cls, value: str, info: Any) -> str:
+        """A choice field's value is one of its choices (`info`: pydantic's ValidationInfo)."""
+        choices = {"format": FORMATS, "unit": UNITS, "on_error": ("error", "skip")}[info.field_name]
+        if value not in choices:
+            listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+            raise ValueError(f"{info.field_name} '{value}' unknown; use {listed}")
         return value
 
     @field_validator("validation")

@@ -67,89 +67,69 @@ def _bomb(text: str, key: str | None) -> str:
     return "\n".join(lines) + f"\n{key}: *i\n"
 
 
-# (case id, text replacing / added to the base file, what the one line must say)
-CASES: list[tuple[str, str, str, str]] = [
-    ("data.validation", "  validation: 0.1", "  validation: half", "data.validation: "),
-    ("data.inputs", "  inputs: [corpus.txt]", "  inputs: 5", "data.inputs: "),
-    (
-        "data.shard_tokens",
-        "  unit: paragraph",
-        "  unit: paragraph\n  shard_tokens: many",
-        "data.shard_tokens: ",
+Case = tuple[str, str, str, str]  # (case id, text of the base file, its replacement, the line)
+FINITE = "train.optimizer.lr: must be a finite number"
+AT_MOST = "train.batch_size: must be at most"
+GRAD_ACCUM = "train.grad_accum: must be at most"
+NOT_REGULAR = "/dev/zero: not a regular file"
+TOKENIZER = "{train_files: [corpus.txt]}"
+
+
+def _value(case: str, line: str, value: str, needle: str) -> Case:
+    """A case giving the key of `line` (text of the base file) another value."""
+    return case, line, f"{line.split(': ', 1)[0]}: {value}", needle
+
+
+def _added(case: str, line: str, added: str, needle: str) -> Case:
+    """A case adding the line `added` after `line`."""
+    return case, line, f"{line}\n{added}", needle
+
+
+def _tokenizer(case: str, extra: str, needle: str) -> Case:
+    """A case adding `extra` to the trained tokenizer's section."""
+    return case, TOKENIZER, f"{TOKENIZER[:-1]}, {extra}}}", needle
+
+
+CASES: list[Case] = [
+    _value("data.validation", "  validation: 0.1", "half", "data.validation: "),
+    _value("data.inputs", "  inputs: [corpus.txt]", "5", "data.inputs: "),
+    _added("data.shard_tokens", "  unit: paragraph", "  shard_tokens: many", "data.shard_tokens: "),
+    _added("data.seed", "  unit: paragraph", "  seed: x", "data.seed: "),
+    _added("data.unknown", "  unit: paragraph", "  shards: 3", "unknown key 'data.shards'"),
+    _added("duplicate key", "  max_steps: 2", "  max_steps: 5", "duplicate key 'max_steps'"),
+    _added("duplicate section", "seed: 0", "seed: 1", "duplicate key 'seed'"),
+    _value("batch_size bool", "  batch_size: 2", "true", "train.batch_size: "),
+    _value("lr inf", "lr: 1.0e-3", ".inf", FINITE),
+    _value("lr inf text", "lr: 1.0e-3", "inf", FINITE),
+    _value("lr nan", "lr: 1.0e-3", ".nan", FINITE),
+    _value("batch_size 1e9", "  batch_size: 2", "1e9", AT_MOST),
+    _value("batch_size 1.0e9", "  batch_size: 2", "1.0e+9", AT_MOST),
+    _value("context 1e8", "  context: 16", "1e8", "train.context: must be at most"),
+    _value("max_steps 1e30", "  max_steps: 2", "1e30", "train.max_steps: must be at most"),
+    _added("grad_accum 1e12", "  max_steps: 2", "  grad_accum: 1e12", GRAD_ACCUM),
+    _value(
+        "model vocab_size 10", "max_positions: 32", "32, vocab_size: 10", "train.model.vocab_size: "
     ),
-    ("data.seed", "  unit: paragraph", "  unit: paragraph\n  seed: x", "data.seed: "),
-    (
-        "data.unknown",
-        "  unit: paragraph",
-        "  unit: paragraph\n  shards: 3",
-        "unknown key 'data.shards'",
-    ),
-    (
-        "duplicate key",
-        "  max_steps: 2",
-        "  max_steps: 2\n  max_steps: 5",
-        "duplicate key 'max_steps'",
-    ),
-    ("duplicate section", "seed: 0", "seed: 0\nseed: 1", "duplicate key 'seed'"),
-    ("batch_size bool", "  batch_size: 2", "  batch_size: true", "train.batch_size: "),
-    ("lr inf", "lr: 1.0e-3", "lr: .inf", "train.optimizer.lr: must be a finite number"),
-    ("lr inf text", "lr: 1.0e-3", "lr: inf", "train.optimizer.lr: must be a finite number"),
-    ("lr nan", "lr: 1.0e-3", "lr: .nan", "train.optimizer.lr: must be a finite number"),
-    ("batch_size 1e9", "  batch_size: 2", "  batch_size: 1e9", "train.batch_size: must be at most"),
-    (
-        "batch_size 1.0e9",
-        "  batch_size: 2",
-        "  batch_size: 1.0e+9",
-        "train.batch_size: must be at most",
-    ),
-    ("context 1e8", "  context: 16", "  context: 1e8", "train.context: must be at most"),
-    ("max_steps 1e30", "  max_steps: 2", "  max_steps: 1e30", "train.max_steps: must be at most"),
-    (
-        "grad_accum 1e12",
-        "  max_steps: 2",
-        "  max_steps: 2\n  grad_accum: 1e12",
-        "train.grad_accum: must be at most",
-    ),
-    (
-        "model vocab_size 10",
-        "max_positions: 32",
-        "max_positions: 32, vocab_size: 10",
-        "train.model.vocab_size: ",
-    ),
-    ("model n_layers 1e9", "n_layers: 1", "n_layers: 1000000000", "train.model.n_layers: "),
-    ("seed bool", "seed: 0", "seed: true", "seed: "),
-    ("seed huge", "seed: 0", "seed: 1e40", "seed: must be at most"),
-    (
-        "data.inputs /dev/zero",
-        "  inputs: [corpus.txt]",
-        "  inputs: [/dev/zero]",
-        "/dev/zero: not a regular file",
-    ),
-    ("yaml tag", "name: t", "name: !!python/object/apply:os.system [echo hi]", "invalid YAML"),
+    _value("model n_layers 1e9", "n_layers: 1", "1000000000", "train.model.n_layers: "),
+    _value("seed bool", "seed: 0", "true", "seed: "),
+    _value("seed huge", "seed: 0", "1e40", "seed: must be at most"),
+    _value("data.inputs /dev/zero", "  inputs: [corpus.txt]", "[/dev/zero]", NOT_REGULAR),
+    _value("yaml tag", "name: t", "!!python/object/apply:os.system [echo hi]", "invalid YAML"),
     ("merge key", "  max_steps: 2", "  <<: {max_steps: 3}", "merge keys"),
-    ("deep nesting", "name: t", "name: " + "[" * 100 + "]" * 100, "nested"),
-    ("eval.batches", "  max_steps: 2", "  max_steps: 2\neval: {batches: 1e20}", "eval.batches: "),
+    _value("deep nesting", "name: t", "[" * 100 + "]" * 100, "nested"),
+    _added("eval.batches", "  max_steps: 2", "eval: {batches: 1e20}", "eval.batches: "),
 ]
 
-TRAINED_CASES: list[tuple[str, str, str, str]] = [
-    (
+TRAINED_CASES: list[Case] = [
+    _tokenizer(
         "tokenizer.vocab_size 10",
-        "{train_files: [corpus.txt]}",
-        "{train_files: [corpus.txt], vocab_size: 10}",
+        "vocab_size: 10",
         "tokenizer.vocab_size: vocab_size 10 is smaller",
     ),
-    (
-        "tokenizer.vocab_size 1e12",
-        "{train_files: [corpus.txt]}",
-        "{train_files: [corpus.txt], vocab_size: 1e12}",
-        "tokenizer.vocab_size: must be at most",
+    _tokenizer(
+        "tokenizer.vocab_size 1e12", "vocab_size: 1e12", "tokenizer.vocab_size: must be at most"
     ),
-    (
-        "tokenizer.train_files /dev/zero",
-        "{train_files: [corpus.txt]}",
-        "{train_files: [/dev/zero]}",
-        "/dev/zero: not a regular file",
-    ),
+    ("tokenizer.train_files /dev/zero", TOKENIZER, "{train_files: [/dev/zero]}", NOT_REGULAR),
 ]
 
 
