@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmkit.data.records import Record
+from llmkit.errors import WorkError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,12 +20,23 @@ if TYPE_CHECKING:
 
 @dataclass
 class Encoded:
-    """One chunk tokenized: all ids end to end, each document's length, which go to validation."""
+    """One chunk ready for the shards: per split, its documents as `frame` lays them out
+    (ids with each document's EOS) and each document's size; and the characters encoded."""
 
-    ids: np.ndarray
-    lengths: np.ndarray
-    validation: np.ndarray
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
     chars: int
+
+
+@dataclass(frozen=True)
+class Framing:
+    """What turns ids into shard tokens: the EOS id, the shard dtype, the vocabulary size (ids are
+    checked against it), and the split's seed and validation fraction."""
+
+    eos: int
+    dtype: str
+    vocab: int
+    seed: int
+    validation: float
 
 
 def is_validation(text: str, seed: int, fraction: float) -> bool:
@@ -65,19 +77,35 @@ def encode_ids(tok: Any, texts: list[str], threads: int | None = None) -> tuple[
 
 
 def encode_chunk(
-    tok: Any, texts: list[str], seed: int, fraction: float, threads: int | None = None
+    tok: Any, texts: list[str], framing: Framing, threads: int | None = None
 ) -> Encoded:
-    """The chunk's ids and lengths, and a validation flag per document (`is_validation`)."""
+    """Encode a chunk, check its ids, frame them with EOS and split them by `is_validation`."""
     import numpy as np
 
+    from llmkit.data.shards import frame
+
     ids, lengths = encode_ids(tok, texts, threads)
-    if fraction > 0:
-        flags = np.fromiter(
-            (is_validation(t, seed, fraction) for t in texts), dtype=bool, count=len(texts)
-        )
-    else:
-        flags = np.zeros(len(texts), dtype=bool)
-    return Encoded(ids, np.asarray(lengths, dtype=np.int64), flags, sum(map(len, texts)))
+    vocab = framing.vocab
+    if len(ids) and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+        raise WorkError(f"tokenizer produced ids outside 0..{vocab - 1}")
+    tokens, sizes = frame(ids, lengths, framing.eos, framing.dtype)
+    chars = sum(map(len, texts))
+    fraction, seed = framing.validation, framing.seed
+    if fraction <= 0:
+        return Encoded({"train": (tokens, sizes)}, chars)
+    flags = np.fromiter(
+        (is_validation(t, seed, fraction) for t in texts), dtype=bool, count=len(texts)
+    )
+    if not flags.any():
+        return Encoded({"train": (tokens, sizes)}, chars)
+    per_token = np.repeat(flags, sizes)
+    return Encoded(
+        {
+            "train": (tokens[~per_token], sizes[~flags]),
+            "validation": (tokens[per_token], sizes[flags]),
+        },
+        chars,
+    )
 
 
 def text_chunks(

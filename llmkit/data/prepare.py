@@ -24,7 +24,14 @@ from typing import Any
 
 from llmkit.atomic import current_umask, write_text
 from llmkit.data.cleaners import Cleaner
-from llmkit.data.encoding import Encoded, encode_chunk, is_validation, record_chunks, text_chunks
+from llmkit.data.encoding import (
+    Encoded,
+    Framing,
+    encode_chunk,
+    is_validation,
+    record_chunks,
+    text_chunks,
+)
 from llmkit.data.pipeline import CleaningPipeline, save_report
 from llmkit.data.records import ReadStats, Record
 from llmkit.data.shards import (
@@ -35,7 +42,7 @@ from llmkit.data.shards import (
     shards_complete,
     token_dtype,
 )
-from llmkit.errors import UsageError, WorkError
+from llmkit.errors import UsageError
 from llmkit.registry import unknown_message
 from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
 
@@ -443,13 +450,15 @@ def prepare(
     chars = 0
     from llmkit.progress import progress as progress_bar
 
-    executor = _start_workers(cfg, pipeline, tok, workers)  # forked before any thread starts
+    framing = Framing(eos, dtype, vocab, int(cfg.seed), float(cfg.validation))
+    executor = _start_workers(pipeline, tok, framing, workers)  # forked before any thread starts
     bar = progress_bar(sum(i["bytes"] for i in inputs), "data", unit="B", unit_scale=True)
-    encoded = _encoded(cfg, reader, pipeline, tok, workers, executor)
+    encoded = _encoded(cfg, reader, pipeline, tok, framing, workers, executor)
     try:
         for read, chunk in encoded:
             chars += chunk.chars
-            _write(writers, chunk, vocab)
+            for split, (tokens, sizes) in chunk.splits.items():
+                writers[split].add_framed(tokens, sizes)
             bar.reach(read)
             if progress is not None:
                 progress(
@@ -525,7 +534,7 @@ def prepare(
     return PrepareResult(out_dir, False, report, manifest)
 
 
-def _start_workers(cfg: PrepareConfig, pipeline: CleaningPipeline, tok: Any, workers: int) -> Any:
+def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int) -> Any:
     """The worker processes (None for one worker): they run the leading one-document cleaners and,
     when no cleaner is left for this process, tokenize too."""
     if workers < 2:
@@ -539,8 +548,7 @@ def _start_workers(cfg: PrepareConfig, pipeline: CleaningPipeline, tok: Any, wor
         pipeline.batch_size,
         pipeline.max_examples,
         tok if tokenize else None,
-        int(cfg.seed),
-        float(cfg.validation),
+        framing,
     )
     executor = pool(work, workers)
     release()
@@ -552,6 +560,7 @@ def _encoded(
     reader: Any,
     pipeline: CleaningPipeline,
     tok: Any,
+    framing: Framing,
     workers: int,
     executor: Any,
 ) -> Generator[tuple[int, Encoded], None, None]:
@@ -587,27 +596,10 @@ def _encoded(
                 yield from kept
 
         records = tail.run(cleaned())
-    encode = functools.partial(
-        encode_chunk, tok, seed=int(cfg.seed), fraction=float(cfg.validation), threads=workers
-    )
+    encode = functools.partial(encode_chunk, tok, framing=framing, threads=workers)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkit-encode") as thread:
         texts = ((stats.bytes, t) for t in text_chunks(records, int(cfg.chunk_chars)))
         yield from ordered(thread, encode, texts, 2)
-
-
-def _write(writers: dict[str, ShardWriter], chunk: Encoded, vocab: int) -> None:
-    """A tokenized chunk's documents appended to their splits' shards, in order."""
-    import numpy as np
-
-    ids = chunk.ids
-    if len(ids) and (int(ids.max()) >= vocab or int(ids.min()) < 0):
-        raise WorkError(f"tokenizer produced ids outside 0..{vocab - 1}")
-    if chunk.validation.any():
-        per_token = np.repeat(chunk.validation, chunk.lengths)
-        writers["validation"].add_batch(ids[per_token], chunk.lengths[chunk.validation])
-        writers["train"].add_batch(ids[~per_token], chunk.lengths[~chunk.validation])
-    else:
-        writers["train"].add_batch(ids, chunk.lengths)
 
 
 def _skip_output(reader: Any, out_dir: Path) -> None:

@@ -206,10 +206,7 @@ def _join(
                         part / shard["file"], dtype=np.dtype(dtype).newbyteorder("<")
                     )
                     starts = np.load(part / shard["index"]).astype(np.int64)
-                    ends = np.append(starts[1:], len(tokens)) - 1  # each document's EOS
-                    body = np.ones(len(tokens), dtype=bool)
-                    body[ends] = False
-                    writer.add_batch(tokens[body], ends - starts)
+                    writer.add_framed(tokens, np.diff(np.append(starts, len(tokens))))
             written = writer.close()
         except BaseException:
             writer.abort()

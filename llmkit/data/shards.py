@@ -48,6 +48,21 @@ class ShardInfo:
         }
 
 
+def frame(ids: Any, lengths: Any, eos_id: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, sizes): documents' ids end to end with the EOS id after each, as shards hold them,
+    and each document's size with its EOS."""
+    import numpy as np
+
+    sizes = np.asarray(lengths, dtype=np.int64) + 1
+    ends = np.cumsum(sizes)
+    tokens = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.dtype(dtype).newbyteorder("<"))
+    body = np.ones(len(tokens), dtype=bool)
+    body[ends - 1] = False
+    tokens[body] = ids
+    tokens[ends - 1] = eos_id
+    return tokens, sizes
+
+
 class ShardWriter:
     """Appends documents (token arrays, EOS added) to numbered shards of at most ~`shard_tokens`."""
 
@@ -98,18 +113,19 @@ class ShardWriter:
         if self._tokens + self._pending_tokens >= self.shard_tokens:
             self._close_shard()
 
-    def add_batch(self, ids: Any, lengths: Any) -> None:
-        """Append many documents at once: `ids` end to end, `lengths` tokens each (EOS added).
+    def add_framed(self, tokens: Any, sizes: Any) -> None:
+        """Append documents given as `frame` makes them: `tokens` with each document's EOS already
+        in place, `sizes` tokens each (EOS included).
 
-        The shards are the same as from `add` per document, built with a few array operations
-        per shard instead of several per document.
+        The shards are the same as from `add` per document; the tokens are only sliced at shard
+        boundaries, never copied one document at a time.
         """
         import numpy as np
 
-        lengths = np.asarray(lengths, dtype=np.int64)
-        ids = np.asarray(ids)
-        ends = np.cumsum(lengths + 1)  # where each document (and its EOS) ends, from ids[0]
-        done, n = 0, len(lengths)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        tokens = np.asarray(tokens, dtype=self.dtype)
+        ends = np.cumsum(sizes)
+        done, n = 0, len(sizes)
         while done < n:
             self._open()
             filled = self._tokens + self._pending_tokens
@@ -119,13 +135,8 @@ class ShardWriter:
             stop = min(last + 1, n)
             doc_ends = ends[done:stop] - base
             size = int(doc_ends[-1])
-            self._starts.extend((filled + doc_ends - (lengths[done:stop] + 1)).tolist())
-            out = np.empty(size, dtype=self.dtype)
-            body = np.ones(size, dtype=bool)
-            body[doc_ends - 1] = False
-            out[body] = ids[base - done : base - done + size - (stop - done)]
-            out[doc_ends - 1] = self.eos[0]
-            self._pending.append(out)
+            self._starts.extend((filled + doc_ends - sizes[done:stop]).tolist())
+            self._pending.append(tokens[base : base + size])
             self._pending_tokens += size
             done = stop
             if self._pending_tokens >= 1 << 20:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from llmkit.data.cleaners import Cleaner
-from llmkit.data.encoding import Encoded, encode_chunk
+from llmkit.data.encoding import Encoded, Framing, encode_chunk
 from llmkit.data.pipeline import CleaningPipeline, StepReport
 from llmkit.data.records import Record
 
@@ -57,8 +57,7 @@ class Work:
     batch_size: int
     max_examples: int
     tokenizer: Any
-    seed: int
-    validation: float
+    framing: Framing
 
 
 _WORK: Work | None = None
@@ -79,7 +78,7 @@ def run_chunk(records: list[Record]) -> tuple[list[StepReport], Encoded | list[R
     if work.tokenizer is None:
         return pipeline.steps, kept
     texts = [r.text for r in kept if r.text]
-    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.seed, work.validation, 1)
+    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.framing, 1)
 
 
 def pool(work: Work, workers: int) -> ProcessPoolExecutor:

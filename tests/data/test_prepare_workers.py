@@ -1,5 +1,5 @@
 """`prepare --workers N`: the shards, manifest and report are the same for any number of workers,
-with cleaners and dedup on; bad worker counts are one-line errors; batched shard writing equals
+with cleaners and dedup on; bad worker counts are one-line errors; writing framed chunks equals
 writing one document at a time."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from llmkit.cli import cli
 from llmkit.data.prepare import PrepareConfig, prepare
-from llmkit.data.shards import ShardWriter
+from llmkit.data.shards import ShardWriter, frame
 from llmkit.errors import UsageError
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-reference.txt"
@@ -145,7 +145,7 @@ def test_any_corpus_and_worker_count_give_one_process_output(
     lengths=st.lists(st.lists(st.integers(0, 8), max_size=12), min_size=1, max_size=6),
     shard_tokens=st.integers(1, 30),
 )
-def test_add_batch_writes_what_add_writes(
+def test_framed_chunks_write_what_add_writes(
     tmp_path_factory: pytest.TempPathFactory, lengths: list[list[int]], shard_tokens: int
 ) -> None:
     rng = np.random.default_rng(len(lengths))
@@ -154,7 +154,7 @@ def test_add_batch_writes_what_add_writes(
     b = ShardWriter(many, "train", "uint16", 9, shard_tokens)
     for chunk in lengths:
         ids = rng.integers(0, 9, sum(chunk)).astype(np.uint32)
-        b.add_batch(ids, np.array(chunk, dtype=np.int64))
+        b.add_framed(*frame(ids, chunk, 9, "uint16"))
         for lo, n in zip(np.cumsum([0, *chunk])[:-1], chunk, strict=True):
             a.add(ids[lo : lo + n])
     assert [s.to_json() for s in a.close()] == [s.to_json() for s in b.close()]
