@@ -113,6 +113,14 @@ def test_fsdp_trains_a_lora_adapter_on_a_frozen_base_as_one_process_does(tmp_pat
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert any("lora" in name for name in one)  # the gathered copy carries the adapter
     assert_same(one, two)
+    # The frozen base is sharded with the adapter but carries no AdamW state in the shards.
+    from torch.distributed.checkpoint import FileSystemReader
+
+    shards = tmp_path / "two" / "checkpoints" / "step-0000004" / "sharded"
+    saved = list(FileSystemReader(str(shards)).read_metadata().state_dict_metadata)
+    moments = [k for k in saved if k.startswith("optimizer.state.")]
+    assert moments and all(".lora_" in k for k in moments), moments
+    assert any(k.startswith("model.") and ".lora_" not in k for k in saved)
 
 
 def _killed(tmp_path: Path, kill: str) -> Path:
