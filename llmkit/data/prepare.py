@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,6 +407,7 @@ def prepare(
     if not cfg.tokenizer:
         raise UsageError("no tokenizer given (--tokenizer or `tokenizer:` in the config)")
     out_dir = Path(cfg.output)
+    loading = _load_early(cfg.tokenizer)
     reader = make_reader(cfg)
     _skip_output(reader, out_dir)
     cleaners = make_cleaners(cfg.clean)
@@ -428,7 +430,7 @@ def prepare(
             return PrepareResult(out_dir, True, report, old)
 
     if tok is None:
-        tok = load_tokenizer(cfg.tokenizer)
+        tok = loading.result() if loading is not None else load_tokenizer(cfg.tokenizer)
     try:
         eos = eos_id(tok, cfg.eos)
     except UsageError:
@@ -532,6 +534,24 @@ def prepare(
     for line in warnings:
         (warn or log.warning)(f"warning: {out_dir}: {line}")
     return PrepareResult(out_dir, False, report, manifest)
+
+
+def _load_early(spec: str) -> Future[Any] | None:
+    """A tokenizer file loading on a daemon thread while the inputs are listed and hashed (its
+    Rust half runs without the GIL); None for a registered tokenizer, which is loaded to be hashed.
+    The result is only waited for when the output is not up to date."""
+    if spec_hash(spec) is None:
+        return None
+    future: Future[Any] = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(load_tokenizer(spec))
+        except BaseException as exc:  # handed to the caller, raised where it waits
+            future.set_exception(exc)
+
+    threading.Thread(target=load, name="llmkit-load-tokenizer", daemon=True).start()
+    return future
 
 
 def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int) -> Any:
