@@ -9,6 +9,14 @@ import torch
 
 from llmkit.errors import UsageError
 
+# On the CPU a tensor of at least this many elements is stepped on its own, its update built in one
+# buffer kept between steps, so that each pass finds the tensor still in cache; smaller tensors are
+# stepped together in chunks of at most CHUNK_ELEMENTS. Other devices step a group in one chunk.
+LARGE_ELEMENTS = 1 << 14
+CHUNK_ELEMENTS = 1 << 17
+# A step far past any real one: its bias corrections are 1, which turns them off.
+_NO_BIAS_CORRECTION = float(2**62)
+
 
 class LAMB(torch.optim.Optimizer):
     """LAMB: an Adam step rescaled per parameter tensor by the trust ratio ||w|| / ||update||.
@@ -22,10 +30,14 @@ class LAMB(torch.optim.Optimizer):
         bias_correction: Correct the moment estimates for their zero initialisation.
         max_trust_ratio: Upper bound on the trust ratio (None leaves it unbounded).
 
-    The step is multi-tensor and reads nothing back to the host. For logging, each stepped
-    parameter's trust ratio is kept as a 0-d tensor in `state[p]["trust_ratio"]`, and
-    `last_trust_ratios` holds the last step's ratios, one 1-d tensor per parameter group (and per
-    device and dtype within a group), in parameter order, skipping parameters without gradients.
+    The Adam direction comes from torch's fused Adam kernel, run on a buffer holding
+    weight_decay * w with a learning rate of -1, so that one pass updates both moments and
+    leaves the whole LAMB update in the buffer (multi-tensor `torch._foreach_*` where the kernel
+    is missing or a tensor is not contiguous). The step reads nothing back to the host. For
+    logging, each stepped parameter's trust ratio is kept as a 0-d tensor in
+    `state[p]["trust_ratio"]`, and `last_trust_ratios` holds the last step's ratios, one 1-d tensor
+    per parameter group (and per device and dtype within a group), in parameter order, skipping
+    parameters without gradients.
     """
 
     def __init__(
@@ -54,19 +66,22 @@ class LAMB(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
         self.last_trust_ratios: list[torch.Tensor] = []
+        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._unfused: set[tuple[str, torch.dtype]] = set()  # no fused Adam kernel for these
+        self._steps: dict[tuple[torch.device, float], torch.Tensor] = {}  # this step's counters
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Take one LAMB step; `closure` re-evaluates the loss if given.
 
-        Multi-tensor (`torch._foreach_*`) over each group's parameters, per device and dtype, with
-        no host read: the trust ratios stay tensors (see `last_trust_ratios`).
+        No host read: the trust ratios stay tensors (see `last_trust_ratios`).
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.last_trust_ratios = []
+        self._steps = {}
         for group in self.param_groups:
             buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
             for p in group["params"]:
@@ -76,16 +91,14 @@ class LAMB(torch.optim.Optimizer):
                     raise UsageError("optimizer 'lamb': sparse gradients are not supported")
                 buckets.setdefault((p.device, p.dtype), []).append(p)
             for params in buckets.values():
-                self.last_trust_ratios.append(self._step_tensors(group, params))
+                self.last_trust_ratios.append(self._step_bucket(group, params))
         return loss
 
-    def _step_tensors(self, group: dict[str, Any], params: list[torch.Tensor]) -> torch.Tensor:
+    def _step_bucket(self, group: dict[str, Any], params: list[torch.Tensor]) -> torch.Tensor:
         """Step `params` (one device and dtype, all with gradients); returns their trust ratios."""
-        beta1, beta2 = group["betas"]
-        grads: list[torch.Tensor] = []
-        exp_avgs: list[torch.Tensor] = []
-        exp_avg_sqs: list[torch.Tensor] = []
-        steps: list[int] = []
+        cpu = params[0].device.type == "cpu"
+        chunks: dict[int, list[list[torch.Tensor]]] = {}  # by step, runs of small tensors
+        sizes: dict[int, int] = {}  # elements in the last run of each step
         for p in params:
             state = self.state[p]
             if not state:
@@ -93,40 +106,102 @@ class LAMB(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
-            assert p.grad is not None  # the caller passes only parameters with gradients
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
+            if cpu and p.numel() >= LARGE_ELEMENTS:
+                self._step_chunk(group, [p], state["step"], [self._buffer(p)])
+                continue
+            runs = chunks.setdefault(state["step"], [])
+            size = sizes.get(state["step"], 0) + p.numel()
+            if not runs or (cpu and size > CHUNK_ELEMENTS):
+                runs.append([])
+                size = p.numel()
+            runs[-1].append(p)
+            sizes[state["step"]] = size
+        for step, runs in chunks.items():
+            for run in runs:
+                self._step_chunk(group, run, step, None)
+        return torch.stack([self.state[p]["trust_ratio"] for p in params])
+
+    def _buffer(self, like: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like `like`, shared by its device and dtype and kept between steps."""
+        key = (like.device, like.dtype)
+        flat = self._buffers.get(key)
+        if flat is None or flat.numel() < like.numel():
+            flat = self._buffers[key] = torch.empty(
+                like.numel(), device=like.device, dtype=like.dtype
+            )
+        return flat[: like.numel()].view_as(like)
+
+    def _step_chunk(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        step: int,
+        updates: list[torch.Tensor] | None,
+    ) -> None:
+        """Step `params` (all at `step`), the updates built in `updates` (new tensors if None)."""
+        if updates is None:
+            updates = list(torch._foreach_mul(params, group["weight_decay"]))
+        else:
+            for u, p in zip(updates, params, strict=True):
+                torch.mul(p, group["weight_decay"], out=u)
+        self._add_adam_direction(group, params, step, updates)
+        w_norms = torch.stack(torch._foreach_norm(params))
+        u_norms = torch.stack(torch._foreach_norm(updates))
+        ratios = w_norms / u_norms
+        if group["max_trust_ratio"] is not None:
+            ratios.clamp_(max=group["max_trust_ratio"])
+        trust = torch.where(torch.minimum(w_norms, u_norms) > 0, ratios, 1.0)
+        each = trust.unbind()
+        torch._foreach_addcmul_(params, updates, list(each), value=-group["lr"])
+        for p, t in zip(params, each, strict=True):
+            self.state[p]["trust_ratio"] = t
+
+    def _add_adam_direction(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        step: int,
+        updates: list[torch.Tensor],
+    ) -> None:
+        """Update the moments of `params` and add m_hat / (sqrt(v_hat) + eps) to `updates`."""
+        beta1, beta2 = group["betas"]
+        grads = [p.grad for p in params if p.grad is not None]  # all of them: see step()
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        device = params[0].device
+        tensors = (params, grads, exp_avgs, exp_avg_sqs)
+        if (device.type, params[0].dtype) not in self._unfused and all(
+            t.is_contiguous() for ts in tensors for t in ts
+        ):
+            at = float(step) if group["bias_correction"] else _NO_BIAS_CORRECTION
+            counter = self._steps.get((device, at))
+            if counter is None:
+                counter = self._steps[(device, at)] = torch.full((), at, device=device)
+            steps = [counter] * len(params)
+            try:  # the Adam step of a "parameter" holding the update with lr -1 adds the direction
+                torch._fused_adam_(
+                    updates,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    [],
+                    steps,
+                    lr=-1.0,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=0.0,
+                    eps=group["eps"],
+                    amsgrad=False,
+                    maximize=False,
+                )
+                return
+            except (NotImplementedError, RuntimeError):
+                self._unfused.add((device.type, params[0].dtype))
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        # update = m_hat / (sqrt(v_hat) + eps) (+ weight_decay * p), as the per-tensor formula
-        denom: list[torch.Tensor] | tuple[torch.Tensor, ...]
-        updates: list[torch.Tensor] | tuple[torch.Tensor, ...]
-        if group["bias_correction"]:
-            denom = torch._foreach_div(exp_avg_sqs, [1 - beta2**s for s in steps])
-            for d in denom:  # a loop: `_foreach_sqrt_` is several times slower on the CPU
-                d.sqrt_()
-            updates = torch._foreach_div(exp_avgs, [1 - beta1**s for s in steps])
-        else:
-            denom = [v.sqrt() for v in exp_avg_sqs]
-            updates = [m.clone() for m in exp_avgs]
-        torch._foreach_add_(denom, group["eps"])
-        torch._foreach_div_(updates, denom)
-        del denom
-        if group["weight_decay"]:
-            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
-        # Trust ratio ||w|| / ||update|| per tensor, 1 where either norm is zero, as one tensor.
-        w_norms = torch.stack(torch._foreach_norm(params))
-        u_norms = torch.stack(torch._foreach_norm(updates))
-        trust = torch.where(
-            (w_norms > 0) & (u_norms > 0), w_norms / u_norms, torch.ones_like(w_norms)
-        )
-        if group["max_trust_ratio"] is not None:
-            trust = trust.clamp(max=group["max_trust_ratio"])
-        for p, t in zip(params, trust.unbind(), strict=True):
-            self.state[p]["trust_ratio"] = t
-        torch._foreach_mul_(updates, list((trust * group["lr"]).unbind()))
-        torch._foreach_sub_(params, updates)
-        return trust
+        bc1, bc2 = (1 - beta1**step, 1 - beta2**step) if group["bias_correction"] else (1.0, 1.0)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bc2**0.5)
+        torch._foreach_add_(denoms, group["eps"])
+        torch._foreach_addcdiv_(updates, exp_avgs, denoms, value=1 / bc1)
