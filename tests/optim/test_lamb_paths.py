@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from llmkit.optim.lamb import LARGE_ELEMENTS, LAMB
+from llmkit.optim.lamb import LAMB, LARGE_ELEMENTS
 
 
 def _reference_step(
@@ -91,7 +91,10 @@ def test_trust_ratios_are_logged_in_parameter_order() -> None:
         for p, g in zip(params, step_grads, strict=True):
             p.grad = g.clone()
         opt.step()
-        trusts = [_reference_step(r, g, s, {}) for r, g, s in zip(reference, step_grads, states)]
+        trusts = [
+            _reference_step(r, g, s, {})
+            for r, g, s in zip(reference, step_grads, states, strict=True)
+        ]
     expected = torch.tensor(trusts)
     assert torch.allclose(opt.last_trust_ratios[0], expected, rtol=1e-5)
     for p, t in zip(params, expected, strict=True):
