@@ -16,6 +16,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from llmkit.data.cleaners import Cleaner
 from llmkit.data.encoding import Encoded, Framing, encode_chunk
 from llmkit.data.pipeline import CleaningPipeline, StepReport
 from llmkit.data.records import Record
+from llmkit.errors import WorkError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,6 +114,10 @@ def ordered(
         while pending:
             done_tag, fut = pending.popleft()
             yield done_tag, fut.result()
+    except BrokenProcessPool:
+        raise WorkError(
+            "a worker process died (out of memory, or killed); run again with fewer --workers"
+        ) from None
     finally:
         for _, fut in pending:
             fut.cancel()

@@ -17,10 +17,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import llmkit
 from llmkit.cli import cli
+from llmkit.data.cleaners import TextCleaner
 from llmkit.data.prepare import PrepareConfig, prepare
 from llmkit.data.shards import ShardWriter, frame
-from llmkit.errors import UsageError
+from llmkit.errors import UsageError, WorkError
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-reference.txt"
 VARYING = ("created", "seconds")  # the only fields that differ from run to run
@@ -225,3 +227,27 @@ def test_two_ranks_with_two_workers_each_write_one_process_output(tmp_path: Path
     }
     for key in ("fingerprint", "splits", "inputs", "config", "chars"):
         assert one["manifest.json"][key] == two["manifest.json"][key], key
+
+
+class DiesInAWorker(TextCleaner):
+    """A cleaner that kills any process but the one that built it (a worker dying mid-run)."""
+
+    name = "dies_in_a_worker"
+
+    def __init__(self) -> None:
+        self._parent = os.getpid()
+
+    def transform(self, text: str) -> str:
+        if os.getpid() != self._parent:
+            os._exit(3)
+        return text
+
+
+def test_a_worker_that_dies_is_one_error_and_leaves_no_shards(tmp_path: Path) -> None:
+    llmkit.register("cleaner", "dies_in_a_worker", DiesInAWorker, summary="test: dies")
+    corpus = write_corpus(tmp_path / "corpus", real_paragraphs(200))
+    with pytest.raises(WorkError, match=r"a worker process died .* fewer --workers"):
+        run(corpus, tmp_path / "out", 2, clean=["dies_in_a_worker"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    one = run(corpus, tmp_path / "one", 1, clean=["dies_in_a_worker"])  # one process: no worker
+    assert one["manifest.json"]["splits"]["train"]["documents"] > 0
