@@ -397,15 +397,13 @@ class Trainer:
         from llmkit.analysis import summary
 
         device = self.dist.device
-        if summary.mfu(1.0, 1.0, device) is None:
-            return None
-        if self.flops_per_token is None:
-            try:
-                self.flops_per_token = float(
-                    summary.training_flops_per_token(self.model, self.context)
-                )
-            except UsageError:  # not an llmkit model: no config to count the FLOPs from
-                self.flops_per_token = math.nan
+        if self.flops_per_token is None:  # NaN: no MFU for this run
+            self.flops_per_token = math.nan
+            if summary.mfu(1.0, 1.0, device) is not None:  # the device's peak is known
+                with contextlib.suppress(UsageError):  # not an llmkit model: no config to count
+                    self.flops_per_token = float(
+                        summary.training_flops_per_token(self.model, self.context)
+                    )
         if math.isnan(self.flops_per_token):
             return None
         return summary.mfu(tokens_per_second / self.dist.world_size, self.flops_per_token, device)

@@ -157,3 +157,36 @@ def test_bad_loggers_are_one_line(tmp_path: Path, loggers: str, message: str) ->
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_mfu_uses_the_bf16_peak_of_a_known_gpu_per_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from llmkit.analysis import summary
+    from llmkit.train import distributed
+    from llmkit.train.trainer import Trainer, TrainSettings
+
+    model = llmkit.create(
+        "model", "gpt", vocab_size=64, d_model=32, n_layers=1, n_heads=2, max_positions=16
+    )
+    optimizer = llmkit.create("optimizer", "sgd", model.parameters(), lr=0.1)
+    loss = llmkit.create("loss", "cross_entropy")
+    trainer = Trainer(
+        model, "causal_lm", optimizer, None, loss, iter([]), TrainSettings(), tmp_path,
+        distributed.setup("cpu"), log=lambda line: None, loggers=[],
+    )  # fmt: skip
+    trainer.context = 16
+    assert trainer._mfu(1000.0) is None  # a CPU's peak is not known: no mfu logged
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    trainer.dist = distributed.Dist(0, 2, 0, torch.device("cuda"))  # rank 0 of two GPUs
+    flops = summary.training_flops_per_token(model, 16)
+    for name, peak in (("NVIDIA H200", 989.4e12), ("NVIDIA A100-SXM4-80GB", 312e12)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, n=name: n)
+        trainer.flops_per_token = None  # a new run
+        assert trainer._mfu(1000.0) == pytest.approx(1000.0 / 2 * flops / peak, rel=1e-12)
+        assert trainer.flops_per_token == flops  # counted once, then kept
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    trainer.flops_per_token = None
+    assert trainer._mfu(1000.0) is None  # a GPU not in the table
