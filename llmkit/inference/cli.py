@@ -125,7 +125,7 @@ def export_hf(ckpt_dir: Path, output: Path, merge: bool, base_only: bool, no_ver
     A checkpoint with an adapter (a LoRA run's model/) needs --merge (one model) or --base-only
     (the base, for the adapter that `llmkit export peft` writes).
     """
-    from llmkit.adapters import adapter_of, merge_adapter, remove_adapter
+    from llmkit.adapters import merge_adapter, remove_adapter
     from llmkit.errors import UsageError
     from llmkit.storage.checkpoint import load_model, read_config
     from llmkit.storage.hf import save_hf
@@ -135,21 +135,22 @@ def export_hf(ckpt_dir: Path, output: Path, merge: bool, base_only: bool, no_ver
         raise UsageError("--merge and --base-only exclude each other; choose one")
     if output.absolute().resolve() == ckpt_dir.absolute().resolve():
         raise UsageError(f"{output}: is the checkpoint being exported; choose another output")
-    model = load_model(ckpt_dir, verify=not no_verify)
-    adapter = adapter_of(model)
-    if adapter is None and (merge or base_only):
+    config = read_config(ckpt_dir)
+    spec = config.get("adapter")  # asked before the weights load: a refusal costs nothing
+    if spec is None and (merge or base_only):
         flag = "--merge" if merge else "--base-only"
         raise UsageError(f"{ckpt_dir}: holds no adapter (it was trained without one); drop {flag}")
-    if adapter is not None and not (merge or base_only):
+    if spec is not None and not (merge or base_only):
+        name = spec.get("name", "an") if isinstance(spec, dict) else "an"
         raise UsageError(
-            f"{ckpt_dir}: holds a {adapter.name} adapter; add --merge to fold it into the "
-            "weights, or write it with `llmkit export peft` (and the base with --base-only)"
+            f"{ckpt_dir}: holds a {name} adapter; add --merge to fold it into the weights, or "
+            "write it with `llmkit export peft` (and the base with --base-only)"
         )
+    model = load_model(ckpt_dir, verify=not no_verify)
     if merge:
         model = merge_adapter(model, str(ckpt_dir))
     elif base_only:
         model = remove_adapter(model, str(ckpt_dir))
-    config = read_config(ckpt_dir)
     tokenizer = (
         load_checkpoint_tokenizer(ckpt_dir, verify=not no_verify)
         if config.get("tokenizer")

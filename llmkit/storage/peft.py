@@ -139,10 +139,7 @@ def peft_state(
 
     adapter = adapter_of(model)
     if adapter is None:
-        raise UsageError(
-            f"{source}: holds no adapter (it was trained without one); export it whole with "
-            "`llmkit export hf`"
-        )
+        raise UsageError(_no_adapter(source))
     updates = adapter.low_rank_updates(model)
     if not updates:
         raise UsageError(
@@ -201,6 +198,13 @@ def peft_state(
         "layers_pattern": None,
     }
     return config, tensors
+
+
+def _no_adapter(source: str) -> str:
+    return (
+        f"{source}: holds no adapter (it was trained without one); export it whole with "
+        "`llmkit export hf`"
+    )
 
 
 def _stack(updates: list[LowRankUpdate], rows: Tensor) -> tuple[Tensor | None, Tensor, float]:
@@ -284,7 +288,7 @@ def export_peft(
     Both outputs are checked before anything is written; returns the adapter_config.json written.
     """
     from llmkit.adapters.base import remove_adapter
-    from llmkit.storage.checkpoint import load_model
+    from llmkit.storage.checkpoint import load_model, read_config
     from llmkit.storage.hf import is_export, save_hf
 
     ckpt, out = Path(ckpt_dir), Path(out_dir)
@@ -298,6 +302,8 @@ def export_peft(
         if target.absolute().resolve() == ckpt.absolute().resolve():
             raise UsageError(f"{target}: is the checkpoint being exported; choose another output")
         _check_free(target, ours, what)
+    if read_config(ckpt).get("adapter") is None:  # before the weights load
+        raise UsageError(_no_adapter(str(ckpt)))
     model = load_model(ckpt, verify=verify)
     config, tensors = peft_state(model, str(ckpt))
     if base is None:
