@@ -25,17 +25,8 @@ BAR = re.compile(
 def sharded_hf_dir(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     """A tiny Llama saved in the Hugging Face layout, its weights split over two shards."""
     torch.manual_seed(0)
-    model = llmkit.create(
-        "model",
-        "llama",
-        vocab_size=64,
-        max_positions=32,
-        n_layers=2,
-        n_heads=2,
-        d_model=32,
-        d_ff=64,
-        n_kv_heads=1,
-    )
+    sizes = dict(vocab_size=64, max_positions=32, n_layers=2, n_heads=2, d_model=32, d_ff=64)
+    model = llmkit.create("model", "llama", n_kv_heads=1, **sizes)
     save_hf(model, folder)
     weights = load_file(str(folder / "model.safetensors"))
     (folder / "model.safetensors").unlink()
