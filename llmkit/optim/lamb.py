@@ -107,7 +107,7 @@ class LAMB(torch.optim.Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
             if cpu and p.numel() >= LARGE_ELEMENTS:
-                self._step_chunk(group, [p], state["step"], [self._buffer(p)])
+                self._step_large(group, p, state)
                 continue
             runs = chunks.setdefault(state["step"], [])
             size = sizes.get(state["step"], 0) + p.numel()
@@ -118,7 +118,7 @@ class LAMB(torch.optim.Optimizer):
             sizes[state["step"]] = size
         for step, runs in chunks.items():
             for run in runs:
-                self._step_chunk(group, run, step, None)
+                self._step_chunk(group, run, step)
         return torch.stack([self.state[p]["trust_ratio"] for p in params])
 
     def _buffer(self, like: torch.Tensor) -> torch.Tensor:
@@ -131,26 +131,24 @@ class LAMB(torch.optim.Optimizer):
             )
         return flat[: like.numel()].view_as(like)
 
-    def _step_chunk(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        step: int,
-        updates: list[torch.Tensor] | None,
-    ) -> None:
-        """Step `params` (all at `step`), the updates built in `updates` (new tensors if None)."""
-        if updates is None:
-            updates = list(torch._foreach_mul(params, group["weight_decay"]))
-        else:
-            for u, p in zip(updates, params, strict=True):
-                torch.mul(p, group["weight_decay"], out=u)
+    def _step_large(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> None:
+        """Step one CPU tensor, its update built in the reused buffer, every pass while in cache."""
+        update = self._buffer(p)
+        torch.mul(p, group["weight_decay"], out=update)
+        self._add_adam_direction(group, [p], state["step"], [update])
+        trust = _trust_ratio(group, torch.linalg.vector_norm(p), torch.linalg.vector_norm(update))
+        p.addcmul_(update, trust, value=-group["lr"])
+        state["trust_ratio"] = trust
+
+    def _step_chunk(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
+        """Step `params` (all at `step`) multi-tensor."""
+        updates = list(torch._foreach_mul(params, group["weight_decay"]))
         self._add_adam_direction(group, params, step, updates)
-        w_norms = torch.stack(torch._foreach_norm(params))
-        u_norms = torch.stack(torch._foreach_norm(updates))
-        ratios = w_norms / u_norms
-        if group["max_trust_ratio"] is not None:
-            ratios.clamp_(max=group["max_trust_ratio"])
-        trust = torch.where(torch.minimum(w_norms, u_norms) > 0, ratios, 1.0)
+        trust = _trust_ratio(
+            group,
+            torch.stack(torch._foreach_norm(params)),
+            torch.stack(torch._foreach_norm(updates)),
+        )
         each = trust.unbind()
         torch._foreach_addcmul_(params, updates, list(each), value=-group["lr"])
         for p, t in zip(params, each, strict=True):
@@ -205,3 +203,11 @@ class LAMB(torch.optim.Optimizer):
         torch._foreach_div_(denoms, bc2**0.5)
         torch._foreach_add_(denoms, group["eps"])
         torch._foreach_addcdiv_(updates, exp_avgs, denoms, value=1 / bc1)
+
+
+def _trust_ratio(group: dict[str, Any], w_norm: torch.Tensor, u_norm: torch.Tensor) -> torch.Tensor:
+    """||w|| / ||update||, at most max_trust_ratio, and 1 where either norm is zero."""
+    ratio = w_norm / u_norm
+    if group["max_trust_ratio"] is not None:
+        ratio.clamp_(max=group["max_trust_ratio"])
+    return torch.where(torch.minimum(w_norm, u_norm) > 0, ratio, 1.0)
