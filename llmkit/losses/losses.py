@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmkit.errors import UsageError
+from llmkit.losses.projected import ProjectedLogits, linear_cross_entropy
 
 
 class CrossEntropy(nn.Module):
@@ -19,6 +20,9 @@ class CrossEntropy(nn.Module):
         label_smoothing: Mass spread uniformly over all classes, in [0, 1).
         reduction: 'mean' over counted targets, 'sum', or 'none' (per target).
     """
+
+    #: It scores a `ProjectedLogits` (hidden states and the LM head) chunk by chunk.
+    takes_projection = True
 
     def __init__(
         self,
@@ -35,13 +39,22 @@ class CrossEntropy(nn.Module):
         self.label_smoothing = label_smoothing
         self.reduction = reduction
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Loss of `logits` (..., V) against `targets` (...)."""
+    def forward(
+        self, logits: torch.Tensor | ProjectedLogits, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss of `logits` (..., V) against `targets` (...); logits still to be projected by the LM
+        head are scored a chunk of positions at a time (`linear_cross_entropy`)."""
         if logits.shape[:-1] != targets.shape:
             raise UsageError(
                 f"loss 'cross_entropy': logits {tuple(logits.shape)} and targets "
                 f"{tuple(targets.shape)} disagree; logits must be targets' shape plus a class axis"
             )
+        if isinstance(logits, ProjectedLogits):
+            if self.reduction != "none":
+                return linear_cross_entropy(
+                    logits, targets, self.ignore_index, self.label_smoothing, self.reduction
+                )
+            logits = logits.materialize()
         loss = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)).float(),
             targets.reshape(-1),

@@ -16,6 +16,8 @@ from llmkit.objectives.base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torch import Tensor, nn
 
     from llmkit.models.traits import ModelTraits
@@ -26,6 +28,23 @@ def shards_of(data: TrainData | EvalData, objective: str) -> str:
     if data.shards is None:
         raise UsageError(f"objective {objective} needs a data section to read token shards")
     return str(data.shards)
+
+
+def lm_head_of(model: nn.Module) -> nn.Linear | None:
+    """The linear LM head applied to `model.hidden_states`, when the model has both and is not
+    sharded by FSDP (whose hooks run on `forward` alone); None otherwise."""
+    from torch import nn
+    from torch.distributed.fsdp import FSDPModule
+
+    from llmkit.nn.head import LMHead
+
+    head = getattr(model, "head", None)
+    if type(head) not in (nn.Linear, LMHead) or isinstance(model, FSDPModule):
+        return None
+    if not callable(getattr(model, "hidden_states", None)):
+        return None
+    assert isinstance(head, nn.Linear)
+    return head
 
 
 def has_tokens(shards: str, split: str) -> bool:
@@ -87,8 +106,30 @@ class CausalLM(Objective):
         return Prepared(windows("train", "random", None), held_out)
 
     def forward(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Labels are the inputs shifted by one."""
-        return model(batch["input_ids"]), batch["labels"]
+        """Labels are the inputs shifted by one. The logits of a model with a linear LM head are
+        left to the loss (`ProjectedLogits`), which scores them chunk by chunk; an objective that
+        overrides `score` gets plain logits."""
+        head = lm_head_of(model) if type(self).score is CausalLM.score else None
+        if head is None:
+            return model(batch["input_ids"]), batch["labels"]
+        from llmkit.losses.projected import ProjectedLogits
+
+        hidden: Tensor = model.hidden_states(batch["input_ids"])  # type: ignore[operator]
+        return ProjectedLogits(hidden, head.weight, head.bias), batch["labels"]  # type: ignore[return-value]
+
+    def score(
+        self,
+        loss: Callable[[Tensor, Tensor], Tensor],
+        logits: Tensor,
+        targets: Tensor,
+        batch: Batch,
+    ) -> Tensor:
+        """The configured loss; a loss that cannot score projected logits gets them computed."""
+        from llmkit.losses.projected import ProjectedLogits
+
+        if isinstance(logits, ProjectedLogits) and not getattr(loss, "takes_projection", False):
+            logits = logits.materialize()
+        return loss(logits, targets)
 
     def evaluate(
         self, model: nn.Module, tokenizer: Any, data: EvalData, settings: EvalSettings
