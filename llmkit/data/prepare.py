@@ -29,6 +29,7 @@ from llmkit.data.encoding import (
     Encoded,
     Framing,
     encode_chunk,
+    from_columns,
     is_validation,
     record_chunks,
     text_chunks,
@@ -612,8 +613,8 @@ def _encoded(
         def cleaned() -> Iterator[Record]:
             for _, (steps, kept) in results:
                 merge_steps(pipeline.steps[:head], steps, pipeline.max_examples)
-                assert isinstance(kept, list)
-                yield from kept
+                assert isinstance(kept, tuple)
+                yield from from_columns(kept)
 
         records = tail.run(cleaned())
     encode = functools.partial(encode_chunk, tok, framing=framing, threads=workers)

@@ -29,6 +29,7 @@ _OPENERS: dict[str, Callable[..., Any]] = {
     ".bz2": bz2.open,
 }
 _MISSING_FIELD_PROBE = 100
+LINE_BLOCK = 1 << 20  # bytes read and decoded at a time by the one-record-per-line reader
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -53,6 +54,17 @@ def _read_all(path: Path) -> bytes:
             return fh.read()
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise UsageError(f"{path}: cannot read ({exc})") from None
+
+
+def _blocks(path: Path, size: int) -> Iterator[bytes]:
+    """The file's bytes in blocks of `size`, then one empty block at the end."""
+    with open_binary(path) as fh:
+        try:
+            while block := fh.read(size):
+                yield block
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise UsageError(f"{path}: cannot read ({exc})") from None
+    yield b""
 
 
 def _iter_lines(path: Path) -> Iterator[bytes]:
@@ -166,9 +178,7 @@ class TextReader:
                 stats.bytes += len(raw)
                 yield from self._emit(decode_utf8(raw, stats), name)
             elif self.unit == "line":
-                for i, raw in enumerate(_iter_lines(path), 1):
-                    stats.bytes += len(raw)
-                    yield from self._emit(decode_utf8(raw, stats).rstrip("\r\n"), f"{name}:{i}")
+                yield from self._lines(path, name)
             else:
                 para: list[str] = []
                 start = 1
@@ -184,6 +194,40 @@ class TextReader:
                         para = []
                 if para:
                     yield from self._emit("".join(para).rstrip("\r\n"), f"{name}:{start}")
+
+    def _lines(self, path: Path, name: str) -> Iterator[Record]:
+        """A record per line, the file read and decoded in blocks (a block with invalid UTF-8 is
+        decoded line by line, so the counts are those of reading line by line)."""
+        stats = self.stats
+        skip_empty = self.skip_empty
+        lineno = 0
+        parts: list[bytes] = []  # the start of a line that the next blocks continue
+        for block in _blocks(path, LINE_BLOCK):
+            stats.bytes += len(block)
+            if block:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    parts.append(block)
+                    continue
+                data = b"".join([*parts, block[:cut]]) if parts else block[:cut]
+                parts = [block[cut:]] if cut < len(block) else []
+            else:  # the end: a last line without a newline, if any
+                data = b"".join(parts)
+                if not data:
+                    return
+            try:
+                lines = data.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                lines = [decode_utf8(raw, stats) for raw in data.split(b"\n")]
+            if block:
+                lines.pop()  # the empty string after the block's last newline
+            for line in lines:
+                lineno += 1
+                text = line.rstrip("\r")
+                if skip_empty and (not text or text.isspace()):
+                    continue
+                stats.records += 1
+                yield Record(text, source=f"{name}:{lineno}")
 
     def _emit(self, text: str, source: str) -> Iterator[Record]:
         if self.skip_empty and (not text or text.isspace()):

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from llmkit.data.cleaners import Cleaner
-from llmkit.data.encoding import Encoded, Framing, encode_chunk
+from llmkit.data.encoding import Columns, Encoded, Framing, encode_chunk, from_columns, to_columns
 from llmkit.data.pipeline import CleaningPipeline, StepReport
-from llmkit.data.records import Record
 from llmkit.errors import WorkError
 
 T = TypeVar("T")
@@ -70,15 +69,15 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_chunk(records: list[Record]) -> tuple[list[StepReport], Encoded | list[Record]]:
+def run_chunk(columns: Columns) -> tuple[list[StepReport], Encoded | Columns]:
     """In a worker: clean one chunk; its step reports and its ids (or the kept records)."""
     work = _WORK
     if work is None:
         raise RuntimeError("run_chunk runs in a worker started by `pool`")
     pipeline = CleaningPipeline(work.cleaners, work.batch_size, work.max_examples)
-    kept = list(pipeline.run(records))
+    kept = list(pipeline.run(from_columns(columns)))
     if work.tokenizer is None:
-        return pipeline.steps, kept
+        return pipeline.steps, to_columns(kept)
     texts = [r.text for r in kept if r.text]
     return pipeline.steps, encode_chunk(work.tokenizer, texts, work.framing, 1)
 

@@ -19,8 +19,11 @@ from hypothesis import strategies as st
 
 import llmkit
 from llmkit.cli import cli
+from llmkit.data import readers
 from llmkit.data.cleaners import TextCleaner
 from llmkit.data.prepare import PrepareConfig, prepare
+from llmkit.data.readers import TextReader
+from llmkit.data.records import ReadStats, decode_utf8
 from llmkit.data.shards import ShardWriter, frame
 from llmkit.errors import UsageError, WorkError
 
@@ -251,3 +254,43 @@ def test_a_worker_that_dies_is_one_error_and_leaves_no_shards(tmp_path: Path) ->
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
     one = run(corpus, tmp_path / "one", 1, clean=["dies_in_a_worker"])  # one process: no worker
     assert one["manifest.json"]["splits"]["train"]["documents"] > 0
+
+
+def lines_one_by_one(path: Path) -> tuple[list[tuple[str, str]], ReadStats]:
+    """The line reader as it was: each line read, decoded and stripped by itself."""
+    stats = ReadStats()
+    out = []
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            stats.bytes += len(raw)
+            text = decode_utf8(raw, stats).rstrip("\r\n")
+            if text.strip():
+                stats.records += 1
+                out.append((text, f"{path}:{i}"))
+    return out, stats
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(
+        st.sampled_from(
+            [b"a", b"\n", b"\r", b"\r\n", b" ", b"\xff", b"\xc3\xa9", b"\xe2\x82", b"word"]
+        ),
+        max_size=60,
+    ).map(b"".join),
+    block=st.integers(1, 9),
+)
+def test_the_line_reader_reads_blocks_as_it_read_lines(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, block: int
+) -> None:
+    path = tmp_path_factory.mktemp("lines") / "f.txt"
+    path.write_bytes(data)
+    expected, stats = lines_one_by_one(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(readers, "LINE_BLOCK", block)
+        reader = TextReader([str(path)], unit="line")
+        got = [(r.text, r.source) for r in reader]
+    assert got == expected
+    assert reader.stats.to_json() == {**stats.to_json(), "files": 1}
