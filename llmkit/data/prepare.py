@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -537,22 +537,38 @@ def prepare(
     return PrepareResult(out_dir, False, report, manifest)
 
 
-def _load_early(spec: str) -> Future[Any] | None:
+class _Loading:
     """A tokenizer file loading on a daemon thread while the inputs are listed and hashed (its
-    Rust half runs without the GIL); None for a registered tokenizer, which is loaded to be hashed.
-    The result is only waited for when the output is not up to date."""
-    if spec_hash(spec) is None:
-        return None
-    future: Future[Any] = Future()
+    Rust half runs without the GIL). `result` joins the thread, so no thread is left when the
+    workers are forked; an output found up to date never waits for it."""
 
-    def load() -> None:
+    def __init__(self, spec: str) -> None:
+        self._spec = spec
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._load, name="llmkit-load-tokenizer", daemon=True
+        )
+        self._thread.start()
+
+    def _load(self) -> None:
         try:
-            future.set_result(load_tokenizer(spec))
-        except BaseException as exc:  # handed to the caller, raised where it waits
-            future.set_exception(exc)
+            self._value = load_tokenizer(self._spec)
+        except BaseException as exc:  # raised where the caller waits
+            self._error = exc
 
-    threading.Thread(target=load, name="llmkit-load-tokenizer", daemon=True).start()
-    return future
+    def result(self) -> Any:
+        """The tokenizer, or the error loading it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _load_early(spec: str) -> _Loading | None:
+    """The tokenizer file of `spec` loading in the background; None for a registered tokenizer,
+    which is built at once (to be hashed)."""
+    return _Loading(spec) if spec_hash(spec) is not None else None
 
 
 def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int) -> Any:

@@ -294,3 +294,13 @@ def test_the_line_reader_reads_blocks_as_it_read_lines(
         got = [(r.text, r.source) for r in reader]
     assert got == expected
     assert reader.stats.to_json() == {**stats.to_json(), "files": 1}
+
+
+def test_a_bad_tokenizer_file_is_one_line_from_the_loading_thread(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", real_paragraphs(20))
+    bad = tmp_path / "ranks.tiktoken"
+    bad.write_text("not base64 at all\n")
+    args = ["data", "prepare", str(corpus), "--tokenizer", str(bad), "-o", str(tmp_path / "o")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().count("\n") == 0 and "ranks.tiktoken" in res.output, res.output
