@@ -49,22 +49,21 @@ class LoRALinear(nn.Linear):
         return (self.lora_B[target].to(dtype) @ self.lora_A[target].to(dtype)) * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
-        """W x + b plus each target's scaled B A (dropout(x)) in its rows."""
+        """W x + b plus each target's B A (dropout(x)) * scale in its rows, in PEFT's order of
+        operations (A, B, then the scale), so an exported adapter computes the very same outputs."""
         y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
         order = sorted(self.rows, key=lambda t: self.rows[t][0])
-        a = torch.cat([self.lora_A[t] for t in order]) if len(order) > 1 else self.lora_A[order[0]]
-        h = self.lora_dropout(x)
-        u = F.linear(h.to(a.dtype), a) * self.scale  # (..., n_targets * r)
+        h = self.lora_dropout(x).to(self.lora_A[order[0]].dtype)
         parts: list[Tensor] = []
         at = 0
-        for i, t in enumerate(order):
+        for t in order:
             start, stop = self.rows[t]
             if start > at:
-                parts.append(u.new_zeros(*u.shape[:-1], start - at))
-            parts.append(F.linear(u[..., i * self.r : (i + 1) * self.r], self.lora_B[t]))
+                parts.append(h.new_zeros(*h.shape[:-1], start - at))
+            parts.append(F.linear(F.linear(h, self.lora_A[t]), self.lora_B[t]) * self.scale)
             at = stop
         if at < self.out_features:
-            parts.append(u.new_zeros(*u.shape[:-1], self.out_features - at))
+            parts.append(h.new_zeros(*h.shape[:-1], self.out_features - at))
         update = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return y + update.to(y.dtype)
 

