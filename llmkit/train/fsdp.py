@@ -53,22 +53,28 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def _trainable_parts(block: nn.Module) -> list[nn.Module]:
-    """Submodules of a block that mixes frozen and trainable weights (an adapter on a frozen base)
-    that run a forward of their own and whose weights all train: each gets its own FSDP group,
-    apart from the frozen ones. Parameter containers (an adapter's ParameterDict) are read by their
-    parent's forward, which FSDP could not see, so their weights stay in the block's group."""
-    if {p.requires_grad for p in block.parameters()} != {True, False}:
-        return []
-    parts: list[nn.Module] = []
-    for module in block.modules():
-        params = list(module.parameters())
-        runs = type(module).forward is not nn.Module.forward
-        inside = any(module in set(part.modules()) for part in parts)
-        trains = bool(params) and all(p.requires_grad for p in params)
-        if module is not block and runs and trains and not inside:
-            parts.append(module)
-    return parts
+def _trainable_apart(model: nn.Module) -> set[nn.Parameter]:
+    """The trainable weights of a model that mixes frozen and trainable ones (an adapter on a
+    frozen base), which FSDP leaves out; none when every weight trains."""
+    params = list(model.parameters())
+    if {p.requires_grad for p in params} != {True, False}:
+        return set()
+    return {p for p in params if p.requires_grad}
+
+
+def _average_gradients(params: set[nn.Parameter], world_size: int) -> None:
+    """Average the gradients of `params`, replicated on every rank, over the ranks after each
+    backward (DDP's mean, the one FSDP's reduce-scatter takes). After a second micro-batch a
+    gradient holds the first's mean, equal on every rank, so the sum over ranks / N keeps it."""
+    import torch.distributed
+
+    def average(param: torch.Tensor) -> None:
+        assert param.grad is not None
+        torch.distributed.all_reduce(param.grad)
+        param.grad.div_(world_size)
+
+    for param in params:
+        param.register_post_accumulate_grad_hook(average)
 
 
 def shard(model: nn.Module, dist: Dist, settings: DistributedSettings) -> nn.Module:
@@ -88,13 +94,18 @@ def shard(model: nn.Module, dist: Dist, settings: DistributedSettings) -> nn.Mod
         )
     if settings.cpu_offload:  # pinned host memory needs CUDA
         options["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
+    # Frozen and trainable weights apart: FSDP shards the frozen base; the trainable adapter
+    # (small) stays whole on every rank and its gradients are averaged as DDP's are.
+    apart = _trainable_apart(model)
+    if apart:
+        options["ignored_params"] = apart
     blocks = _blocks(model)
     for block in blocks:
-        for part in _trainable_parts(block):
-            fully_shard(part, **options)
         # The last block's parameters are needed at once by backward: no reshard after forward.
         fully_shard(block, reshard_after_forward=block is not blocks[-1], **options)
     fully_shard(model, **options)
+    if not any(p.is_meta for p in apart):  # `build` hooks the materialised ones after to_empty
+        _average_gradients(apart, dist.world_size)
     return model
 
 
@@ -152,9 +163,16 @@ def save(
 
     def write_weights(tmp: Path) -> dict[str, Any]:
         nonlocal shared
-        from llmkit.storage.checkpoint import CONFIG_FILE, TOKENIZER_FILE, model_config
+        from llmkit.storage.checkpoint import (
+            CONFIG_FILE,
+            TOKENIZER_FILE,
+            adapter_fields,
+            model_config,
+        )
 
-        (tmp / CONFIG_FILE).write_text(json.dumps(model_config(model), indent=2) + "\n")
+        # The adapter's spec too (the shards hold every weight, the frozen base included).
+        config = {**model_config(model), **adapter_fields(model, trainable_only=False)}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
         shared = True
@@ -292,6 +310,7 @@ def build(make: Callable[[], nn.Module], dist: Dist, settings: DistributedSettin
     config, adapter, training = distributed.on_main(dist, describe, "building the model")
     model = shard(_structure(config, adapter, torch.device("meta")), dist, settings)
     model.to_empty(device=torch.device("cpu") if settings.cpu_offload else dist.device)
+    _average_gradients(_trainable_apart(model), dist.world_size)  # new tensors, new hooks
     full = made[0].state_dict() if made else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, full, options=options)

@@ -46,6 +46,8 @@ def main(out: str, init_from: str = "") -> None:
             "local": sum(t.numel() for t in local),
             "meta": any(t.is_meta for t in local) or any(b.is_meta for b in model.buffers()),
             "training": model.training,
+            # FSDP shards the frozen weights; the trainable ones stay whole on every rank.
+            "apart": all(hasattr(p, "to_local") != p.requires_grad for p in model.parameters()),
             "draw": torch.rand(()).item(),
         }
         Path(out, f"rank-{dist.rank}.json").write_text(json.dumps(report))

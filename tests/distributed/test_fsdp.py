@@ -107,6 +107,7 @@ def test_fsdp_with_bf16_parameters_and_cpu_offload_trains_close_to_fp32(
 
 
 def test_fsdp_trains_a_lora_adapter_on_a_frozen_base_as_one_process_does(tmp_path: Path) -> None:
+    """Frozen base sharded, adapter whole on each rank; a kill resumes on one process."""
     lora = '{"name": "lora", "r": 2, "alpha": 4, "targets": ["q", "v"]}'
     ok(train(tmp_path / "one", "ddp", 1, FSDP_WORKER_ADAPTER=lora))
     ok(train(tmp_path / "two", "fsdp", 2, FSDP_WORKER_ADAPTER=lora))
@@ -121,6 +122,11 @@ def test_fsdp_trains_a_lora_adapter_on_a_frozen_base_as_one_process_does(tmp_pat
     moments = [k for k in saved if k.startswith("optimizer.state.")]
     assert moments and all(".lora_" in k for k in moments), moments
     assert any(k.startswith("model.") and ".lora_" not in k for k in saved)
+    # Killed in step 3 on 2 ranks, resumed from step 2 by one process (its config names the adapter).
+    killed = tmp_path / "killed"
+    assert train(killed, "fsdp", 2, "step:2", FSDP_WORKER_ADAPTER=lora).returncode != 0
+    ok(train(killed, "fsdp", 1, FSDP_WORKER_ADAPTER=lora))
+    assert_same(one, weights(killed))
 
 
 def _killed(tmp_path: Path, kill: str) -> Path:

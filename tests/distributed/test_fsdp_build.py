@@ -1,6 +1,7 @@
 """`fsdp.build` on two gloo ranks: every rank shards a meta-device copy and receives its shards
 from rank 0, so the weights, buffers and RNG state equal a model built in one process, fresh or
-loaded from `init_from` (with an adapter put on it), while each rank allocates only its half."""
+loaded from `init_from` (with an adapter put on it, whose trainable weights FSDP leaves whole
+apart from the sharded frozen base), while each rank allocates only its half."""
 
 from __future__ import annotations
 
@@ -73,3 +74,4 @@ def test_init_from_is_loaded_on_rank_0_and_sent_to_every_rank(tmp_path: Path) ->
     assert built.keys() == expected.keys() and any("lora_A" in k for k in built)
     for name, value in expected.items():
         assert torch.equal(built[name], value), name
+    assert all(report["apart"] for report in _reports(tmp_path / "run"))
