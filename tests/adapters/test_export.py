@@ -210,6 +210,25 @@ def test_bad_export_input_is_one_line_exit_2(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_peft_export_refuses_a_classification_head(tmp_path: Path) -> None:
+    tokenizer = llmkit.create("tokenizer", "byte", special_tokens=["<|endoftext|>"])
+    model = llmkit.create(
+        "model",
+        "llama",
+        vocab_size=257,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        n_kv_heads=1,
+        n_labels=3,
+    )
+    model = apply_adapter(model, {"name": "lora", "r": 2, "targets": ["q", "v"]})
+    llmkit.save_model(model, tmp_path / "ckpt", tokenizer=tokenizer)
+    error = refused("export", "peft", str(tmp_path / "ckpt"), "-o", str(tmp_path / "out"))
+    assert "task head (score)" in error and str(tmp_path / "ckpt") in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_save_hf_refuses_a_model_with_an_adapter(tiny_llama: Path, tmp_path: Path) -> None:
     from llmkit.storage.hf import save_hf
 
