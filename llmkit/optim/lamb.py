@@ -14,6 +14,8 @@ from llmkit.errors import UsageError
 # stepped together in chunks of at most CHUNK_ELEMENTS. Other devices step a group in one chunk.
 LARGE_ELEMENTS = 1 << 14
 CHUNK_ELEMENTS = 1 << 17
+# Tensors the fused kernel and the reused buffer take as they are (not, say, FSDP's DTensor shards).
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 # A step far past any real one: its bias corrections are 1, which turns them off.
 _NO_BIAS_CORRECTION = float(2**62)
 
@@ -106,7 +108,7 @@ class LAMB(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
-            if cpu and p.numel() >= LARGE_ELEMENTS:
+            if cpu and p.numel() >= LARGE_ELEMENTS and type(p) in _PLAIN:
                 self._step_large(group, p, state)
                 continue
             runs = chunks.setdefault(state["step"], [])
@@ -169,7 +171,9 @@ class LAMB(torch.optim.Optimizer):
         device = params[0].device
         tensors = (params, grads, exp_avgs, exp_avg_sqs)
         if (device.type, params[0].dtype) not in self._unfused and all(
-            t.is_contiguous() for ts in tensors for t in ts
+            type(t) in _PLAIN and t.is_contiguous() and t.dtype == params[0].dtype
+            for ts in tensors
+            for t in ts
         ):
             at = float(step) if group["bias_correction"] else _NO_BIAS_CORRECTION
             counter = self._steps.get((device, at))

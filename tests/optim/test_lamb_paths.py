@@ -177,3 +177,27 @@ def test_a_large_tensor_step_reads_nothing_back_to_the_host(
         opt.step()
     monkeypatch.undo()
     assert all(isinstance(opt.state[p]["trust_ratio"], torch.Tensor) for p in params)
+
+
+def test_fsdp_shards_step_as_plain_parameters_do(tmp_path: Any) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.Linear(128, 4))
+    sharded = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.Linear(128, 4))
+    sharded.load_state_dict(plain.state_dict())
+    batches = [torch.randn(8, 256) for _ in range(3)]
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        fully_shard(sharded)
+        for model in (plain, sharded):
+            opt = LAMB(model.parameters(), lr=0.01)
+            for x in batches:
+                model(x).sum().backward()
+                opt.step()
+                opt.zero_grad()
+        for p, q in zip(plain.parameters(), sharded.parameters(), strict=True):
+            assert (p.detach() - q.detach().full_tensor()).abs().max() <= 1e-6
+    finally:
+        dist.destroy_process_group()
