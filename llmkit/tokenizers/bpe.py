@@ -725,6 +725,10 @@ class BPETokenizer:
         vocab = {bytes_to_text(b): i for b, i in self._core.tokens()}
         id_to_text = {i: t for t, i in vocab.items()}
         merge_list = self._core.merge_list()
+        # The special tokens sit in the model's vocab too (as in Hugging Face's own files):
+        # `tokenizers` gives an added token missing from it a new id past the vocab, not its own.
+        for text, i in self._specials.items():
+            vocab.setdefault(text, i)
         if merge_list is None:
             pairs = [(a, b) for a, b, _, _ in self._core.all_merges()]
         else:

@@ -487,3 +487,18 @@ _TRICKY = st.sampled_from(
 @given(text=st.lists(st.one_of(st.text(max_size=4), _TRICKY), max_size=12).map("".join))
 def test_scanner_agrees_with_regex(pattern: str, text: str) -> None:
     assert _rust.pretokenize(pattern, text) == _rust.pretokenize(pattern, text, regex_only=True)
+
+
+def test_special_tokens_keep_their_ids_in_tokenizers(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    texts = pydoc_texts()
+    specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    tok = BPETokenizer.train(iter(texts[:40]), vocab_size=700, special_tokens=specials)
+    tok.to_hf(tmp_path / "tokenizer.json")
+    hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.get_vocab_size() == tok.vocab_size
+    for name in specials:
+        assert hf.token_to_id(name) == tok.special_tokens[name]
+    chat = f"<|im_start|>user\n{texts[41][:200]}<|im_end|>\n<|im_start|>assistant\n"
+    assert hf.encode(chat).ids == tok.encode(chat, allowed_special="all")
