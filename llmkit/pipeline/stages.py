@@ -114,8 +114,11 @@ def stage_data(
         from llmkit.data.prepare_ranks import prepare_across_ranks, several_ranks
         from llmkit.pipeline.ranks import on_every_rank, on_main
 
-        if several_ranks():
-            result = on_every_rank(dist, lambda: prepare_across_ranks(cfg), "the data stage")
+        if several_ranks():  # a share may take hours longer than another: wait as long
+            from llmkit.train.distributed import patient
+
+            with patient(dist):
+                result = on_every_rank(dist, lambda: prepare_across_ranks(cfg), "the data stage")
         else:  # a group its caller joined without torchrun's environment: rank 0 alone
             result = on_main(dist, lambda: prepare(cfg), "the data stage")
     else:

@@ -81,6 +81,27 @@ def process_group(device: str = "auto") -> Iterator[Dist]:
             teardown()
 
 
+@contextlib.contextmanager
+def patient(dist_info: Dist) -> Iterator[None]:
+    """Collectives on the default group wait up to MAIN_STAGE_TIMEOUT inside the block (ranks
+    whose share of the data is done waiting for the others' and for rank 0's join), torch's
+    default timeout again after it."""
+    import torch.distributed as dist
+
+    if dist_info.world_size == 1 or not hasattr(dist, "set_timeout"):
+        yield
+        return
+    from torch.distributed import constants
+
+    nccl = dist.get_backend() == "nccl"
+    usual = (constants.default_pg_nccl_timeout if nccl else None) or constants.default_pg_timeout
+    dist.set_timeout(MAIN_STAGE_TIMEOUT)
+    try:
+        yield
+    finally:
+        dist.set_timeout(usual)
+
+
 def _control() -> Any:
     global _control_group
     if _control_group is None:
