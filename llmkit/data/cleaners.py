@@ -29,6 +29,8 @@ class Cleaner:
     # True for a cleaner whose verdict on a record depends on other records (dedup): `prepare`
     # runs it, and every cleaner after it, in one process in reading order.
     cross_document = False
+    # False for a cleaner that only keeps or drops records, never rewriting them (dedup)
+    changes_text = True
 
     def apply(self, batch: list[Record]) -> list[Record | None]:
         """Clean a batch; the result has one entry per input record, None where it was dropped."""
@@ -39,7 +41,7 @@ class Cleaner:
         return {
             k: v
             for k, v in vars(self).items()
-            if not k.startswith("_") and k not in ("name", "notes", "cross_document")
+            if not k.startswith("_") and k not in ("name", "notes", "given")
         }
 
 

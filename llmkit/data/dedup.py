@@ -8,6 +8,7 @@ near duplicates when candidates are verified).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmkit.data.cleaners import Cleaner
@@ -28,11 +29,14 @@ class ExactDedup(Cleaner):
 
     name = "dedup_exact"
     cross_document = True
+    changes_text = False
 
     def __init__(self, normalize: Literal["none", "whitespace", "lower"] = "whitespace") -> None:
         self.normalize = normalize
         self._seen: dict[bytes, str] = {}
         self.notes: dict[int, str] = {}
+        # precomputed `features` of a batch (or None), set by `prepare` when workers computed them
+        self.given: Callable[[list[Record]], Any] | None = None
 
     def _key(self, rec: Record) -> bytes:
         text = rec.text or ""
@@ -44,15 +48,23 @@ class ExactDedup(Cleaner):
                 text = text.lower()
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
+    def features(self, batch: list[Record]) -> list[bytes | None]:
+        """Each record's content hash (None without text): what `apply` compares, computed from
+        the record alone, so `prepare`'s workers can compute it ahead."""
+        return [None if rec.text is None else self._key(rec) for rec in batch]
+
     def apply(self, batch: list[Record]) -> list[Record | None]:
         out: list[Record | None] = []
         self.notes = {}
         seen = self._seen
+        keys = self.given(batch) if self.given is not None else None
+        if keys is None:
+            keys = self.features(batch)
         for i, rec in enumerate(batch):
-            if rec.text is None:
+            key = keys[i]
+            if rec.text is None or key is None:
                 out.append(rec)
                 continue
-            key = self._key(rec)
             first = seen.get(key)
             if first is None:
                 seen[key] = rec.source
@@ -262,6 +274,7 @@ class MinHashDedup(Cleaner):
 
     name = "dedup_minhash"
     cross_document = True
+    changes_text = False
 
     def __init__(
         self,
@@ -290,6 +303,8 @@ class MinHashDedup(Cleaner):
         self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
         self._sources: list[str] = []
         self.notes: dict[int, str] = {}
+        # precomputed `features` of a batch (or None), set by `prepare` when workers computed them
+        self.given: Callable[[list[Record]], Any] | None = None
 
     def config(self) -> dict[str, object]:
         return {
@@ -307,12 +322,17 @@ class MinHashDedup(Cleaner):
         self._sources.append(source)
         return idx
 
+    def features(self, batch: list[Record]) -> Any:
+        """The records' MinHash signatures, one row each: what `apply` compares, computed from
+        the record alone, so `prepare`'s workers can compute them ahead."""
+        return self._hasher.signatures([rec.text or "" for rec in batch])
+
     def apply(self, batch: list[Record]) -> list[Record | None]:
         import numpy as np
 
         self.notes = {}
-        texts = [rec.text or "" for rec in batch]
-        sigs = self._hasher.signatures(texts)
+        given = self.given(batch) if self.given is not None else None
+        sigs = self.features(batch) if given is None else np.asarray(given, dtype=np.uint32)
         empty = np.all(sigs == np.iinfo(np.uint32).max, axis=1)
         r = self.rows
         keys = [

@@ -576,7 +576,7 @@ def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, worke
     when no cleaner is left for this process, tokenize too."""
     if workers < 2:
         return None
-    from llmkit.data.workers import Work, local_head, pool, release
+    from llmkit.data.workers import Work, ahead, local_head, pool, release
 
     head = local_head(pipeline.cleaners)
     tokenize = head == len(pipeline.cleaners)
@@ -586,6 +586,7 @@ def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, worke
         pipeline.max_examples,
         tok if tokenize else None,
         framing,
+        ahead(pipeline.cleaners[head:]),
     )
     executor = pool(work, workers)
     release()
@@ -604,7 +605,7 @@ def _encoded(
     """(bytes read so far, a tokenized chunk) in reading order, cleaned by `pipeline`'s steps."""
     import functools
 
-    from llmkit.data.workers import local_head, merge_steps, ordered, run_chunk
+    from llmkit.data.workers import Given, ahead, local_head, merge_steps, ordered, run_chunk
 
     stats = reader.stats
     records: Iterator[Record]
@@ -616,7 +617,7 @@ def _encoded(
         results = ordered(executor, run_chunk, chunks, 2 * workers)
         head = local_head(pipeline.cleaners)
         if head == len(pipeline.cleaners):
-            for read, (steps, done) in results:
+            for read, (steps, done, _) in results:
                 merge_steps(pipeline.steps, steps, pipeline.max_examples)
                 assert isinstance(done, Encoded)
                 yield read, done
@@ -625,12 +626,18 @@ def _encoded(
             pipeline.cleaners[head:], pipeline.batch_size, pipeline.max_examples
         )
         tail.steps = pipeline.steps[head:]  # the run's report counts the tail's steps here
+        given = [Given() for _ in ahead(tail.cleaners)]
+        for cleaner, found in zip(tail.cleaners, given, strict=False):
+            cleaner.given = found  # type: ignore[attr-defined]
 
         def cleaned() -> Iterator[Record]:
-            for _, (steps, kept) in results:
+            for _, (steps, kept, features) in results:
                 merge_steps(pipeline.steps[:head], steps, pipeline.max_examples)
                 assert isinstance(kept, tuple)
-                yield from from_columns(kept)
+                records = from_columns(kept)
+                for found, values in zip(given, features, strict=True):
+                    found.add(records, values)
+                yield from records
 
         records = tail.run(cleaned())
     encode = functools.partial(encode_chunk, tok, framing=framing, threads=workers)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from llmkit.data.cleaners import Cleaner
 from llmkit.data.encoding import Columns, Encoded, Framing, encode_chunk, from_columns, to_columns
 from llmkit.data.pipeline import CleaningPipeline, StepReport
+from llmkit.data.records import Record
 from llmkit.errors import WorkError
 
 T = TypeVar("T")
@@ -42,6 +43,50 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
+def ahead(cleaners: list[Cleaner]) -> list[Cleaner]:
+    """The cleaners, from the start of `cleaners`, that only keep or drop records and judge them by
+    `features` of each record alone: workers compute those features for them."""
+    out: list[Cleaner] = []
+    for cleaner in cleaners:
+        if (
+            cleaner.changes_text
+            or not hasattr(cleaner, "features")
+            or not hasattr(cleaner, "given")
+        ):
+            break
+        out.append(cleaner)
+    return out
+
+
+class Given:
+    """The features workers computed for one main-process cleaner, found again by record: chunk
+    by chunk, in reading order, each chunk forgotten once the cleaner has passed it."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[dict[int, tuple[Record, int, Any]]] = deque()
+
+    def add(self, records: list[Record], features: Any) -> None:
+        """Remember one chunk's records and their features."""
+        self._chunks.append({id(r): (r, i, features) for i, r in enumerate(records)})
+
+    def __call__(self, batch: list[Record]) -> list[Any] | None:
+        """Each record's features, or None if one of them is not known (the cleaner computes)."""
+        out: list[Any] = []
+        first = -1
+        for rec in batch:
+            for k, table in enumerate(self._chunks):
+                hit = table.get(id(rec))
+                if hit is not None and hit[0] is rec:
+                    out.append(hit[2][hit[1]])
+                    first = k if first < 0 else first
+                    break
+            else:
+                return None
+        for _ in range(max(first, 0)):  # chunks before this batch's: passed
+            self._chunks.popleft()
+        return out
+
+
 def local_head(cleaners: list[Cleaner]) -> int:
     """How many leading cleaners judge each document alone (a worker may run them)."""
     for i, cleaner in enumerate(cleaners):
@@ -59,6 +104,7 @@ class Work:
     max_examples: int
     tokenizer: Any
     framing: Framing
+    ahead: list[Cleaner]  # main-process cleaners whose `features` the workers compute
 
 
 _WORK: Work | None = None
@@ -69,17 +115,19 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_chunk(columns: Columns) -> tuple[list[StepReport], Encoded | Columns]:
-    """In a worker: clean one chunk; its step reports and its ids (or the kept records)."""
+def run_chunk(columns: Columns) -> tuple[list[StepReport], Encoded | Columns, list[Any]]:
+    """In a worker: clean one chunk; its step reports and its ids, or the kept records and the
+    `features` of the main process's first cleaners (dedup hashes and signatures)."""
     work = _WORK
     if work is None:
         raise RuntimeError("run_chunk runs in a worker started by `pool`")
     pipeline = CleaningPipeline(work.cleaners, work.batch_size, work.max_examples)
     kept = list(pipeline.run(from_columns(columns)))
     if work.tokenizer is None:
-        return pipeline.steps, to_columns(kept)
+        features = [cleaner.features(kept) for cleaner in work.ahead]  # type: ignore[attr-defined]
+        return pipeline.steps, to_columns(kept), features
     texts = [r.text for r in kept if r.text]
-    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.framing, 1)
+    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.framing, 1), []
 
 
 def pool(work: Work, workers: int) -> ProcessPoolExecutor:

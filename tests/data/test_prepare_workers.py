@@ -21,6 +21,7 @@ import llmkit
 from llmkit.cli import cli
 from llmkit.data import readers
 from llmkit.data.cleaners import TextCleaner
+from llmkit.data.dedup import ExactDedup, MinHasher
 from llmkit.data.prepare import PrepareConfig, prepare
 from llmkit.data.readers import TextReader
 from llmkit.data.records import ReadStats, decode_utf8
@@ -304,3 +305,32 @@ def test_a_bad_tokenizer_file_is_one_line_from_the_loading_thread(tmp_path: Path
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2, res.output
     assert res.output.strip().count("\n") == 0 and "ranks.tiktoken" in res.output, res.output
+
+
+def test_dedup_hashes_and_signatures_are_computed_by_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent, calls = os.getpid(), []
+    signatures, key = MinHasher.signatures, ExactDedup._key
+
+    def spy_signatures(self: MinHasher, texts: list[str], *a: Any, **kw: Any) -> Any:
+        if os.getpid() == parent:
+            calls.append("signatures")
+        return signatures(self, texts, *a, **kw)
+
+    def spy_key(self: ExactDedup, rec: Any) -> bytes:
+        if os.getpid() == parent:
+            calls.append("key")
+        return key(self, rec)
+
+    monkeypatch.setattr(MinHasher, "signatures", spy_signatures)
+    monkeypatch.setattr(ExactDedup, "_key", spy_key)
+    texts = real_paragraphs(300)
+    corpus = write_corpus(tmp_path / "corpus", texts + texts[:50])
+    clean = ["nfc", "dedup_exact", "dedup_minhash", "lowercase"]
+    many = run(corpus, tmp_path / "many", 2, clean=clean)
+    assert calls == []  # the main process only looked the workers' results up
+    assert run(corpus, tmp_path / "one", 1, clean=clean) == many
+    assert "signatures" in calls and "key" in calls  # one process computes them itself
+    steps = {s["name"]: s for s in many["cleaning_report.json"]["steps"]}
+    assert steps["dedup_exact"]["dropped"] >= 50
