@@ -21,6 +21,20 @@ ENV_DEBUG = "LLMKIT_DEBUG"
 ENV_THP = "THP_MEM_ALLOC_ENABLE"
 
 
+class OneLineUsageError(click.UsageError):
+    """Click's usage error as one line (the message and where the help is), not three."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", file=file, err=True)
+
+
+def _one_line(exc: click.UsageError) -> OneLineUsageError:
+    error = OneLineUsageError(exc.format_message(), exc.ctx)
+    error.exit_code = exc.exit_code
+    return error
+
+
 class LlmkitGroup(click.Group):
     """A group that loads plugin commands only when a command is looked up or listed.
 
@@ -66,9 +80,27 @@ class LlmkitGroup(click.Group):
                     "`llmkit plugins` lists them with their import times"
                 )
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except LlmkitError as exc:

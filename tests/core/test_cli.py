@@ -105,6 +105,33 @@ def test_usage_error_exit_2() -> None:
     assert code == 2 and "Missing argument" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("describe", "optimizer"),
+            "Error: Missing argument 'NAME'. (see 'llmkit describe --help')",
+        ),
+        (("--bogus",), "Error: No such option '--bogus'. (see 'llmkit --help')"),
+        (("nosuch",), "Error: No such command 'nosuch'. (see 'llmkit --help')"),
+        (
+            ("run", "--bogus", "p.yaml"),
+            "Error: No such option '--bogus'. (see 'llmkit run --help')",
+        ),
+        (
+            ("generate", "ckpt", "-p", "hi", "--dtype", "int3"),
+            "Error: Invalid value for '--dtype': 'int3' is not one of",
+        ),
+        (("export", "hf"), "Error: Missing argument 'CKPT_DIR'. (see 'llmkit export hf --help')"),
+    ],
+)
+def test_click_usage_errors_are_one_line(args: tuple[str, ...], message: str) -> None:
+    result = CliRunner().invoke(cli, list(args), prog_name="llmkit")
+    code, err = result.exit_code, result.stderr
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
 def _llmkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llmkit", *args],
