@@ -310,7 +310,10 @@ def build(make: Callable[[], nn.Module], dist: Dist, settings: DistributedSettin
     config, adapter, training = distributed.on_main(dist, describe, "building the model")
     model = shard(_structure(config, adapter, torch.device("meta")), dist, settings)
     model.to_empty(device=torch.device("cpu") if settings.cpu_offload else dist.device)
-    _average_gradients(_trainable_apart(model), dist.world_size)  # new tensors, new hooks
+    apart = _trainable_apart(model)
+    for param in apart:  # left out by FSDP, so on the compute device even under cpu_offload
+        param.data = param.data.to(dist.device)
+    _average_gradients(apart, dist.world_size)  # new tensors, new hooks
     full = made[0].state_dict() if made else {}
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, full, options=options)
