@@ -30,9 +30,7 @@ class OneLineUsageError(click.UsageError):
 
 
 def _one_line(exc: click.UsageError) -> OneLineUsageError:
-    error = OneLineUsageError(exc.format_message(), exc.ctx)
-    error.exit_code = exc.exit_code
-    return error
+    return OneLineUsageError(exc.format_message(), exc.ctx)  # exit code 2, as click's
 
 
 class LlmkitGroup(click.Group):
