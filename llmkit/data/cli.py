@@ -105,6 +105,7 @@ def data() -> None:
 @click.option("--eos", help="Special token put after every document (default: found).")
 @click.option(
     "--workers",
+    metavar="N",
     help="Processes that clean and tokenize (default: every core); the output is the same for any.",
 )
 @click.option("--force", is_flag=True, help="Rebuild even if the output is up to date.")
