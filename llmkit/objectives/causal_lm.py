@@ -47,6 +47,30 @@ def lm_head_of(model: nn.Module) -> nn.Linear | None:
     return head
 
 
+def lm_outputs(model: nn.Module, fused: bool, input_ids: Tensor, **kwargs: Any) -> Tensor:
+    """The model's logits for `input_ids`, or with `fused` and a linear LM head (`lm_head_of`) its
+    hidden states and head as `ProjectedLogits`, for the loss to score chunk by chunk."""
+    head = lm_head_of(model) if fused else None
+    if head is None:
+        logits: Tensor = model(input_ids, **kwargs)
+        return logits
+    from llmkit.losses.projected import ProjectedLogits
+
+    hidden = model.hidden_states(input_ids, **kwargs)  # type: ignore[operator]
+    return ProjectedLogits(hidden, head.weight, head.bias)  # type: ignore[return-value]
+
+
+def score_outputs(
+    loss: Callable[[Tensor, Tensor], Tensor], logits: Tensor, targets: Tensor
+) -> Tensor:
+    """`loss(logits, targets)`, projected logits computed first for a loss that cannot take them."""
+    from llmkit.losses.projected import ProjectedLogits
+
+    if isinstance(logits, ProjectedLogits) and not getattr(loss, "takes_projection", False):
+        logits = logits.materialize()
+    return loss(logits, targets)
+
+
 def has_tokens(shards: str, split: str) -> bool:
     """Whether a shard directory's `split` holds any token (an empty validation split gives no
     held-out batches rather than an error at the first evaluation)."""
@@ -109,13 +133,8 @@ class CausalLM(Objective):
         """Labels are the inputs shifted by one. The logits of a model with a linear LM head are
         left to the loss (`ProjectedLogits`), which scores them chunk by chunk; an objective that
         overrides `score` gets plain logits."""
-        head = lm_head_of(model) if type(self).score is CausalLM.score else None
-        if head is None:
-            return model(batch["input_ids"]), batch["labels"]
-        from llmkit.losses.projected import ProjectedLogits
-
-        hidden: Tensor = model.hidden_states(batch["input_ids"])  # type: ignore[operator]
-        return ProjectedLogits(hidden, head.weight, head.bias), batch["labels"]  # type: ignore[return-value]
+        fused = type(self).score is CausalLM.score
+        return lm_outputs(model, fused, batch["input_ids"]), batch["labels"]
 
     def score(
         self,
@@ -125,11 +144,7 @@ class CausalLM(Objective):
         batch: Batch,
     ) -> Tensor:
         """The configured loss; a loss that cannot score projected logits gets them computed."""
-        from llmkit.losses.projected import ProjectedLogits
-
-        if isinstance(logits, ProjectedLogits) and not getattr(loss, "takes_projection", False):
-            logits = logits.materialize()
-        return loss(logits, targets)
+        return score_outputs(loss, logits, targets)
 
     def evaluate(
         self, model: nn.Module, tokenizer: Any, data: EvalData, settings: EvalSettings
