@@ -412,9 +412,8 @@ def prepare(
     reader = make_reader(cfg)
     _skip_output(reader, out_dir)
     cleaners = make_cleaners(cfg.clean)
-    inputs = [
-        {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in reader.files
-    ]
+    files = list(reader.files)
+    sizes = [p.stat().st_size for p in files]
     settings = {k: v for k, v in cfg.to_json().items() if k not in UNRECORDED}
     settings["clean"] = [_step_config(c) for c in cleaners]
     tok: Any = None
@@ -422,9 +421,10 @@ def prepare(
     if tok_hash is None:  # a registered tokenizer: build it to hash what it saves
         tok = load_tokenizer(cfg.tokenizer)
         tok_hash = tokenizer_hash(tok)
-    key = fingerprint(inputs, tok_hash, settings)
-    if not force:
-        old = up_to_date(out_dir, key)
+    inputs: list[dict[str, Any]] | None = None
+    if not force and (out_dir / MANIFEST).is_file():  # hash now, to see if it is up to date
+        inputs = _inputs(files, sizes, [file_sha256(p) for p in files])
+        old = up_to_date(out_dir, fingerprint(inputs, tok_hash, settings))
         if old is not None:
             report_path = out_dir / REPORT
             report = json.loads(report_path.read_text()) if report_path.is_file() else {}
@@ -455,13 +455,16 @@ def prepare(
 
     framing = Framing(eos, dtype, vocab, int(cfg.seed), float(cfg.validation))
     executor = _start_workers(pipeline, tok, framing, workers)  # forked before any thread starts
-    bar = progress_bar(sum(i["bytes"] for i in inputs), "data", unit="B", unit_scale=True)
+    hashing = (  # else the inputs are hashed while they are prepared
+        None if inputs is not None else _Background(lambda: [file_sha256(p) for p in files])
+    )
+    bar = progress_bar(sum(sizes), "data", unit="B", unit_scale=True)
     encoded = _encoded(cfg, reader, pipeline, tok, framing, workers, executor)
     try:
         for read, chunk in encoded:
             chars += chunk.chars
-            for split, (tokens, sizes) in chunk.splits.items():
-                writers[split].add_framed(tokens, sizes)
+            for split, (tokens, doc_sizes) in chunk.splits.items():
+                writers[split].add_framed(tokens, doc_sizes)
             bar.reach(read)
             if progress is not None:
                 progress(
@@ -476,6 +479,9 @@ def prepare(
         if executor is not None:
             executor.shutdown()
         bar.close()
+        if hashing is not None:
+            inputs = _inputs(files, sizes, hashing.result())
+        assert inputs is not None
         shards = {name: w.close() for name, w in writers.items()}
         total_docs = sum(w.documents for w in writers.values())
         seconds = time.perf_counter() - started
@@ -499,7 +505,7 @@ def prepare(
             )
         manifest = {
             "format_version": FORMAT_VERSION,
-            "fingerprint": key,
+            "fingerprint": fingerprint(inputs, tok_hash, settings),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "dtype": dtype,
             "vocab_size": vocab,
@@ -537,38 +543,43 @@ def prepare(
     return PrepareResult(out_dir, False, report, manifest)
 
 
-class _Loading:
-    """A tokenizer file loading on a daemon thread while the inputs are listed and hashed (its
-    Rust half runs without the GIL). `result` joins the thread, so no thread is left when the
-    workers are forked; an output found up to date never waits for it."""
+class _Background:
+    """`work()` on a daemon thread (file reads, hashing and the Rust tokenizer build run without
+    the GIL). `result` joins the thread; what is never asked for is never waited for."""
 
-    def __init__(self, spec: str) -> None:
-        self._spec = spec
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self._work = work
         self._value: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._load, name="llmkit-load-tokenizer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="llmkit-prepare", daemon=True)
         self._thread.start()
 
-    def _load(self) -> None:
+    def _run(self) -> None:
         try:
-            self._value = load_tokenizer(self._spec)
+            self._value = self._work()
         except BaseException as exc:  # raised where the caller waits
             self._error = exc
 
     def result(self) -> Any:
-        """The tokenizer, or the error loading it raised."""
+        """What `work` returned, or the error it raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error
         return self._value
 
 
-def _load_early(spec: str) -> _Loading | None:
-    """The tokenizer file of `spec` loading in the background; None for a registered tokenizer,
-    which is built at once (to be hashed)."""
-    return _Loading(spec) if spec_hash(spec) is not None else None
+def _load_early(spec: str) -> _Background | None:
+    """The tokenizer file of `spec` loading while the inputs are listed (joined before the workers
+    fork); None for a registered tokenizer, which is built at once (to be hashed)."""
+    return _Background(lambda: load_tokenizer(spec)) if spec_hash(spec) is not None else None
+
+
+def _inputs(files: list[Path], sizes: list[int], hashes: list[str]) -> list[dict[str, Any]]:
+    """The manifest's `inputs`: each file's path, size and SHA-256."""
+    return [
+        {"path": str(p), "bytes": n, "sha256": h}
+        for p, n, h in zip(files, sizes, hashes, strict=True)
+    ]
 
 
 def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int) -> Any:
