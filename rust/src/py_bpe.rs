@@ -109,6 +109,16 @@ impl PyBpe {
     }
 }
 
+/// Ids from a list (read directly when its items are ints) or any sequence of ints.
+fn extract_ids(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    if let Ok(list) = ids.downcast::<PyList>() {
+        if let Some(v) = list_of_ints(list)? {
+            return Ok(v);
+        }
+    }
+    ids.extract()
+}
+
 /// The ids in a list whose items are all ints, read with one C call per item (no iterator, no
 /// reference counting); `None` if an item is not an int (the caller then converts it the usual
 /// way, which may run Python code).
@@ -122,7 +132,9 @@ fn list_of_ints(list: &Bound<'_, PyList>) -> PyResult<Option<Vec<u32>>> {
         // item (impossible then) is still refused.
         let v = unsafe {
             let item = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
-            if item.is_null() || pyo3::ffi::PyLong_Check(item) == 0 {
+            let exact_int = !item.is_null()
+                && std::ptr::eq(pyo3::ffi::Py_TYPE(item), &raw mut pyo3::ffi::PyLong_Type);
+            if !exact_int && (item.is_null() || pyo3::ffi::PyLong_Check(item) == 0) {
                 PyErr::take(py);
                 return Ok(None);
             }
@@ -305,14 +317,7 @@ impl PyBpe {
         py: Python<'py>,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let ids = match ids.downcast::<PyList>() {
-            Ok(list) => match list_of_ints(list)? {
-                Some(ids) => ids,
-                None => ids.extract()?,
-            },
-            Err(_) => ids.extract()?,
-        };
-        self.decode_to_bytes(py, &ids)
+        self.decode_to_bytes(py, &extract_ids(ids)?)
     }
 
     /// Bytes of ids given as little-endian uint32 bytes (a NumPy array's `tobytes()`).
