@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import sys
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -82,6 +84,30 @@ def _open_text(path: str | Path) -> IO[str]:
     if p.suffix == ".gz":
         return gzip.open(p, "rt", encoding="utf-8")
     return open(p, encoding="utf-8")
+
+
+#: A whole tiktoken rank file whose every line is `<base64 token> <rank>` or blank.
+_RANK_FILE = re.compile(
+    r"(?:[ \t]*(?:[A-Za-z0-9+/]+={0,2}[ \t]+[0-9]+)?[ \t]*(?:\r?\n|\Z))*", re.ASCII
+)
+
+
+def _quick_ranks(text: str) -> list[tuple[bytes, int]] | None:
+    """A tiktoken rank file's (token, rank) pairs in bulk when every line is well formed; None
+    otherwise, and the line-by-line parser then names the first bad line."""
+    import binascii
+
+    if _RANK_FILE.fullmatch(text) is None:
+        return None
+    fields = text.split()
+    try:
+        tokens = [binascii.a2b_base64(token) for token in fields[0::2]]
+    except binascii.Error:
+        return None
+    ranks = [int(rank) for rank in fields[1::2]]
+    if not all(tokens) or len(set(ranks)) != len(ranks) or len(set(tokens)) != len(tokens):
+        return None
+    return list(zip(tokens, ranks, strict=True))
 
 
 def _read_json(path: str | Path) -> Any:
@@ -568,6 +594,8 @@ class BPETokenizer:
 
         try:
             with _open_text(p) as f:
+                quick = _quick_ranks(f.read())
+            with _open_text(p) if quick is None else nullcontext(iter(())) as f:
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
@@ -599,6 +627,7 @@ class BPETokenizer:
                     tokens.append((token, rank))
         except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
             raise UsageError(f"{p}: cannot read rank file ({exc})") from None
+        tokens = quick if quick is not None else tokens
         if not tokens:
             raise UsageError(f"{p}: the rank file is empty")
         if special_tokens is None:

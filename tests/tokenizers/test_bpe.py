@@ -502,3 +502,26 @@ def test_special_tokens_keep_their_ids_in_tokenizers(tmp_path: Path) -> None:
         assert hf.token_to_id(name) == tok.special_tokens[name]
     chat = f"<|im_start|>user\n{texts[41][:200]}<|im_end|>\n<|im_start|>assistant\n"
     assert hf.encode(chat).ids == tok.encode(chat, allowed_special="all")
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=30, unique=True),
+    st.sampled_from(["\n", "\r\n"]),
+    st.integers(0, 3),
+    st.text(alphabet="A=+/ 09\t\n", max_size=12),
+)
+def test_bulk_rank_parse_equals_the_line_parser(
+    tokens: list[bytes], newline: str, blank: int, noise: str
+) -> None:
+    import base64
+
+    from llmkit.tokenizers.bpe import _quick_ranks
+
+    lines = [f"{base64.b64encode(t).decode()} {i}" for i, t in enumerate(tokens)]
+    lines[blank % len(lines) :] = ["", *lines[blank % len(lines) :]]
+    text = newline.join(lines) + newline
+    assert _quick_ranks(text) == list(zip(tokens, range(len(tokens)), strict=True))
+    damaged = _quick_ranks(text + noise)
+    if damaged is not None:  # whatever the bulk parse accepts, the line parser reads the same
+        pairs = [line.split() for line in (text + noise).splitlines() if line.strip()]
+        assert damaged == [(base64.b64decode(t, validate=True), int(r)) for t, r in pairs]
