@@ -83,6 +83,9 @@ class Objective:
     methods that differ. Objects are built by the registry: `llmkit.create("objective", name, ...)`."""
 
     name: ClassVar[str] = ""
+    #: The train section's field that bounds the length of the sequences it trains on (checked
+    #: against the model's position table before any stage), or None when nothing does.
+    length_field: ClassVar[str | None] = "context"
     reads: ClassVar[Literal["shards", "records"]] = "shards"
     #: The record fields it reads (`reads == "records"`): text, and label or target.
     record_fields: ClassVar[tuple[str, ...]] = ("text",)

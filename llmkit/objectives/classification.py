@@ -27,6 +27,7 @@ class Classification(Objective):
     """Cross-entropy over the labels of labelled records, through the model's `classify` head."""
 
     name: ClassVar[str] = "classification"
+    length_field: ClassVar[str | None] = None  # records are as long as they are (max_length cuts)
     reads = "records"
     record_fields = ("text", "label")
     metrics: ClassVar[dict[str, tuple[str, ...]]] = (

@@ -205,26 +205,29 @@ def check_model(config: PipelineConfig, objective: Objective) -> None:
         raise _spec_error(config, "model", t.model.name, str(exc)) from None
     except Exception as exc:
         raise _spec_error(config, "model", t.model.name, f"{type(exc).__name__}: {exc}") from exc
-    check_context(config, model, "lower train.context or raise train.model.max_positions")
+    check_context(config, objective, model, "raise train.model.max_positions")
 
 
-def check_context(config: PipelineConfig, model: Any, fix: str) -> None:
+def check_context(config: PipelineConfig, objective: Objective, model: Any, fix: str) -> None:
     """`train.context` must fit every fixed position table of the model (a learned table of
     `max_positions` rows), else the first forward fails after the tokenizer and data stages."""
     from llmkit.nn.positions import Positions
 
     t = config.train
-    assert t is not None
+    field = objective.length_field
+    if t is None or field is None:
+        return
+    length = getattr(t, field)
     for module in model.modules():
         if not isinstance(module, Positions):
             continue
         try:
-            module.fit(t.context)
+            module.fit(length)
         except UsageError:
             limit = getattr(module, "max_positions", "?")
             raise UsageError(
-                f"{config.source}: train.context: {t.context} is longer than the model's "
-                f"{limit} positions; {fix}"
+                f"{config.source}: train.{field}: {length} is longer than the model's "
+                f"{limit} positions; lower train.{field} or {fix}"
             ) from None
         except Exception:
             continue  # a table that grows (RoPE, sinusoids) cannot be grown on meta: it fits
@@ -276,11 +279,11 @@ def check_init_from(config: PipelineConfig, objective: Objective) -> None:
     name = str(checkpoint.get("model", ""))
     if ("model", name) in get_host().registry:
         _refuse_model(config, objective, name, registered_traits(name))
-        _check_checkpoint_context(config, checkpoint, directory)
+        _check_checkpoint_context(config, objective, checkpoint, directory)
 
 
 def _check_checkpoint_context(
-    config: PipelineConfig, checkpoint: dict[str, Any], directory: Path
+    config: PipelineConfig, objective: Objective, checkpoint: dict[str, Any], directory: Path
 ) -> None:
     """`train.context` against the position table of an `init_from` model (built on meta)."""
     import torch
@@ -293,7 +296,7 @@ def _check_checkpoint_context(
             model = build_model(model_fields(checkpoint))
     except Exception:
         return  # the train stage loads it and says what is wrong
-    check_context(config, model, f"lower train.context to fit the checkpoint {directory}")
+    check_context(config, objective, model, f"start from a checkpoint with more ({directory})")
 
 
 def check_adapter(config: PipelineConfig, objective: Objective) -> None:

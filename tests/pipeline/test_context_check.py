@@ -62,4 +62,18 @@ def test_init_from_checkpoint_table_bounds_context(tmp_path: Path) -> None:
     code, output = validate(tmp_path, "init_from: base", 48)
     assert code == 2
     assert "train.context: 48 is longer than the model's 32 positions" in output
-    assert "lower train.context to fit the checkpoint" in output
+    assert "lower train.context or start from a checkpoint with more" in output
+
+
+def test_classification_is_bounded_by_its_records_not_the_context(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text('{"text": "good", "label": "pos"}\n')
+    path = tmp_path / "pipe.yaml"
+    path.write_text(
+        "name: t\ntokenizer: {name: byte}\n"
+        "data: {inputs: [train.jsonl], format: jsonl, validation: 0.0}\n"
+        "train:\n  objective: classification\n"
+        "  model: {name: bert, d_model: 32, n_layers: 1, n_heads: 2, max_positions: 64}\n"
+        "  optimizer: {name: adamw, lr: 1.0e-3}\n  context: 256\n  max_steps: 3\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
