@@ -13,6 +13,13 @@ from typing import Any
 import click
 
 
+def output_dir(text: str) -> Any:
+    """The required `-o/--output DIR` option every import and export command takes."""
+    return click.option(
+        "-o", "--output", "output", required=True, type=click.Path(path_type=Path), help=text
+    )
+
+
 @click.group("import")
 def import_group() -> None:
     """Convert outside weights (Hugging Face, GGUF) into llmkit checkpoints."""
@@ -20,14 +27,7 @@ def import_group() -> None:
 
 @import_group.command("hf")
 @click.argument("src_dir", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Checkpoint directory to write.",
-)
+@output_dir("Checkpoint directory to write.")
 def import_hf_command(src_dir: Path, output: Path) -> None:
     """Import a Hugging Face GPT-2/BERT/Llama directory (config.json + safetensors).
 
@@ -46,14 +46,7 @@ def import_hf_command(src_dir: Path, output: Path) -> None:
 
 @import_group.command("gguf")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Checkpoint directory to write.",
-)
+@output_dir("Checkpoint directory to write.")
 @click.option(
     "--keep-quant",
     is_flag=True,
@@ -93,14 +86,7 @@ def export_group() -> None:
 
 @export_group.command("hf")
 @click.argument("ckpt_dir", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Directory for config.json + model.safetensors (transformers' from_pretrained layout).",
-)
+@output_dir("Directory for config.json + model.safetensors (transformers' from_pretrained layout).")
 @click.option(
     "--merge",
     is_flag=True,
@@ -163,14 +149,7 @@ def export_hf(ckpt_dir: Path, output: Path, merge: bool, base_only: bool, no_ver
 
 @export_group.command("peft")
 @click.argument("ckpt_dir", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Directory for adapter_config.json + adapter_model.safetensors (PEFT's layout).",
-)
+@output_dir("Directory for adapter_config.json + adapter_model.safetensors (PEFT's layout).")
 @click.option(
     "--base",
     "base",
