@@ -197,7 +197,7 @@ class LAMB(torch.optim.Optimizer):
                     maximize=False,
                 )
                 return
-            except (NotImplementedError, RuntimeError):
+            except (AttributeError, NotImplementedError, RuntimeError):  # no kernel (torch < 2.4)
                 self._unfused.add((device.type, params[0].dtype))
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)

@@ -201,3 +201,15 @@ def test_fsdp_shards_step_as_plain_parameters_do(tmp_path: Any) -> None:
             assert (p.detach() - q.detach().full_tensor()).abs().max() <= 1e-6
     finally:
         dist.destroy_process_group()
+
+
+def test_torch_without_the_fused_kernel_takes_the_multi_tensor_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(torch, "_fused_adam_")  # as on torch < 2.4
+    torch.manual_seed(0)
+    start = [*_start([LARGE, (64,), (3, 5)]), torch.zeros(7)]
+    grads = [[torch.randn(p.shape) for p in start] for _ in range(20)]
+    ours, reference, _ = _run(start, grads, {})
+    for p, r in zip(ours, reference, strict=True):
+        assert (p - r).abs().max() <= 1e-6
