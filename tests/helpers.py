@@ -10,6 +10,7 @@ import struct
 import subprocess
 import termios
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "examples" / "data" / "python-reference.txt"
@@ -58,3 +59,22 @@ def run_in_pty(args: list[str]) -> str:
     os.close(leader)
     assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
     return b"".join(chunks).decode(errors="replace")
+
+
+def step_without_host_reads(opt: Any, params: list[Any], monkeypatch: Any, steps: int = 2) -> None:
+    """Step `opt` on all-ones gradients while any read of a tensor back to the host
+    (`item`, `tolist`, `float()`, `bool()`, `int()`) raises."""
+    import torch
+
+    def host_read(*args: object) -> None:
+        raise AssertionError(f"{type(opt).__name__}.step read a tensor back to the host")
+
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    try:
+        for _ in range(steps):
+            for p in params:
+                p.grad = torch.ones_like(p)
+            opt.step()
+    finally:
+        monkeypatch.undo()
