@@ -6,8 +6,10 @@ import fcntl
 import os
 import pty
 import select
+import socket
 import struct
 import subprocess
+import sys
 import termios
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,47 @@ def step_without_host_reads(opt: Any, params: list[Any], monkeypatch: Any, steps
             opt.step()
     finally:
         monkeypatch.undo()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rank_env() -> dict[str, str]:
+    """This environment with one thread per process and unbuffered output, for child ranks."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def two_ranks_by_hand(
+    args: list[str], cwd: Path, timeout: float = 120
+) -> list[tuple[int, str, str]]:
+    """Run `python ARGS` as ranks 0 and 1 of a 2-process group, started as torchrun would but
+    each on its own, so neither is killed when the other exits; (exit code, stdout, stderr) each."""
+    port = str(free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env={
+                **rank_env(),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "WORLD_SIZE": "2",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+            },
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        results = [(p, *p.communicate(timeout=timeout)) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [(p.returncode, out, err) for p, out, err in results]

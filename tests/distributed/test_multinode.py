@@ -4,13 +4,12 @@ c10d rendezvous on 127.0.0.1 and run a short fsdp pipeline; its model/ is one sa
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import free_port, rank_env
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "examples" / "data" / "python-reference.txt"
@@ -34,19 +33,13 @@ eval: {{{{batches: 2}}}}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_two_nodes_meet_at_a_c10d_rendezvous_and_run_a_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "run"
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(PIPELINE.format(out=out))
-    endpoint = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    endpoint = f"127.0.0.1:{free_port()}"
+    env = rank_env()
     nodes = [
         subprocess.Popen(
             [

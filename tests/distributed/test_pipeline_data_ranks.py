@@ -5,13 +5,12 @@ failure on one rank ends every rank with one line, none waits for ever."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import rank_env, two_ranks_by_hand
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "examples" / "data" / "python-reference.txt"
@@ -27,10 +26,6 @@ data:
   validation: 0.2
   shard_tokens: 20000
 """
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _inputs(tmp_path: Path, n: int = 5) -> list[Path]:
@@ -54,7 +49,7 @@ def _llmkit_run(pipeline: Path, ranks: int) -> subprocess.CompletedProcess[str]:
     if ranks > 1:
         command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     return subprocess.run(
-        command, capture_output=True, text=True, env=_env(), timeout=240, cwd=pipeline.parent
+        command, capture_output=True, text=True, env=rank_env(), timeout=240, cwd=pipeline.parent
     )
 
 
@@ -86,41 +81,11 @@ def test_llmkit_run_on_two_ranks_prepares_the_shards_of_one_process(tmp_path: Pa
     assert "data: up to date" in again.stdout, again.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _two_ranks_by_hand(pipeline: Path, code: str) -> list[tuple[int, str, str]]:
-    """Both ranks started as torchrun would, so neither is killed when the other exits; `code`
-    runs in each before the CLI (to make one rank fail)."""
-    port = str(_free_port())
+    """Both ranks of `llmkit run PIPELINE`; `code` runs in each before the CLI (to make one rank
+    fail)."""
     main = f"{code}\nfrom llmkit.cli import main\nmain(['run', {str(pipeline)!r}])"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", main],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=pipeline.parent,
-            env={
-                **_env(),
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port,
-                "WORLD_SIZE": "2",
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-            },
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        results = [(p, *p.communicate(timeout=120)) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    return [(p.returncode, out, err) for p, out, err in results]
+    return two_ranks_by_hand(["-c", main], pipeline.parent)
 
 
 @pytest.mark.slow

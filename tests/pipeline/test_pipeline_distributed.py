@@ -4,14 +4,13 @@ the data, logs and writes the results; the reported loss is the mean over the ra
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import rank_env, two_ranks_by_hand
 
 from llmkit.cli import cli
 
@@ -40,10 +39,6 @@ eval:
 """
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
 def _pipeline(tmp_path: Path, inputs: Path = CORPUS) -> tuple[Path, Path]:
     out = tmp_path / "run"
     path = tmp_path / "p.yaml"
@@ -55,7 +50,7 @@ def _torchrun(pipeline: Path, *overrides: str) -> subprocess.CompletedProcess[st
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", "-m", "llmkit", "run", str(pipeline), *overrides]
     return subprocess.run(
-        command, capture_output=True, text=True, env=_env(), timeout=240, cwd=pipeline.parent
+        command, capture_output=True, text=True, env=rank_env(), timeout=240, cwd=pipeline.parent
     )
 
 
@@ -87,7 +82,7 @@ def test_torchrun_prepares_once_logs_once_and_reports_the_mean_loss(tmp_path: Pa
     alone = subprocess.run(
         [sys.executable, "-m", "llmkit", "eval", str(out / "model"), "--data", str(out / "data"),
          "--context", "32", "--batch-size", "4", "--max-batches", "2", "--json"],
-        capture_output=True, text=True, env=_env(), timeout=120,
+        capture_output=True, text=True, env=rank_env(), timeout=120,
     )  # fmt: skip
     assert alone.returncode == 0, alone.stderr
     assert json.loads(alone.stdout)["metrics"]["perplexity"] == summary["eval"]["perplexity"]
@@ -107,44 +102,16 @@ def test_torchrun_prepares_once_logs_once_and_reports_the_mean_loss(tmp_path: Pa
     assert "was saved by 2 ranks, so only 2 ranks can resume from it" in single.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_a_failure_of_rank_0_stops_the_other_ranks_with_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"  # passes validate on every rank; the data stage fails
     empty.write_text("")
     pipeline, out = _pipeline(tmp_path, inputs=empty)
-    port = str(_free_port())
-    # Two ranks started by hand (as torchrun does), so neither is killed when the other exits.
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "llmkit", "run", str(pipeline)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env={
-                **_env(),
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port,
-                "WORLD_SIZE": "2",
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-            },
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        (_, err0), (out1, err1) = (p.communicate(timeout=120) for p in procs)
-    finally:
-        for p in procs:
-            p.kill()
-    assert procs[0].returncode == 2 and "no documents left after cleaning" in err0, err0
-    assert procs[1].returncode == 2, err1
+    (code0, _, err0), (code1, out1, err1) = two_ranks_by_hand(
+        ["-m", "llmkit", "run", str(pipeline)], tmp_path
+    )
+    assert code0 == 2 and "no documents left after cleaning" in err0, err0
+    assert code1 == 2, err1
     # Every rank prepares its share of the data (tests/distributed/test_pipeline_data_ranks.py):
     # rank 0 finds no document in any share and every rank ends with that one line.
     lines = err1.strip().splitlines()
