@@ -2,10 +2,13 @@
 
 Both sides train the same weights (the GGUF imported by `llmkit import gguf`, then written as a
 Hugging Face directory by `llmkit export hf`) on the same token windows, with the same LoRA (rank,
-alpha, dropout, q/k/v/o), batch, context, fp32, fused AdamW and gradient clipping. llmkit runs
+alpha, dropout, q/k/v/o), batch, context, fused AdamW and gradient clipping. llmkit runs
 through its own trainer (`Trainer._step`: objective, loss, backward, clip, step); transformers +
-peft through `PeftModel(input_ids, labels=)`, the path its Trainer takes. A third worker trains
-every llmkit weight (full fine-tuning) for the memory ratio LoRA / full.
+peft through `PeftModel(input_ids, labels=)`, the path its Trainer takes. Both run in fp32, and
+again with the frozen base in bf16 (llmkit `LoRA(base_dtype="bfloat16")`; transformers loading the
+model in bf16, peft's adapter in fp32 by its default `autocast_adapter_dtype`), so that the table
+has like-for-like rows. A further worker trains every llmkit weight in fp32 (full fine-tuning)
+for the memory ratio LoRA / full.
 
 Every measurement is its own subprocess, so that one run's memory does not hide in another's:
 peak memory is the process's VmHWM from /proc/self/status, reset (clear_refs 5) once the model,
@@ -16,6 +19,7 @@ thread that is the wall time of an idle core, and a shared machine's other jobs 
 it (`--clock wall` for elapsed time; note the machine's load either way).
 
     python benches/finetune.py                                # 3 rounds, batch 4, context 128
+    python benches/finetune.py --workers llmkit-lora peft-lora --rounds 1
     python benches/finetune.py --rounds 5 --steps 4 --batch 8 --context 256 --threads 2
     python benches/finetune.py --worker llmkit-lora ...       # one measurement (used by the above)
 """
@@ -35,7 +39,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "examples" / "data" / "python-reference.txt"
-WORKERS = ("llmkit-lora", "peft-lora", "llmkit-full")
+WORKERS = ("llmkit-lora", "peft-lora", "llmkit-lora-bf16", "peft-lora-bf16", "llmkit-full")
 TARGETS = ("q", "k", "v", "o")
 HF_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -99,8 +103,11 @@ def status_mib(key: str) -> float:
     raise KeyError(key)
 
 
-def llmkit_worker(args: argparse.Namespace, lora: bool) -> tuple[Any, list[dict[str, Any]]]:
-    """A `step()` that runs one llmkit trainer step, and the batches it reads."""
+def llmkit_worker(
+    args: argparse.Namespace, lora: bool, base_dtype: str | None = None
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A `step()` that runs one llmkit trainer step, and the batches it reads; `base_dtype`
+    holds the frozen base in that dtype (LoRA only)."""
     import llmkit
     from llmkit.train.distributed import setup
     from llmkit.train.trainer import Trainer, TrainSettings
@@ -109,7 +116,13 @@ def llmkit_worker(args: argparse.Namespace, lora: bool) -> tuple[Any, list[dict[
     model.train()
     if lora:
         adapter = llmkit.create(
-            "adapter", "lora", r=args.rank, alpha=2 * args.rank, dropout=0.05, targets=list(TARGETS)
+            "adapter",
+            "lora",
+            r=args.rank,
+            alpha=2 * args.rank,
+            dropout=0.05,
+            targets=list(TARGETS),
+            base_dtype=base_dtype,
         )
         model = adapter.apply(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -136,14 +149,17 @@ def llmkit_worker(args: argparse.Namespace, lora: bool) -> tuple[Any, list[dict[
     return step, data
 
 
-def peft_worker(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
-    """A `step()` of transformers + peft on the same weights, batches and settings."""
+def peft_worker(
+    args: argparse.Namespace, dtype: str = "float32"
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A `step()` of transformers + peft on the same weights, batches and settings, the model
+    loaded in `dtype` (peft keeps the adapter in fp32 either way)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
 
     base = LlamaForCausalLM.from_pretrained(
-        str(args.hf), dtype=torch.float32, attn_implementation="sdpa"
+        str(args.hf), dtype=getattr(torch, dtype), attn_implementation="sdpa"
     )
     config = LoraConfig(
         r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.05, target_modules=list(HF_TARGETS)
@@ -175,10 +191,13 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.worker == "peft-lora":
-        step, data = peft_worker(args)
+    if args.worker.startswith("peft-lora"):
+        step, data = peft_worker(args, "bfloat16" if args.worker.endswith("bf16") else "float32")
+    elif args.worker == "llmkit-full":
+        step, data = llmkit_worker(args, lora=False)
     else:
-        step, data = llmkit_worker(args, lora=args.worker == "llmkit-lora")
+        bf16 = args.worker.endswith("bf16")
+        step, data = llmkit_worker(args, lora=True, base_dtype="bfloat16" if bf16 else None)
     loaded = status_mib("VmRSS")
     peak_reset()
     losses = [step() for _ in range(args.warmup)]
@@ -239,6 +258,9 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "llmkit-ft")
     parser.add_argument("--json", action="store_true", help="print every result as JSON")
+    parser.add_argument(
+        "--workers", nargs="+", choices=WORKERS, default=list(WORKERS), help="which sides to run"
+    )
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hf", type=Path, help=argparse.SUPPRESS)
@@ -252,37 +274,57 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"SmolLM2-135M LoRA r={args.rank} on q,k,v,o, batch {args.batch} x context {args.context}, "
-        f"fp32, {args.threads} thread(s), {args.clock} clock, {args.steps} timed steps after {args.warmup}, "
+        f"{args.threads} thread(s), {args.clock} clock, {args.steps} timed steps after {args.warmup}, "
         f"{args.rounds} rounds, MALLOC_MMAP_THRESHOLD_ {args.mmap_threshold or 'default'}; "
         f"load average {load[0]:.2f}"
     )
-    results: dict[str, list[Any]] = {name: [] for name in WORKERS}
+    names = tuple(args.workers)
+    results: dict[str, list[Any]] = {name: [] for name in names}
     for r in range(args.rounds):
-        order = WORKERS[r % len(WORKERS) :] + WORKERS[: r % len(WORKERS)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             result = measure(name, args, model, hf, windows)
             results[name].append(result)
             print(
-                f"  round {r + 1} {name:12s} {result['tokens_per_s']:8.1f} tok/s  "
+                f"  round {r + 1} {name:16s} {result['tokens_per_s']:8.1f} tok/s  "
                 f"peak {result['peak_mib']:7.0f} MiB (loaded {result['loaded_mib']:.0f})  "
-                f"first loss {result['losses'][0]:.4f}"
+                f"losses {' '.join(f'{x:.4f}' for x in result['losses'])}"
             )
+    report(results)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        print(json.dumps(results))
+
+
+#: (ours, theirs, what is compared, goal for tokens/s, goal for peak memory) per ratio row.
+RATIOS = (
+    ("llmkit-lora", "peft-lora", "LoRA fp32 / peft fp32", ">= 1.2", "<= 0.9"),
+    ("llmkit-lora-bf16", "peft-lora-bf16", "LoRA bf16 base / peft bf16 base", ">= 1.2", "<= 0.9"),
+    ("llmkit-lora-bf16", "peft-lora", "LoRA bf16 base / peft fp32", ">= 1.2", "<= 0.9"),
+    ("llmkit-lora", "llmkit-full", "LoRA fp32 / llmkit full fp32", "", "<= 0.6"),
+    ("llmkit-lora-bf16", "llmkit-full", "LoRA bf16 base / llmkit full fp32", "", "<= 0.6"),
+)
+
+
+def report(results: dict[str, list[Any]]) -> None:
+    """Medians per worker, the ratios between those that ran, and each side's first losses."""
 
     def median(name: str, key: str) -> float:
         return statistics.median(x[key] for x in results[name])
 
-    ours, theirs, full = "llmkit-lora", "peft-lora", "llmkit-full"
-    print(f"{'':14s}{'tok/s':>10s}{'peak MiB':>10s}")
-    for name in WORKERS:
-        print(f"{name:14s}{median(name, 'tokens_per_s'):10.1f}{median(name, 'peak_mib'):10.0f}")
-    speed = median(ours, "tokens_per_s") / median(theirs, "tokens_per_s")
-    memory = median(ours, "peak_mib") / median(theirs, "peak_mib")
-    lora_full = median(ours, "peak_mib") / median(full, "peak_mib")
-    print(f"llmkit LoRA / peft LoRA: tokens/s {speed:.2f}x (goal >= 1.2), peak {memory:.2f}x")
-    print(f"llmkit LoRA / llmkit full fine-tuning: peak {lora_full:.2f}x (goal <= 0.6)")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
-    if args.json:
-        print(json.dumps(results))
+    print(f"{'':18s}{'tok/s':>10s}{'peak MiB':>10s}  losses (round 1)")
+    for name, runs in results.items():
+        losses = " ".join(f"{x:.4f}" for x in runs[0]["losses"])
+        print(
+            f"{name:18s}{median(name, 'tokens_per_s'):10.1f}{median(name, 'peak_mib'):10.0f}  {losses}"
+        )
+    for ours, theirs, what, speed_goal, memory_goal in RATIOS:
+        if ours not in results or theirs not in results:
+            continue
+        speed = median(ours, "tokens_per_s") / median(theirs, "tokens_per_s")
+        memory = median(ours, "peak_mib") / median(theirs, "peak_mib")
+        goal = f" (goal {speed_goal})" if speed_goal else ""
+        print(f"{what}: tokens/s {speed:.2f}x{goal}, peak {memory:.2f}x (goal {memory_goal})")
 
 
 if __name__ == "__main__":

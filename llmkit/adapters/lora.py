@@ -50,10 +50,14 @@ class LoRALinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         """W x + b plus each target's B A (dropout(x)) * scale in its rows, in PEFT's order of
-        operations (A, B, then the scale), so an exported adapter computes the very same outputs."""
+        operations (A, B, then the scale), so an exported adapter computes the very same outputs.
+
+        With a base in another dtype than the adapter (`base_dtype`), x is cast to the adapter's
+        dtype before the dropout and the sum is rounded to the base's dtype once, as PEFT does.
+        """
         y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
         order = sorted(self.rows, key=lambda t: self.rows[t][0])
-        h = self.lora_dropout(x).to(self.lora_A[order[0]].dtype)
+        h = self.lora_dropout(x.to(self.lora_A[order[0]].dtype))
         parts: list[Tensor] = []
         at = 0
         for t in order:
@@ -65,7 +69,7 @@ class LoRALinear(nn.Linear):
         if at < self.out_features:
             parts.append(h.new_zeros(*h.shape[:-1], self.out_features - at))
         update = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        return y + update.to(y.dtype)
+        return (y + update).to(y.dtype)
 
     def merged(self) -> nn.Linear:
         """A plain `nn.Linear` whose weight holds W + every update (in the weight's dtype).

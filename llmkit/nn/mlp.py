@@ -8,6 +8,9 @@ output projection `down` if the model's scaled init of residual projections shou
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -85,6 +88,38 @@ class ReluMLP(MLP):
         super().__init__(d_model, hidden, activation="relu", bias=bias, dropout=dropout)
 
 
+class _SiluMul(torch.autograd.Function):
+    """silu(gate) * up, saving gate and up alone: silu(gate) is recomputed in backward.
+
+    Autograd of the plain formula keeps gate, silu(gate) and up, three (B, T, hidden) tensors a
+    layer; this keeps two. The backward is the plain formula's own ops (silu, mul, silu_backward),
+    so the gradients are the same bits.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, gate: Tensor, up: Tensor) -> Tensor:
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        gate, up = ctx.saved_tensors
+        grad_gate = grad_up = None
+        if ctx.needs_input_grad[0]:
+            grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
+        if ctx.needs_input_grad[1]:
+            grad_up = grad * F.silu(gate)
+        return grad_gate, grad_up
+
+
+def silu_mul(gate: Tensor, up: Tensor) -> Tensor:
+    """silu(gate) * up; under autograd it keeps two of its three (B, T, hidden) activations."""
+    if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
+        out: Tensor = _SiluMul.apply(gate, up)
+        return out
+    return F.silu(gate) * up
+
+
 class SwiGLU(nn.Module):
     """Gated MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), as in Llama.
 
@@ -103,7 +138,7 @@ class SwiGLU(nn.Module):
         self.dropout = dropout_layer(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+        return self.dropout(self.down(silu_mul(self.gate(x), self.up(x))))
 
 
 def build_mlp(name: str, d_model: int, hidden: int, bias: bool, dropout: float = 0.0) -> nn.Module:
