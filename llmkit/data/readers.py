@@ -16,6 +16,7 @@ import gzip
 import json
 import lzma
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -87,15 +88,15 @@ def expand_paths(
     """
     include = list(include)
     exclude = list(exclude)
+    excluded = _matcher(exclude)
+    included = _matcher(include)
 
     def wanted(p: Path, from_dir: bool) -> bool:
         text = p.as_posix()
-        if any(fnmatch.fnmatch(p.name, pat) or fnmatch.fnmatch(text, pat) for pat in exclude):
+        if excluded(p.name, text):
             return False
         if include and from_dir:
-            return any(
-                fnmatch.fnmatch(p.name, pat) or fnmatch.fnmatch(text, pat) for pat in include
-            )
+            return included(p.name, text)
         return True
 
     out: list[Path] = []
@@ -104,13 +105,12 @@ def expand_paths(
     for raw in paths:
         spec = os.path.expanduser(str(raw))
         if os.path.isdir(spec):
-            found = sorted(
-                Path(root) / name
-                for root, dirs, files in os.walk(spec)
-                for name in files
-                if not name.startswith(".")
-            )
-            found = [p for p in found if os.path.isfile(p) and wanted(p, True)]
+            top = str(Path(spec))
+            found = [
+                Path(path)
+                for path, name in _walk(top)
+                if not excluded(name, path) and (not include or included(name, path))
+            ]
         elif os.path.exists(spec):
             if not os.path.isfile(spec):  # a device or a FIFO would be read for ever
                 raise UsageError(
@@ -130,6 +130,38 @@ def expand_paths(
     if not out:
         raise UsageError("no input files given")
     return out
+
+
+def _matcher(patterns: list[str]) -> Callable[[str, str], bool]:
+    """Whether a file name or its full path matches one of the glob `patterns` (as `fnmatch`
+    matches them on POSIX, each pattern compiled once)."""
+    tests = [re.compile(fnmatch.translate(os.path.normcase(pat))).match for pat in patterns]
+    if os.path.normcase("A") != "A":  # Windows: names compared without case, as fnmatch does
+        return lambda name, path: any(
+            t(os.path.normcase(name)) or t(os.path.normcase(path)) for t in tests
+        )
+    return lambda name, path: any(t(name) or t(path) for t in tests)
+
+
+def _walk(top: str) -> Iterator[tuple[str, str]]:
+    """(path, name) of every regular file under directory `top` whose name does not start with a
+    dot (symbolic links to files too; linked directories are not entered), in the order of
+    sorting the paths as `Path`s (part by part); unreadable directories are skipped. The paths
+    are spelt as `Path(top) / ...` spells them (``.`` as the top adds no prefix)."""
+    try:
+        with os.scandir(top) as it:
+            entries = sorted((e.name, e) for e in it)
+    except OSError:
+        return
+    for name, entry in entries:
+        path = name if top == "." else os.path.join(top, name)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(path)
+            elif not name.startswith(".") and entry.is_file():
+                yield path, name
+        except OSError:
+            continue
 
 
 def _none_if_missing(value: Any) -> str | None:
