@@ -136,22 +136,46 @@ class PluginHost:
                     continue
                 if not builtin and (not third_party or not _wanted(ep.name, dist, allowed)):
                     continue
-                info = PluginInfo(ep.name, dist, builtin=builtin, dist=ep.dist)
-                self.plugins[ep.name] = info
-                start = time.perf_counter()
-                try:
-                    module = ep.load()
-                except BaseException as exc:  # SystemExit at import: recorded, not obeyed
-                    info.error = f"failed to load: {_describe_error(exc)}"
-                    continue
-                finally:
-                    info.load_seconds = time.perf_counter() - start
-                try:
-                    self.pm.register(module, name=ep.name)
-                except Exception as exc:
-                    info.error = f"failed to load: {_describe_error(exc)}"
-                    continue
-                self._collect(ep.name)
+                self._load_entry_point(ep, dist, builtin)
+
+    def load_builtin(self, name: str) -> bool:
+        """Load only llmkit's own plugin `name` (e.g. ``llmkit.data``), from llmkit's entry points
+        alone, without scanning every installed distribution; False if llmkit declares no such
+        plugin. A later full `load` adds the rest as if it had loaded everything at once, since
+        built-in plugins load before third-party ones either way."""
+        with self._lock:
+            if name in self.plugins:
+                return True
+            try:
+                dist = metadata.distribution(CORE_DISTRIBUTION)
+            except metadata.PackageNotFoundError:
+                return False
+            found = [
+                ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP and ep.name == name
+            ]
+            if not found:
+                return False
+            self._load_entry_point(found[0], CORE_DISTRIBUTION, True)
+            return True
+
+    def _load_entry_point(self, ep: metadata.EntryPoint, dist: str, builtin: bool) -> None:
+        """Import one entry point's plugin and collect its components, recording any error."""
+        info = PluginInfo(ep.name, dist, builtin=builtin, dist=ep.dist)
+        self.plugins[ep.name] = info
+        start = time.perf_counter()
+        try:
+            module = ep.load()
+        except BaseException as exc:  # SystemExit at import: recorded, not obeyed
+            info.error = f"failed to load: {_describe_error(exc)}"
+            return
+        finally:
+            info.load_seconds = time.perf_counter() - start
+        try:
+            self.pm.register(module, name=ep.name)
+        except Exception as exc:
+            info.error = f"failed to load: {_describe_error(exc)}"
+            return
+        self._collect(ep.name)
 
     def register_plugin(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object or module directly (notebooks, tests); errors raise at once."""
@@ -268,6 +292,20 @@ def get_host(third_party: bool = True) -> PluginHost:
             _host = PluginHost()
     _host.load(third_party)
     return _host
+
+
+def builtin_component(plugin: str, kind: str, name: str) -> Component:
+    """Component `name` of `kind`, found first among llmkit's own plugin `plugin` alone (loaded
+    by itself, which is quick), else after loading every plugin: the same component either way,
+    since a third-party plugin cannot take a built-in name."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = PluginHost()
+    host = _host
+    if not host._loaded and host.load_builtin(plugin) and (kind, name) in host.registry:
+        return host.registry.get(kind, name)
+    return get_host().registry.get(kind, name)
 
 
 def reset() -> None:

@@ -51,6 +51,11 @@ from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
 REPORT = "cleaning_report.json"
 log = logging.getLogger(__name__)
 DEFAULT_CLEAN = ["nfc", "control_chars", "missing"]
+LIST_SETTINGS = ("inputs", "include", "exclude")
+TEXT_SETTINGS = (
+    *("format", "field", "label_field", "target_field", "unit", "delimiter", "separator"),
+    *("comment", "subentries", "on_error", "tokenizer", "output", "eos"),
+)
 
 
 @dataclass
@@ -130,6 +135,14 @@ class PrepareConfig:
             raise UsageError(
                 f"{source}: workers must be a whole number of processes >= 1, got {self.workers!r}"
             )
+        for key in LIST_SETTINGS:  # what the reader is built from, unvalidated by the registry
+            value = getattr(self, key)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{source}: {key} must be a list of strings, got {value!r}")
+        for key in TEXT_SETTINGS:
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{source}: {key} must be a string, got {value!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON (what the manifest records)."""
@@ -152,19 +165,25 @@ def load_config(path: str | Path) -> dict[str, Any]:
 # -- building readers, cleaners and the tokenizer ------------------------------------------------
 
 
-def make_reader(cfg: PrepareConfig) -> Any:
-    """The reader named by the config's format (a `dataset` component)."""
-    import llmkit
+def _data_component(kind: str, name: str) -> Any:
+    """The factory of a data component, looked up in llmkit's data plugin alone when it is one
+    of its own (no other plugin is imported), else among every plugin's."""
+    from llmkit.plugins import builtin_component
 
+    return builtin_component("llmkit.data", kind, name).factory
+
+
+def make_reader(cfg: PrepareConfig) -> Any:
+    """The reader named by the config's format (a `dataset` component), built from settings
+    `PrepareConfig.check` has checked (so without the registry's pydantic validation)."""
     if not cfg.inputs:
         raise UsageError("no input files given (--input or `inputs:` in the config)")
+    cfg.check()
     common: dict[str, Any] = {"include": cfg.include or None, "exclude": cfg.exclude or None}
     if cfg.format == "text":
-        return llmkit.create("dataset", "text", list(cfg.inputs), unit=cfg.unit, **common)
+        return _data_component("dataset", "text")(list(cfg.inputs), unit=cfg.unit, **common)
     if cfg.format == "jsonl":
-        return llmkit.create(
-            "dataset",
-            "jsonl",
+        return _data_component("dataset", "jsonl")(
             list(cfg.inputs),
             field=cfg.field,
             label_field=cfg.label_field,
@@ -173,18 +192,14 @@ def make_reader(cfg: PrepareConfig) -> Any:
             **common,
         )
     if cfg.format == "parallel":
-        return llmkit.create(
-            "dataset",
-            "parallel",
+        return _data_component("dataset", "parallel")(
             paths=list(cfg.inputs),
             separator=cfg.separator,
             comment=cfg.comment,
             subentries=cfg.subentries,
         )
     delimiter = cfg.delimiter or ("\t" if cfg.format == "tsv" else None)
-    return llmkit.create(
-        "dataset",
-        "csv",
+    return _data_component("dataset", "csv")(
         list(cfg.inputs),
         text_column=cfg.field,
         label_column=cfg.label_field,
@@ -195,8 +210,10 @@ def make_reader(cfg: PrepareConfig) -> Any:
 
 
 def make_cleaners(steps: list[Any]) -> list[Cleaner]:
-    """Cleaners from a list of names, or of ``{name: {param: value}}`` mappings (YAML)."""
-    import llmkit
+    """Cleaners from a list of names, or of ``{name: {param: value}}`` mappings (YAML), their
+    parameters validated as `llmkit.create` does."""
+    from llmkit.params import validate
+    from llmkit.plugins import builtin_component
 
     out: list[Cleaner] = []
     params: dict[str, Any]
@@ -210,7 +227,8 @@ def make_cleaners(steps: list[Any]) -> list[Cleaner]:
             raise UsageError(f"clean: each step is a name or {{name: {{params}}}}, got {step!r}")
         if name in ("", "none"):
             continue
-        out.append(llmkit.create("cleaner", name, **params))
+        component = builtin_component("llmkit.data", "cleaner", name)
+        out.append(component.factory(**validate(component, (), params)))
     return out
 
 
