@@ -21,11 +21,12 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit.atomic import current_umask, write_text
 from llmkit.data.cleaners import Cleaner
 from llmkit.data.encoding import (
+    Columns,
     Encoded,
     Framing,
     encode_chunk,
@@ -34,7 +35,9 @@ from llmkit.data.encoding import (
     record_chunks,
     text_chunks,
 )
-from llmkit.data.pipeline import CleaningPipeline, save_report
+from llmkit.data.pipeline import CleaningPipeline, StepReport, save_report
+from llmkit.data.readers import file_sha256
+from llmkit.data.reading import ReadPlan, merge_stats, reads_apart
 from llmkit.data.records import ReadStats, Record
 from llmkit.data.shards import (
     FORMAT_VERSION,
@@ -47,6 +50,9 @@ from llmkit.data.shards import (
 from llmkit.errors import UsageError
 from llmkit.registry import unknown_message
 from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
+
+if TYPE_CHECKING:
+    from llmkit.data.workers import Done
 
 REPORT = "cleaning_report.json"
 log = logging.getLogger(__name__)
@@ -328,15 +334,6 @@ def _with_eos(spec: str, eos: str | None) -> Any:
     return llmkit.create("tokenizer", spec, special_tokens=[eos or SEPARATOR_TOKENS[0]])
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- prepare -------------------------------------------------------------------------------------
 
 
@@ -472,12 +469,19 @@ def prepare(
     from llmkit.progress import progress as progress_bar
 
     framing = Framing(eos, dtype, vocab, int(cfg.seed), float(cfg.validation))
-    executor = _start_workers(pipeline, tok, framing, workers)  # forked before any thread starts
+    executor = _start_workers(pipeline, tok, framing, workers, reader)  # forked before any thread
+    plan = (  # the workers read (and hash) the files they can
+        ReadPlan(reader, sizes, _worker_chunk(cfg), hashing=inputs is None)
+        if executor is not None and reads_apart(reader)
+        else None
+    )
     hashing = (  # else the inputs are hashed while they are prepared
-        None if inputs is not None else _Background(lambda: [file_sha256(p) for p in files])
+        None
+        if inputs is not None or plan is not None
+        else _Background(lambda: [file_sha256(p) for p in files])
     )
     bar = progress_bar(sum(sizes), "data", unit="B", unit_scale=True)
-    encoded = _encoded(cfg, reader, pipeline, tok, framing, workers, executor)
+    encoded = _encoded(cfg, reader, pipeline, tok, framing, workers, executor, plan)
     try:
         for read, chunk in encoded:
             chars += chunk.chars
@@ -499,6 +503,8 @@ def prepare(
         bar.close()
         if hashing is not None:
             inputs = _inputs(files, sizes, hashing.result())
+        elif inputs is None and plan is not None:
+            inputs = _inputs(files, sizes, [plan.hashes[str(p)] for p in files])
         assert inputs is not None
         shards = {name: w.close() for name, w in writers.items()}
         total_docs = sum(w.documents for w in writers.values())
@@ -600,9 +606,11 @@ def _inputs(files: list[Path], sizes: list[int], hashes: list[str]) -> list[dict
     ]
 
 
-def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int) -> Any:
-    """The worker processes (None for one worker): they run the leading one-document cleaners and,
-    when no cleaner is left for this process, tokenize too."""
+def _start_workers(
+    pipeline: CleaningPipeline, tok: Any, framing: Framing, workers: int, reader: Any
+) -> Any:
+    """The worker processes (None for one worker): they read the files they are given, run the
+    leading one-document cleaners and, when no cleaner is left for this process, tokenize too."""
     if workers < 2:
         return None
     from llmkit.data.workers import Work, ahead, local_head, pool, release
@@ -616,6 +624,7 @@ def _start_workers(pipeline: CleaningPipeline, tok: Any, framing: Framing, worke
         tok if tokenize else None,
         framing,
         ahead(pipeline.cleaners[head:]),
+        reader,
     )
     executor = pool(work, workers)
     release()
@@ -630,8 +639,10 @@ def _encoded(
     framing: Framing,
     workers: int,
     executor: Any,
+    plan: ReadPlan | None = None,
 ) -> Generator[tuple[int, Encoded], None, None]:
-    """(bytes read so far, a tokenized chunk) in reading order, cleaned by `pipeline`'s steps."""
+    """(bytes read so far, a tokenized chunk) in reading order, cleaned by `pipeline`'s steps;
+    with a `plan`, the workers read its `Files` units themselves."""
     import functools
 
     from llmkit.data.workers import Given, ahead, local_head, merge_steps, ordered, run_chunk
@@ -641,15 +652,19 @@ def _encoded(
     if executor is None:
         records = pipeline.run(iter(reader))
     else:
-        size = min(int(cfg.chunk_chars), WORKER_CHUNK_CHARS)
-        chunks = ((stats.bytes, c) for c in record_chunks(iter(reader), size))
-        results = ordered(executor, run_chunk, chunks, 2 * workers)
+        size = _worker_chunk(cfg)
+        units: Iterator[tuple[Any, Any]] = (
+            iter(plan)
+            if plan is not None
+            else ((None, c) for c in record_chunks(iter(reader), size))
+        )
+        results = _counted(ordered(executor, run_chunk, units, 2 * workers), stats, plan)
         head = local_head(pipeline.cleaners)
         if head == len(pipeline.cleaners):
-            for read, (steps, done, _) in results:
+            for steps, done, _ in results:
                 merge_steps(pipeline.steps, steps, pipeline.max_examples)
                 assert isinstance(done, Encoded)
-                yield read, done
+                yield stats.bytes, done
             return
         tail = CleaningPipeline(
             pipeline.cleaners[head:], pipeline.batch_size, pipeline.max_examples
@@ -660,7 +675,7 @@ def _encoded(
             cleaner.given = found  # type: ignore[attr-defined]
 
         def cleaned() -> Iterator[Record]:
-            for _, (steps, kept, features) in results:
+            for steps, kept, features in results:
                 merge_steps(pipeline.steps[:head], steps, pipeline.max_examples)
                 assert isinstance(kept, tuple)
                 records = from_columns(kept)
@@ -673,6 +688,29 @@ def _encoded(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkit-encode") as thread:
         texts = ((stats.bytes, t) for t in text_chunks(records, int(cfg.chunk_chars)))
         yield from ordered(thread, encode, texts, 2)
+
+
+def _worker_chunk(cfg: PrepareConfig) -> int:
+    """The characters (or, for files a worker reads, bytes) of one worker's chunk."""
+    return min(int(cfg.chunk_chars), WORKER_CHUNK_CHARS)
+
+
+def _counted(
+    results: Iterator[tuple[Any, Done]], stats: ReadStats, plan: ReadPlan | None
+) -> Iterator[tuple[list[StepReport], Encoded | Columns, list[Any]]]:
+    """The workers' results in reading order, their reader counts added to `stats` in that order
+    (those of files read here first) and their files' SHA-256 to the plan's."""
+    for before, (steps, done, features, part, hashes) in results:
+        if before is not None:
+            merge_stats(stats, before)
+        if part is not None:
+            merge_stats(stats, part)
+        if plan is not None:
+            plan.hashes.update(hashes)
+        yield steps, done, features
+    if plan is not None:
+        merge_stats(stats, plan.pending)
+        plan.pending = ReadStats()
 
 
 def _skip_output(reader: Any, out_dir: Path) -> None:

@@ -13,6 +13,7 @@ import csv
 import fnmatch
 import glob
 import gzip
+import hashlib
 import json
 import lzma
 import os
@@ -49,22 +50,47 @@ def open_binary(path: str | Path) -> IO[bytes]:
         raise UsageError(f"{path}: permission denied") from None
 
 
-def _read_all(path: Path) -> bytes:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (as on disk, compressed or not), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _plain(path: Path) -> bool:
+    """Whether `path` is read as it is on disk (not decompressed)."""
+    return path.suffix.lower() not in _OPENERS
+
+
+def _read_all(path: Path, digests: dict[str, str] | None = None) -> bytes:
+    """The file's bytes; with `digests`, the SHA-256 of a plain file's bytes goes there too (by
+    path), taken from what was read instead of reading the file again."""
     with open_binary(path) as fh:
         try:
-            return fh.read()
+            raw: bytes = fh.read()
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise UsageError(f"{path}: cannot read ({exc})") from None
+    if digests is not None and _plain(path):
+        digests[str(path)] = hashlib.sha256(raw).hexdigest()
+    return raw
 
 
-def _blocks(path: Path, size: int) -> Iterator[bytes]:
-    """The file's bytes in blocks of `size`, then one empty block at the end."""
+def _blocks(path: Path, size: int, digests: dict[str, str] | None = None) -> Iterator[bytes]:
+    """The file's bytes in blocks of `size`, then one empty block at the end (the SHA-256 of a
+    plain file's bytes to `digests`, as `_read_all`)."""
+    h = hashlib.sha256() if digests is not None and _plain(path) else None
     with open_binary(path) as fh:
         try:
             while block := fh.read(size):
+                if h is not None:
+                    h.update(block)
                 yield block
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise UsageError(f"{path}: cannot read ({exc})") from None
+    if h is not None and digests is not None:
+        digests[str(path)] = h.hexdigest()
     yield b""
 
 
@@ -187,6 +213,9 @@ class TextReader:
         skip_empty: Leave out records that are empty or only whitespace.
     """
 
+    per_file = True  # a file's records depend on that file alone: files may be read apart
+    digests: dict[str, str] | None = None  # set: plain files' SHA-256 by path, as they are read
+
     def __init__(
         self,
         paths: list[str],
@@ -206,7 +235,7 @@ class TextReader:
             stats.files += 1
             name = str(path)
             if self.unit == "file":
-                raw = _read_all(path)
+                raw = _read_all(path, self.digests)
                 stats.bytes += len(raw)
                 yield from self._emit(decode_utf8(raw, stats), name)
             elif self.unit == "line":
@@ -234,7 +263,7 @@ class TextReader:
         skip_empty = self.skip_empty
         lineno = 0
         parts: list[bytes] = []  # the start of a line that the next blocks continue
-        for block in _blocks(path, LINE_BLOCK):
+        for block in _blocks(path, LINE_BLOCK, self.digests):
             stats.bytes += len(block)
             if block:
                 cut = block.rfind(b"\n") + 1
@@ -281,6 +310,8 @@ class JsonlReader:
         include: Glob patterns a file found in a directory or glob must match.
         exclude: Glob patterns of files to skip.
     """
+
+    per_file = True  # a file's records depend on that file alone: files may be read apart
 
     def __init__(
         self,
@@ -360,6 +391,8 @@ class CsvReader:
         include: Glob patterns a file found in a directory or glob must match.
         exclude: Glob patterns of files to skip.
     """
+
+    per_file = True  # a file's records depend on that file alone: files may be read apart
 
     def __init__(
         self,

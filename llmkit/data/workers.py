@@ -1,11 +1,12 @@
 """Cleaning and tokenizing chunks of records in worker processes, the results in reading order.
 
-The parent reads and writes; each worker cleans a chunk with the cleaners that look at one document
+The parent writes the shards; each worker reads the files it is given as paths (the parent reads
+the rest: see `llmkit.data.reading`), cleans a chunk with the cleaners that look at one document
 at a time (those before the first cross-document one, dedup) and, when no cleaner is left for the
 parent, tokenizes it with the Rust encoder on one thread and picks each document's split. At most
 two chunks per worker are in flight, so memory stays flat, and results are taken in the order the
 chunks were read, so the output is the same for any number of workers. Workers are forked, so they
-share the parent's cleaners, tokenizer and registered plugins without loading anything again.
+share the parent's reader, cleaners, tokenizer and registered plugins without loading them again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any, TypeVar
 from llmkit.data.cleaners import Cleaner
 from llmkit.data.encoding import Columns, Encoded, Framing, encode_chunk, from_columns, to_columns
 from llmkit.data.pipeline import CleaningPipeline, StepReport
-from llmkit.data.records import Record
+from llmkit.data.reading import Files, read_files
+from llmkit.data.records import ReadStats, Record
 from llmkit.errors import WorkError
 
 T = TypeVar("T")
@@ -105,6 +107,7 @@ class Work:
     tokenizer: Any
     framing: Framing
     ahead: list[Cleaner]  # main-process cleaners whose `features` the workers compute
+    reader: Any = None  # what reads the `Files` units (a copy per unit)
 
 
 _WORK: Work | None = None
@@ -115,19 +118,32 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_chunk(columns: Columns) -> tuple[list[StepReport], Encoded | Columns, list[Any]]:
-    """In a worker: clean one chunk; its step reports and its ids, or the kept records and the
-    `features` of the main process's first cleaners (dedup hashes and signatures)."""
+Done = tuple[
+    list[StepReport], Encoded | Columns, list[Any], ReadStats | None, dict[str, str]
+]  # what `run_chunk` returns
+
+
+def run_chunk(unit: Columns | Files) -> Done:
+    """In a worker: read (a `Files` unit) and clean one chunk; its step reports and its ids, or
+    the kept records and the `features` of the main process's first cleaners (dedup hashes and
+    signatures); and for a `Files` unit, the reader's counts and the files' SHA-256."""
     work = _WORK
     if work is None:
         raise RuntimeError("run_chunk runs in a worker started by `pool`")
+    stats: ReadStats | None = None
+    hashes: dict[str, str] = {}
+    if isinstance(unit, Files):
+        records, stats, hashes = read_files(work.reader, unit)
+    else:
+        records = from_columns(unit)
     pipeline = CleaningPipeline(work.cleaners, work.batch_size, work.max_examples)
-    kept = list(pipeline.run(from_columns(columns)))
+    kept = list(pipeline.run(records))
     if work.tokenizer is None:
         features = [cleaner.features(kept) for cleaner in work.ahead]  # type: ignore[attr-defined]
-        return pipeline.steps, to_columns(kept), features
+        return pipeline.steps, to_columns(kept), features, stats, hashes
     texts = [r.text for r in kept if r.text]
-    return pipeline.steps, encode_chunk(work.tokenizer, texts, work.framing, 1), []
+    encoded = encode_chunk(work.tokenizer, texts, work.framing, 1)
+    return pipeline.steps, encoded, [], stats, hashes
 
 
 def pool(work: Work, workers: int) -> ProcessPoolExecutor:
