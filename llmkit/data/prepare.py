@@ -594,8 +594,29 @@ class _Background:
 
 def _load_early(spec: str) -> _Background | None:
     """The tokenizer file of `spec` loading while the inputs are listed (joined before the workers
-    fork); None for a registered tokenizer, which is built at once (to be hashed)."""
-    return _Background(lambda: load_tokenizer(spec)) if spec_hash(spec) is not None else None
+    fork); None for a registered tokenizer, which is built at once (to be hashed). A tiktoken
+    rank file is parsed here first, so that its build, mostly in Rust without the GIL, is what
+    overlaps the listing, rather than two Python parts taking turns with the GIL."""
+    if spec_hash(spec) is None:
+        return None
+    build = _tiktoken_build(spec)
+    return _Background(build if build is not None else lambda: load_tokenizer(spec))
+
+
+def _tiktoken_build(spec: str) -> Callable[[], Any] | None:
+    """What builds the tokenizer of `spec` from its rank file, parsed now, when `load_tokenizer`
+    would read it as a tiktoken file (cl100k_base/o200k_base, or a `*.tiktoken*` file); else
+    None."""
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    patterns = {"cl100k_base": "cl100k", "o200k_base": "o200k"}
+    path = Path(spec).expanduser()
+    if spec in patterns:
+        ranks = _spec_file(spec) if not path.is_file() else None
+        return None if ranks is None else BPETokenizer.tiktoken_builder(ranks, patterns[spec])
+    if path.is_file() and ".tiktoken" in path.name:
+        return BPETokenizer.tiktoken_builder(path)
+    return None
 
 
 def _inputs(files: list[Path], sizes: list[int], hashes: list[str]) -> list[dict[str, Any]]:

@@ -6,13 +6,14 @@ parses and writes files, checks arguments and turns core errors into `UsageError
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import re
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -135,10 +136,24 @@ def _quick_ranks(text: str) -> list[tuple[bytes, int]] | None:
         tokens = [binascii.a2b_base64(token, **strict) for token in fields[0::2]]
     except binascii.Error:
         return None
-    ranks = [int(rank) for rank in fields[1::2]]
-    if not all(tokens) or len(set(ranks)) != len(ranks) or len(set(tokens)) != len(tokens):
+    ranks = list(map(int, fields[1::2]))
+    unique_ranks = ranks == list(range(len(ranks))) or len(set(ranks)) == len(ranks)
+    if not all(tokens) or not unique_ranks or len(set(tokens)) != len(tokens):
         return None
     return list(zip(tokens, ranks, strict=True))
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused (as it was before, after), while many containers
+    that hold no cycles are made at once."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _read_json(path: str | Path) -> Any:
@@ -616,6 +631,18 @@ class BPETokenizer:
         Without `special_tokens`, cl100k_base's and o200k_base's own special tokens are used
         when the file has their number of ranks and the pattern matches.
         """
+        return cls.tiktoken_builder(path, pattern, special_tokens)()
+
+    @classmethod
+    def tiktoken_builder(
+        cls,
+        path: str | Path,
+        pattern: str = "cl100k",
+        special_tokens: Mapping[str, int] | None = None,
+    ) -> Callable[[], BPETokenizer]:
+        """`from_tiktoken` in two steps: the rank file is read and checked now (Python, holding
+        the GIL), and the returned function builds the tokenizer from it (mostly Rust, without
+        the GIL), so a caller can run the build on a thread beside other Python work."""
         p = Path(path)
         tokens: list[tuple[bytes, int]] = []
         rank_line: dict[int, int] = {}
@@ -624,7 +651,7 @@ class BPETokenizer:
         import binascii
 
         try:
-            with _open_text(p) as f:
+            with _open_text(p) as f, _no_gc():  # 100k tuples would run the collector often
                 quick = _quick_ranks(f.read())
             with _open_text(p) if quick is None else nullcontext(iter(())) as f:
                 for lineno, line in enumerate(f, 1):
@@ -667,7 +694,8 @@ class BPETokenizer:
                 special_tokens = CL100K_SPECIALS
             elif pattern == "o200k" and len(tokens) == 199998:
                 special_tokens = O200K_SPECIALS
-        return cls._build(tokens, None, special_tokens, pattern, True, str(p))
+        specials = special_tokens
+        return lambda: cls._build(tokens, None, specials, pattern, True, str(p))
 
     @classmethod
     def from_encoding(cls, name: Literal["cl100k_base", "o200k_base"]) -> BPETokenizer:

@@ -122,3 +122,26 @@ def test_listing_a_directory_matches_the_os_walk_order(
         assert [str(p) for p in got] == [str(p) for p in expected]
     finally:
         os.chdir(here)
+
+
+def test_a_rank_file_parsed_first_builds_the_tokenizer_load_tokenizer_builds(
+    tmp_path: Path,
+) -> None:
+    import base64
+    import gc
+
+    from llmkit.data.prepare import _tiktoken_build, load_tokenizer
+
+    ranks = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"in", b"ing"]
+    path = tmp_path / "small.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(ranks)))
+    build = _tiktoken_build(str(path))
+    assert build is not None and gc.isenabled()  # the parse paused the collector, then not
+    text = "the thing in the ring"
+    assert build().encode(text) == load_tokenizer(str(path)).encode(text)
+    assert _tiktoken_build("byte") is None
+    (tmp_path / "tok.json").write_text("{}")
+    assert _tiktoken_build(str(tmp_path / "tok.json")) is None
+    (tmp_path / "bad.tiktoken").write_text("not base64 at all\n")
+    with pytest.raises(UsageError, match=r"bad\.tiktoken:1"):
+        _tiktoken_build(str(tmp_path / "bad.tiktoken"))
