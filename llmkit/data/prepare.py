@@ -553,7 +553,7 @@ def prepare(
             "seconds": round(seconds, 3),
             "report": REPORT,
         }
-        write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        write_text(out_dir / MANIFEST, manifest_json(manifest))
     except BaseException:
         encoded.close()
         if executor is not None:
@@ -617,6 +617,35 @@ def _tiktoken_build(spec: str) -> Callable[[], Any] | None:
     if path.is_file() and ".tiktoken" in path.name:
         return BPETokenizer.tiktoken_builder(path)
     return None
+
+
+_INPUTS_SLOT = "\0inputs\0"  # stands for the inputs list while the rest is encoded
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """`json.dumps(manifest, indent=2)` and a newline, the same text, with the `inputs` entries
+    (one per file: thousands) laid out directly rather than by the pure-Python indenting encoder
+    (the C encoder does not indent)."""
+    from json.encoder import encode_basestring_ascii as quote
+
+    inputs = manifest.get("inputs")
+    keys = ["path", "bytes", "sha256"]
+    if not inputs or not all(
+        isinstance(e, dict)
+        and list(e) == keys
+        and isinstance(e["path"], str)
+        and isinstance(e["sha256"], str)
+        and type(e["bytes"]) is int
+        for e in inputs
+    ):
+        return json.dumps(manifest, indent=2) + "\n"
+    text = json.dumps({**manifest, "inputs": _INPUTS_SLOT}, indent=2)
+    entries = ",\n".join(
+        f'    {{\n      "path": {quote(e["path"])},\n      "bytes": {e["bytes"]},\n'
+        f'      "sha256": {quote(e["sha256"])}\n    }}'
+        for e in inputs
+    )
+    return text.replace(json.dumps(_INPUTS_SLOT), f"[\n{entries}\n  ]", 1) + "\n"
 
 
 def _inputs(files: list[Path], sizes: list[int], hashes: list[str]) -> list[dict[str, Any]]:

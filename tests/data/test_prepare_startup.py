@@ -4,6 +4,7 @@ input listing, the settings it checks itself."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sys
 from pathlib import Path
@@ -145,3 +146,26 @@ def test_a_rank_file_parsed_first_builds_the_tokenizer_load_tokenizer_builds(
     (tmp_path / "bad.tiktoken").write_text("not base64 at all\n")
     with pytest.raises(UsageError, match=r"bad\.tiktoken:1"):
         _tiktoken_build(str(tmp_path / "bad.tiktoken"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "path": st.text(max_size=12),
+                "bytes": st.integers(0, 2**40),
+                "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
+            }
+        ),
+        max_size=6,
+    ),
+    st.dictionaries(st.sampled_from(["x", "inputs2", "z\u00e9"]), st.text(max_size=5), max_size=2),
+)
+def test_the_manifest_text_is_what_the_indenting_encoder_writes(
+    inputs: list[dict[str, object]], extra: dict[str, str]
+) -> None:
+    from llmkit.data.prepare import manifest_json
+
+    manifest = {"format_version": 1, "inputs": inputs, "config": {"inputs": "no"}, **extra}
+    assert manifest_json(manifest) == json.dumps(manifest, indent=2) + "\n"
