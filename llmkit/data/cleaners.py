@@ -164,7 +164,8 @@ class ControlChars(TextCleaner):
         self.format_chars = format_chars
 
     def transform(self, text: str) -> str:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\r" in text:  # one quick scan; most text has no CR to rewrite
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         if text.isascii():  # bytes.translate deletes in one C pass, several times faster than re
             raw = text.encode("ascii")
             kept = raw.translate(None, _CONTROL_ASCII)
