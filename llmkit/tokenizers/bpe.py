@@ -124,20 +124,23 @@ def _quick_ranks(text: str) -> list[tuple[bytes, int]] | None:
     import binascii
 
     fields = _canonical_fields(text)
+    counted = False  # the ranks are 0, 1, 2, ... in order, as tiktoken writes them
     if fields is None:  # blank lines, tabs, CRLF: every line's form checked by the pattern
         if _RANK_FILE.fullmatch(text) is None:
             return None
         fields = text.split()
-    elif not "".join(fields[1::2]).isdigit():
-        return None
+    else:
+        counted = " ".join(fields[1::2]) == " ".join(map(str, range(len(fields) // 2)))
+        if not counted and not "".join(fields[1::2]).isdigit():
+            return None
     # as `base64.b64decode(validate=True)` decodes: strictly from Python 3.11 on
     strict = {"strict_mode": True} if sys.version_info >= (3, 11) else {}
     try:
         tokens = [binascii.a2b_base64(token, **strict) for token in fields[0::2]]
     except binascii.Error:
         return None
-    ranks = list(map(int, fields[1::2]))
-    unique_ranks = ranks == list(range(len(ranks))) or len(set(ranks)) == len(ranks)
+    ranks: Sequence[int] = range(len(tokens)) if counted else list(map(int, fields[1::2]))
+    unique_ranks = counted or len(set(ranks)) == len(ranks)
     if not all(tokens) or not unique_ranks or len(set(tokens)) != len(tokens):
         return None
     return list(zip(tokens, ranks, strict=True))
