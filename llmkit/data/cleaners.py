@@ -149,6 +149,7 @@ class Whitespace(TextCleaner):
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _CONTROL_ASCII = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _FORMAT = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_CONTROL_OR_FORMAT = re.compile(f"{_CONTROL.pattern[:-1]}{_FORMAT.pattern[1:-1]}]")  # one pass
 
 
 class ControlChars(TextCleaner):
@@ -170,10 +171,7 @@ class ControlChars(TextCleaner):
             raw = text.encode("ascii")
             kept = raw.translate(None, _CONTROL_ASCII)
             return text if len(kept) == len(raw) else kept.decode("ascii")
-        text = _CONTROL.sub("", text)
-        if self.format_chars:
-            text = _FORMAT.sub("", text)
-        return text
+        return (_CONTROL_OR_FORMAT if self.format_chars else _CONTROL).sub("", text)
 
 
 class Lowercase(TextCleaner):

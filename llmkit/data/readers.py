@@ -36,7 +36,8 @@ LINE_BLOCK = 1 << 20  # bytes read and decoded at a time by the one-record-per-l
 
 def open_binary(path: str | Path) -> IO[bytes]:
     """Open `path` for reading bytes, decompressing .gz/.xz/.bz2; a clear error when unreadable."""
-    path = Path(path)
+    if not isinstance(path, Path):
+        path = Path(path)
     opener = _OPENERS.get(path.suffix.lower())
     try:
         if opener is not None:
