@@ -36,8 +36,6 @@ from llmkit.data.encoding import (
     text_chunks,
 )
 from llmkit.data.pipeline import CleaningPipeline, StepReport, save_report
-from llmkit.data.readers import file_sha256
-from llmkit.data.reading import ReadPlan, merge_stats, reads_apart
 from llmkit.data.records import ReadStats, Record
 from llmkit.data.shards import (
     FORMAT_VERSION,
@@ -52,6 +50,7 @@ from llmkit.registry import unknown_message
 from llmkit.tokenizers.base import SEPARATOR_TOKENS, find_special
 
 if TYPE_CHECKING:
+    from llmkit.data.reading import ReadPlan
     from llmkit.data.workers import Done
 
 REPORT = "cleaning_report.json"
@@ -264,6 +263,13 @@ def _spec_file(spec: str) -> Path | None:
     return None
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (`llmkit.data.readers.file_sha256`, imported when used)."""
+    from llmkit.data.readers import file_sha256 as sha256
+
+    return sha256(path)
+
+
 def spec_hash(spec: str) -> str | None:
     """SHA-256 identifying a file-backed tokenizer spec without loading it (None: not a file)."""
     path = _spec_file(spec)
@@ -470,6 +476,8 @@ def prepare(
 
     framing = Framing(eos, dtype, vocab, int(cfg.seed), float(cfg.validation))
     executor = _start_workers(pipeline, tok, framing, workers, reader)  # forked before any thread
+    from llmkit.data.reading import ReadPlan, reads_apart
+
     plan = (  # the workers read (and hash) the files they can
         ReadPlan(reader, sizes, _worker_chunk(cfg), hashing=inputs is None)
         if executor is not None and reads_apart(reader)
@@ -750,6 +758,8 @@ def _counted(
 ) -> Iterator[tuple[list[StepReport], Encoded | Columns, list[Any]]]:
     """The workers' results in reading order, their reader counts added to `stats` in that order
     (those of files read here first) and their files' SHA-256 to the plan's."""
+    from llmkit.data.reading import merge_stats
+
     for before, (steps, done, features, part, hashes) in results:
         if before is not None:
             merge_stats(stats, before)
