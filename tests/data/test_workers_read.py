@@ -81,17 +81,33 @@ def test_the_plan_sends_small_plain_files_and_reads_the_rest_here(tmp_path: Path
     assert len(sent) + len(here) == len(reader.files)
 
 
-@pytest.mark.parametrize("unit", ["file", "paragraph", "line"])
-def test_workers_reading_their_files_write_one_process_output(tmp_path: Path, unit: str) -> None:
+@pytest.mark.parametrize(
+    ("unit", "clean"),
+    [
+        ("file", ["nfc", "control_chars", "missing"]),
+        ("paragraph", ["nfc", "control_chars", "missing"]),
+        ("line", ["nfc", "control_chars", "missing"]),
+        ("paragraph", ["whitespace", "dedup_exact", "dedup_minhash", "lowercase"]),
+    ],
+)
+def test_workers_reading_their_files_write_one_process_output(
+    tmp_path: Path, unit: str, clean: list[str]
+) -> None:
     corpus = mixed_corpus(tmp_path / "corpus")
-    one = run(corpus, tmp_path / "w1", 1, unit=unit)
+    for i in range(3):  # exact copies of small files, for dedup to drop in reading order
+        (corpus / f"z{i}.txt").write_bytes((corpus / f"f{i + 1:02d}.txt").read_bytes())
+    one = run(corpus, tmp_path / "w1", 1, unit=unit, clean=clean)
     manifest = one["manifest.json"]
     assert [i["sha256"] for i in manifest["inputs"]] == [
         hashlib.sha256(Path(i["path"]).read_bytes()).hexdigest() for i in manifest["inputs"]
     ]
     assert one["cleaning_report.json"]["reader"]["invalid_utf8_records"] > 0
+    if "dedup_exact" in clean:
+        steps = {step["name"]: step for step in one["cleaning_report.json"]["steps"]}
+        assert steps["dedup_exact"]["dropped"] >= 3
     for workers in (2, 3):
-        assert run(corpus, tmp_path / f"w{workers}", workers, unit=unit) == one, workers
+        got = run(corpus, tmp_path / f"w{workers}", workers, unit=unit, clean=clean)
+        assert got == one, workers
 
 
 def test_skipped_jsonl_lines_are_reported_in_reading_order(tmp_path: Path) -> None:
