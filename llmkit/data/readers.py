@@ -65,17 +65,44 @@ def _plain(path: Path) -> bool:
     return path.suffix.lower() not in _OPENERS
 
 
+def _read_plain(path: Path) -> bytes:
+    """A plain file's bytes by the OS calls alone (open, fstat, read, close): a third cheaper
+    than through a Python file object, which counts over thousands of small files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    try:
+        parts = [os.read(fd, os.fstat(fd).st_size + 1)]
+        while parts[-1]:  # to the end, should the file have grown
+            parts.append(os.read(fd, 1 << 16))
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) <= 2 else b"".join(parts)
+
+
 def _read_all(path: Path, digests: dict[str, str] | None = None) -> bytes:
     """The file's bytes; with `digests`, the SHA-256 of a plain file's bytes goes there too (by
     path), taken from what was read instead of reading the file again."""
+    if _plain(path):
+        raw = _read_plain(path)
+        if digests is not None:
+            digests[str(path)] = hashlib.sha256(raw).hexdigest()
+        return raw
     with open_binary(path) as fh:
         try:
-            raw: bytes = fh.read()
+            data: bytes = fh.read()
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise UsageError(f"{path}: cannot read ({exc})") from None
-    if digests is not None and _plain(path):
-        digests[str(path)] = hashlib.sha256(raw).hexdigest()
-    return raw
+    return data
 
 
 def _blocks(path: Path, size: int, digests: dict[str, str] | None = None) -> Iterator[bytes]:
