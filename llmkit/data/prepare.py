@@ -605,7 +605,7 @@ def _load_early(spec: str) -> _Background | None:
     fork); None for a registered tokenizer, which is built at once (to be hashed). A tiktoken
     rank file is parsed here first, so that its build, mostly in Rust without the GIL, is what
     overlaps the listing, rather than two Python parts taking turns with the GIL."""
-    if spec_hash(spec) is None:
+    if _spec_file(spec) is None:  # what spec_hash would hash; hashed later, beside the build
         return None
     build = _tiktoken_build(spec)
     return _Background(build if build is not None else lambda: load_tokenizer(spec))
