@@ -115,7 +115,9 @@ def linear_cross_entropy(
     'sum', equal to `F.cross_entropy(projected.materialize(), targets)` without its memory."""
     hidden = projected.hidden.reshape(-1, projected.hidden.shape[-1])
     flat = targets.reshape(-1)
-    rows = max(1, CHUNK_ELEMENTS // projected.weight.shape[0])
+    most = max(1, CHUNK_ELEMENTS // projected.weight.shape[0])
+    chunks = -(-hidden.shape[0] // most)
+    rows = max(1, -(-hidden.shape[0] // max(1, chunks)))  # equal chunks: a last sliver is slow
     total = _LinearCrossEntropy.apply(
         hidden, projected.weight, projected.bias, flat, ignore_index, label_smoothing, rows
     )

@@ -112,7 +112,10 @@ class Attention(nn.Module):
         offset = 0 if self.cross or cache is None else cache.length
         q_pos = torch.arange(offset, offset + T, device=x.device)
         if positions is not None and not self.cross:
-            q, k = positions.rotate(q, k, offset, position_ids)
+            rotated = positions.rotate(q, k, offset, position_ids)
+            if rotated[1] is not k and torch.is_grad_enabled():
+                v = v.contiguous()  # else the view kept for backward holds all of qkv's output
+            q, k = rotated
         y = self.attend(q, k, v, q_pos, attention_mask, cache, positions)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.d_model)  # (B, T, D)
         return self.resid_dropout(self.out(y))
@@ -303,6 +306,12 @@ class SDPAttention(Attention):
     ) -> Tensor:
         if type(self).normalize is not Attention.normalize or self.keep_weights:  # plain math
             return Attention.kernel(self, q, k, v, mask, is_causal)
+        if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+            # torch's CPU kernels run bf16/fp16 attention 2-7x slower than fp32 (docs/benchmarks.md)
+            if mask is not None and mask.is_floating_point():
+                mask = mask.float()
+            y = self.kernel(q.float(), k.float(), v.float(), mask, is_causal)
+            return y.to(q.dtype)
         dropout = self.dropout if self.training else 0.0
         if k.shape[1] != q.shape[1]:
             if SDPA_GQA:  # kv heads shared inside the kernel: no copy of the whole cache per step
