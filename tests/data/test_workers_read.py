@@ -168,3 +168,21 @@ def test_any_mix_of_files_gives_one_process_output(
             run(corpus, base / "many", workers, **kw)
         return
     assert run(corpus, base / "many", workers, **kw) == one
+
+
+def test_a_bad_line_in_a_file_a_worker_reads_is_the_same_one_line_error(tmp_path: Path) -> None:
+    from llmkit.errors import UsageError
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        (corpus / f"p{i}.jsonl").write_text(json.dumps({"text": f"document {i} " * 5}) + "\n")
+    with open(corpus / "p2.jsonl", "a") as fh:
+        fh.write("not json\n")
+    messages = []
+    for workers in (1, 2):
+        with pytest.raises(UsageError) as caught:
+            run(corpus, tmp_path / f"w{workers}", workers, format="jsonl")
+        messages.append(str(caught.value))
+        assert not list((tmp_path / f"w{workers}").glob("*.bin"))  # nothing half-written kept
+    assert messages[0] == messages[1] and f"{corpus}/p2.jsonl:2: not a JSON object" in messages[0]
