@@ -124,3 +124,22 @@ def two_ranks_by_hand(
         for p in procs:
             p.kill()
     return [(p.returncode, out, err) for p, out, err in results]
+
+
+#: The only fields of a prepared dataset's JSON files that differ from run to run.
+VARYING = ("created", "seconds")
+
+
+def snapshot(out: Path) -> dict[str, Any]:
+    """Every file of a prepared dataset `out`: its bytes, or for a JSON file (manifest, report)
+    its fields without the timing ones, so that two runs' outputs compare equal."""
+    import json
+
+    files: dict[str, Any] = {}
+    for p in sorted(out.iterdir()):
+        if p.suffix == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            files[p.name] = {k: v for k, v in data.items() if k not in VARYING}
+        else:
+            files[p.name] = p.read_bytes()
+    return files

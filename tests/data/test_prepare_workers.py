@@ -4,7 +4,6 @@ writing one document at a time."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,6 @@ from llmkit.data.shards import ShardWriter, frame
 from llmkit.errors import UsageError, WorkError
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-reference.txt"
-VARYING = ("created", "seconds")  # the only fields that differ from run to run
 
 
 def write_corpus(root: Path, texts: list[str], files: int = 6) -> Path:
@@ -43,18 +42,6 @@ def write_corpus(root: Path, texts: list[str], files: int = 6) -> Path:
 def real_paragraphs(n: int) -> list[str]:
     """The first `n` paragraphs of the Python language reference shipped in examples/."""
     return CORPUS.read_text(encoding="utf-8").split("\n\n")[:n]
-
-
-def snapshot(out: Path) -> dict[str, Any]:
-    """Every file's bytes, the manifest and report parsed with their timing fields removed."""
-    files: dict[str, Any] = {}
-    for p in sorted(out.iterdir()):
-        if p.suffix == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-            files[p.name] = {k: v for k, v in data.items() if k not in VARYING}
-        else:
-            files[p.name] = p.read_bytes()
-    return files
 
 
 def run(corpus: Path, out: Path, workers: int, **kw: Any) -> dict[str, Any]:

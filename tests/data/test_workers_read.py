@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,19 +20,6 @@ from llmkit.data.readers import TextReader
 from llmkit.data.reading import Files, ReadPlan
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "python-reference.txt"
-VARYING = ("created", "seconds")
-
-
-def snapshot(out: Path) -> dict[str, Any]:
-    """Every file's bytes, and the JSON files parsed without their timing fields."""
-    files: dict[str, Any] = {}
-    for p in sorted(out.iterdir()):
-        if p.suffix == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-            files[p.name] = {k: v for k, v in data.items() if k not in VARYING}
-        else:
-            files[p.name] = p.read_bytes()
-    return files
 
 
 def run(corpus: Path, out: Path, workers: int, **kw: Any) -> dict[str, Any]:
