@@ -34,6 +34,18 @@ _MISSING_FIELD_PROBE = 100
 LINE_BLOCK = 1 << 20  # bytes read and decoded at a time by the one-record-per-line reader
 
 
+def _open_error(path: str | Path, exc: OSError) -> Exception:
+    """The one-line error for a file that cannot be opened, or `exc` itself if it is another
+    kind of failure."""
+    if isinstance(exc, FileNotFoundError):
+        return UsageError(f"{path}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return UsageError(f"{path}: is a directory, expected a file")
+    if isinstance(exc, PermissionError):
+        return UsageError(f"{path}: permission denied")
+    return exc
+
+
 def open_binary(path: str | Path) -> IO[bytes]:
     """Open `path` for reading bytes, decompressing .gz/.xz/.bz2; a clear error when unreadable."""
     if not isinstance(path, Path):
@@ -43,12 +55,8 @@ def open_binary(path: str | Path) -> IO[bytes]:
         if opener is not None:
             return opener(path, "rb")
         return open(path, "rb")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise _open_error(path, exc) from None
 
 
 def file_sha256(path: Path) -> str:
@@ -70,12 +78,8 @@ def _read_plain(path: Path) -> bytes:
     than through a Python file object, which counts over thousands of small files."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise _open_error(path, exc) from None
     try:
         parts = [os.read(fd, os.fstat(fd).st_size + 1)]
         while parts[-1]:  # to the end, should the file have grown
