@@ -12,6 +12,7 @@ from typing_extensions import Self
 __all__ = [
     "Bpe",
     "BpeTrainer",
+    "RankFile",
     "WordPiece",
     "WordPieceTrainer",
     "__version__",
@@ -113,6 +114,12 @@ class WordPieceTrainer:
 _Specials = bool | list[str] | None
 
 @final
+class RankFile:
+    @staticmethod
+    def parse(data: bytes) -> RankFile | None: ...
+    def __len__(self) -> int: ...
+
+@final
 class Bpe:
     @staticmethod
     def from_merges(
@@ -126,6 +133,8 @@ class Bpe:
     def from_ranks(
         tokens: list[tuple[bytes, int]], specials: list[tuple[str, int]], pattern: str
     ) -> Bpe: ...
+    @staticmethod
+    def from_rank_file(ranks: RankFile, specials: list[tuple[str, int]], pattern: str) -> Bpe: ...
     def encode(
         self, text: str, allowed: _Specials = None, disallowed: _Specials = None
     ) -> list[int]: ...

@@ -182,6 +182,26 @@ def _pattern_arg(pattern: str) -> str:
     return pattern
 
 
+def _default_specials(pattern: str, ranks: int) -> Mapping[str, int]:
+    """cl100k_base's or o200k_base's own special tokens for a rank file of their size read with
+    their pattern; none otherwise."""
+    if pattern == "cl100k" and ranks == 100256:
+        return CL100K_SPECIALS
+    if pattern == "o200k" and ranks == 199998:
+        return O200K_SPECIALS
+    return {}
+
+
+def _special_list(specials: Mapping[str, int], source: str) -> list[tuple[str, int]]:
+    """Special tokens as the Rust core takes them; an id that is not an int >= 0 is named."""
+    special_list = []
+    for text, i in specials.items():
+        if not isinstance(text, str) or not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise UsageError(f"{source}: special token {text!r}: id must be an int >= 0")
+        special_list.append((text, i))
+    return special_list
+
+
 class BPETokenizer:
     """Byte-level BPE with tiktoken's and Hugging Face's ids, trained and run by the Rust core.
 
@@ -606,11 +626,7 @@ class BPETokenizer:
         source: str,
     ) -> BPETokenizer:
         pattern = _pattern_arg(pattern)
-        special_list = []
-        for text, i in specials.items():
-            if not isinstance(text, str) or not isinstance(i, int) or isinstance(i, bool) or i < 0:
-                raise UsageError(f"{source}: special token {text!r}: id must be an int >= 0")
-            special_list.append((text, i))
+        special_list = _special_list(specials, source)
         try:
             if merges is None:
                 core = _rust.Bpe.from_ranks(tokens, special_list, pattern)
@@ -643,10 +659,41 @@ class BPETokenizer:
         pattern: str = "cl100k",
         special_tokens: Mapping[str, int] | None = None,
     ) -> Callable[[], BPETokenizer]:
-        """`from_tiktoken` in two steps: the rank file is read and checked now (Python, holding
-        the GIL), and the returned function builds the tokenizer from it (mostly Rust, without
-        the GIL), so a caller can run the build on a thread beside other Python work."""
+        """`from_tiktoken` in two steps: the rank file is read and parsed now (in Rust, or line by
+        line in Python when it is not laid out as tiktoken writes it, naming its first bad line),
+        and the returned function builds the tokenizer, mostly in Rust without the GIL, so a
+        caller can run the build on a thread beside other Python work."""
         p = Path(path)
+        pattern = _pattern_arg(pattern)
+        if not p.is_file():
+            raise UsageError(f"{p}: no such file")
+        try:
+            with gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb") as f:
+                data = f.read()
+        except (EOFError, gzip.BadGzipFile, OSError) as exc:
+            raise UsageError(f"{p}: cannot read rank file ({exc})") from None
+        parsed = _rust.RankFile.parse(data)
+        if parsed is None:
+            return cls._line_builder(p, pattern, special_tokens)
+        specials = special_tokens
+        if specials is None:
+            specials = _default_specials(pattern, len(parsed))
+        special_list = _special_list(specials, str(p))
+
+        def build() -> BPETokenizer:
+            try:
+                return cls(_rust.Bpe.from_rank_file(parsed, special_list, pattern))
+            except (ValueError, OverflowError) as exc:
+                raise UsageError(f"{p}: {exc}") from None
+
+        return build
+
+    @classmethod
+    def _line_builder(
+        cls, p: Path, pattern: str, special_tokens: Mapping[str, int] | None
+    ) -> Callable[[], BPETokenizer]:
+        """The rank file read and checked in Python now (each line's errors named), and what
+        builds the tokenizer from its pairs."""
         tokens: list[tuple[bytes, int]] = []
         rank_line: dict[int, int] = {}
         token_line: dict[bytes, int] = {}
@@ -692,11 +739,7 @@ class BPETokenizer:
         if not tokens:
             raise UsageError(f"{p}: the rank file is empty")
         if special_tokens is None:
-            special_tokens = {}
-            if pattern == "cl100k" and len(tokens) == 100256:
-                special_tokens = CL100K_SPECIALS
-            elif pattern == "o200k" and len(tokens) == 199998:
-                special_tokens = O200K_SPECIALS
+            special_tokens = _default_specials(pattern, len(tokens))
         specials = special_tokens
         return lambda: cls._build(tokens, None, specials, pattern, True, str(p))
 

@@ -8,6 +8,7 @@ pub mod bytelevel;
 pub mod error;
 pub mod piece_table;
 pub mod pretok;
+pub mod rank_file;
 pub mod scan;
 pub mod trainer;
 pub mod wordpiece;

@@ -4,13 +4,14 @@
 use crate::bpe::{Bpe as CoreBpe, SpecialSet};
 use crate::pretok::Pretokenizer;
 use crate::py::py_err;
+use crate::rank_file::parse_canonical;
 use crate::trainer::{train, WordCounter};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList};
 use rustc_hash::FxHashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What `BpeTrainer.train` returns: token bytes by id, number of special tokens, merges.
 type TrainResult<'py> = (Vec<Bound<'py, PyBytes>>, usize, Vec<(u32, u32)>);
@@ -195,6 +196,28 @@ impl PyBpe {
         pattern: &str,
     ) -> PyResult<Self> {
         let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
+        let inner = py
+            .allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok))
+            .map_err(py_err)?;
+        Ok(Self::new(inner))
+    }
+
+    /// A model from a parsed rank file (which it takes: a `RankFile` builds one model), special
+    /// tokens and a pattern, built without the GIL.
+    #[staticmethod]
+    fn from_rank_file(
+        py: Python<'_>,
+        ranks: &PyRankFile,
+        specials: Vec<(String, u32)>,
+        pattern: &str,
+    ) -> PyResult<Self> {
+        let pretok = Pretokenizer::new(pattern).map_err(py_err)?;
+        let tokens = ranks
+            .pairs
+            .lock()
+            .map_err(|_| PyValueError::new_err("rank file lock poisoned"))?
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this rank file has already built a model"))?;
         let inner = py
             .allow_threads(|| CoreBpe::from_ranks(tokens, specials, pretok))
             .map_err(py_err)?;
@@ -431,6 +454,31 @@ fn named_pattern(name: &str) -> Option<&'static str> {
     crate::pretok::named_pattern(name)
 }
 
+/// A tiktoken rank file's (token, rank) pairs, parsed in Rust and held until a model takes them.
+#[pyclass(frozen, module = "llmkit._rust", name = "RankFile")]
+pub struct PyRankFile {
+    pairs: Mutex<Option<Vec<(Vec<u8>, u32)>>>,
+    len: usize,
+}
+
+#[pymethods]
+impl PyRankFile {
+    /// The file's bytes parsed without the GIL when laid out as tiktoken writes it; None for any
+    /// other layout (the caller's line reader then names the first bad line).
+    #[staticmethod]
+    fn parse(py: Python<'_>, data: &[u8]) -> Option<Self> {
+        let pairs = py.allow_threads(|| parse_canonical(data))?;
+        Some(Self {
+            len: pairs.len(),
+            pairs: Mutex::new(Some(pairs)),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+}
+
 /// Streaming BPE trainer: feed texts and files, then `train`.
 #[pyclass(module = "llmkit._rust", name = "BpeTrainer")]
 pub struct PyBpeTrainer {
@@ -536,6 +584,7 @@ impl PyBpeTrainer {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBpe>()?;
     m.add_class::<PyBpeTrainer>()?;
+    m.add_class::<PyRankFile>()?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(named_pattern, m)?)?;
     Ok(())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +82,68 @@ def test_whatever_the_bulk_parse_accepts_the_line_parser_reads_the_same(
             r == i for i, (_, r) in enumerate(reference)
         ):
             assert quick == reference  # the tiktoken layout is always read in bulk
+
+
+def _rank_file_text(extra: list[bytes], order: list[int], last_newline: bool, crlf: bool) -> str:
+    """All 256 single bytes plus `extra`, ranked by `order` (a permutation), in tiktoken's layout
+    or with CRLF line ends."""
+    tokens = [bytes([b]) for b in range(256)] + [t for t in extra if len(t) > 1]
+    ranked = sorted(zip(order[: len(tokens)], tokens, strict=False))
+    end = "\r\n" if crlf else "\n"
+    text = end.join(f"{base64.b64encode(t).decode()} {r}" for r, t in ranked)
+    return text + (end if last_newline else "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.binary(min_size=2, max_size=6), max_size=30, unique=True),
+    st.randoms(use_true_random=False),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_rust_parse_builds_the_tokenizer_the_line_reader_builds(
+    tmp_path_factory: Any, extra: list[bytes], rnd: Any, last_newline: bool, crlf: bool
+) -> None:
+    from llmkit import _rust
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    order = list(range(256 + len(extra)))
+    rnd.shuffle(order)
+    text = _rank_file_text(extra, order, last_newline, crlf)
+    parsed = _rust.RankFile.parse(text.encode("ascii"))
+    assert (parsed is None) == crlf  # CRLF is not tiktoken's layout: the line reader takes it
+    expected = _line_parse(text)
+    assert expected is not None and (parsed is None or len(parsed) == len(expected))
+    path = tmp_path_factory.mktemp("ranks") / "r.tiktoken"
+    path.write_text(text, newline="")
+    fast = BPETokenizer.tiktoken_builder(path, "gpt2")()
+    slow = BPETokenizer._line_builder(path, "gpt2", None)()
+    for token, rank in expected:
+        assert fast.token_bytes(rank) == slow.token_bytes(rank) == token
+    sample = b"".join(expected[i % len(expected)][0] for i in range(0, 400, 7))
+    assert fast.encode_bytes(sample) == slow.encode_bytes(sample)
+
+
+@settings(max_examples=300)
+@given(st.lists(_PIECES, max_size=12))
+def test_the_rust_parse_takes_only_what_the_line_reader_reads_the_same(pieces: list[str]) -> None:
+    from llmkit import _rust
+
+    text = "".join(pieces)
+    parsed = _rust.RankFile.parse(text.encode("utf-8"))
+    if parsed is not None:
+        expected = _line_parse(text)
+        assert expected is not None and len(parsed) == len(expected)
+        assert _canonical_fields(text) is not None  # only tiktoken's own layout
+
+
+def test_a_rank_file_builds_one_model() -> None:
+    from llmkit import _rust
+
+    parsed = _rust.RankFile.parse(
+        b"".join(b"%s %d\n" % (base64.b64encode(bytes([b])), b) for b in range(256))
+    )
+    assert parsed is not None and len(parsed) == 256
+    _rust.Bpe.from_rank_file(parsed, [], "gpt2")
+    with pytest.raises(ValueError, match="already built"):
+        _rust.Bpe.from_rank_file(parsed, [], "gpt2")
