@@ -4,7 +4,7 @@
 use crate::bpe::{Bpe as CoreBpe, SpecialSet};
 use crate::pretok::Pretokenizer;
 use crate::py::py_err;
-use crate::rank_file::parse_canonical;
+use crate::rank_file::{parse_canonical, Ranks};
 use crate::trainer::{train, WordCounter};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -457,7 +457,7 @@ fn named_pattern(name: &str) -> Option<&'static str> {
 /// A tiktoken rank file's (token, rank) pairs, parsed in Rust and held until a model takes them.
 #[pyclass(frozen, module = "llmkit._rust", name = "RankFile")]
 pub struct PyRankFile {
-    pairs: Mutex<Option<Vec<(Vec<u8>, u32)>>>,
+    pairs: Mutex<Option<Ranks>>,
     len: usize,
 }
 

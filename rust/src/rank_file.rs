@@ -8,9 +8,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rustc_hash::FxHashSet;
 
+/// A rank file's (token bytes, rank) pairs, in file order.
+pub type Ranks = Vec<(Vec<u8>, u32)>;
+
 /// The (token, rank) pairs of a rank file in tiktoken's own layout, in file order; `None` for
 /// any other layout or a bad, empty or repeated token or rank.
-pub fn parse_canonical(data: &[u8]) -> Option<Vec<(Vec<u8>, u32)>> {
+pub fn parse_canonical(data: &[u8]) -> Option<Ranks> {
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     if body.is_empty() {
         return None;
