@@ -43,6 +43,19 @@ class ProjectedLogits:
         return F.linear(self.hidden, self.weight, self.bias)
 
 
+def _softmax_(z: Tensor) -> tuple[Tensor, Tensor]:
+    """The softmax of rows `z` (n, V), computed in place of z, and their logsumexp (n,).
+
+    One buffer and one exp per element, where `logsumexp` and then `exp(z - lse)` take a second
+    vocabulary-sized temporary and a second exp; a row of -inf gives lse -inf, as logsumexp does.
+    """
+    top = z.amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = z.sub_(top).exp_().sum(-1, keepdim=True)
+    lse = (total.log() + top).squeeze(1)
+    return z.mul_(total.reciprocal()), lse
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of `hidden @ weight.T + bias` against `targets`, chunk by chunk; the
     gradients are computed in the forward (the softmax is at hand there) and scaled in backward."""
@@ -71,14 +84,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             keep = t != ignore_index
             safe = torch.where(keep, t, 0)
             z = F.linear(h, weight, bias).float()  # (n, V)
-            lse = torch.logsumexp(z, dim=-1)
-            loss = lse - z.gather(1, safe[:, None]).squeeze(1)
-            if smoothing:
-                loss = (1.0 - smoothing) * loss + smoothing * (lse - z.mean(-1))
+            picked = z.gather(1, safe[:, None]).squeeze(1)
+            mean = z.mean(-1) if smoothing else None
+            p, lse = _softmax_(z)
+            loss = lse - picked
+            if mean is not None:
+                loss = (1.0 - smoothing) * loss + smoothing * (lse - mean)
             total += (loss * keep).sum()
             if grad_h is None and grad_w is None and grad_b is None:
                 continue
-            p = z.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
             if smoothing:
                 p.sub_(smoothing / vocab)
             p[torch.arange(p.shape[0], device=p.device), safe] -= 1.0 - smoothing
