@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -674,7 +674,7 @@ class BPETokenizer:
             raise UsageError(f"{p}: cannot read rank file ({exc})") from None
         parsed = _rust.RankFile.parse(data)
         if parsed is None:
-            return cls._line_builder(p, pattern, special_tokens)
+            return cls._line_builder(p, data, pattern, special_tokens)
         specials = special_tokens
         if specials is None:
             specials = _default_specials(pattern, len(parsed))
@@ -690,51 +690,52 @@ class BPETokenizer:
 
     @classmethod
     def _line_builder(
-        cls, p: Path, pattern: str, special_tokens: Mapping[str, int] | None
+        cls, p: Path, data: bytes, pattern: str, special_tokens: Mapping[str, int] | None
     ) -> Callable[[], BPETokenizer]:
-        """The rank file read and checked in Python now (each line's errors named), and what
-        builds the tokenizer from its pairs."""
+        """The rank file `p`, already read (and gunzipped) into `data`, checked in Python now
+        (each line's errors named), and what builds the tokenizer from its pairs."""
         tokens: list[tuple[bytes, int]] = []
         rank_line: dict[int, int] = {}
         token_line: dict[bytes, int] = {}
         import base64
         import binascii
 
-        try:
-            with _open_text(p) as f, _no_gc():  # 100k tuples would run the collector often
-                quick = _quick_ranks(f.read())
-            with _open_text(p) if quick is None else nullcontext(iter(())) as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    parts = line.split()
-                    if len(parts) != 2:
-                        raise UsageError(
-                            f"{p}:{lineno}: expected '<base64 token> <rank>', got {line.strip()!r}"
-                        )
-                    try:
-                        token = base64.b64decode(parts[0], validate=True)
-                        rank = int(parts[1])
-                    except (binascii.Error, ValueError):
-                        raise UsageError(
-                            f"{p}:{lineno}: bad token or rank in {line.strip()[:60]!r}"
-                        ) from None
-                    if rank < 0 or not token:
-                        raise UsageError(f"{p}:{lineno}: empty token or negative rank {rank}")
-                    if rank in rank_line:
-                        raise UsageError(
-                            f"{p}:{lineno}: rank {rank} was already given on line "
-                            f"{rank_line[rank]} (corrupt or truncated file?)"
-                        )
-                    if token in token_line:
-                        raise UsageError(
-                            f"{p}:{lineno}: token {token!r} was already given on line "
-                            f"{token_line[token]}"
-                        )
-                    rank_line[rank] = token_line[token] = lineno
-                    tokens.append((token, rank))
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        try:  # decoded as a text-mode file reads it: UTF-8, CRLF and lone CR read as LF
+            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        except UnicodeDecodeError as exc:
             raise UsageError(f"{p}: cannot read rank file ({exc})") from None
+        with _no_gc():  # 100k tuples would run the collector often
+            quick = _quick_ranks(text)
+        if quick is None:
+            for lineno, line in enumerate(text.split("\n"), 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise UsageError(
+                        f"{p}:{lineno}: expected '<base64 token> <rank>', got {line.strip()!r}"
+                    )
+                try:
+                    token = base64.b64decode(parts[0], validate=True)
+                    rank = int(parts[1])
+                except (binascii.Error, ValueError):
+                    raise UsageError(
+                        f"{p}:{lineno}: bad token or rank in {line.strip()[:60]!r}"
+                    ) from None
+                if rank < 0 or not token:
+                    raise UsageError(f"{p}:{lineno}: empty token or negative rank {rank}")
+                if rank in rank_line:
+                    raise UsageError(
+                        f"{p}:{lineno}: rank {rank} was already given on line "
+                        f"{rank_line[rank]} (corrupt or truncated file?)"
+                    )
+                if token in token_line:
+                    raise UsageError(
+                        f"{p}:{lineno}: token {token!r} was already given on line "
+                        f"{token_line[token]}"
+                    )
+                rank_line[rank] = token_line[token] = lineno
+                tokens.append((token, rank))
         tokens = quick if quick is not None else tokens
         if not tokens:
             raise UsageError(f"{p}: the rank file is empty")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+import gzip
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,7 +120,7 @@ def test_the_rust_parse_builds_the_tokenizer_the_line_reader_builds(
     path = tmp_path_factory.mktemp("ranks") / "r.tiktoken"
     path.write_text(text, newline="")
     fast = BPETokenizer.tiktoken_builder(path, "gpt2")()
-    slow = BPETokenizer._line_builder(path, "gpt2", None)()
+    slow = BPETokenizer._line_builder(path, path.read_bytes(), "gpt2", None)()
     for token, rank in expected:
         assert fast.token_bytes(rank) == slow.token_bytes(rank) == token
     sample = b"".join(expected[i % len(expected)][0] for i in range(0, 400, 7))
@@ -147,3 +150,53 @@ def test_a_rank_file_builds_one_model() -> None:
     _rust.Bpe.from_rank_file(parsed, [], "gpt2")
     with pytest.raises(ValueError, match="already built"):
         _rust.Bpe.from_rank_file(parsed, [], "gpt2")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(
+    ("layout", "error"),
+    [
+        ("crlf", None),
+        ("blank line", None),
+        ("rank twice", r"r\.tiktoken(\.gz)?:4: rank 1 was already given on line 2"),
+        ("not utf-8", r"r\.tiktoken(\.gz)?: cannot read rank file \('utf-8' codec"),
+    ],
+)
+def test_a_file_the_rust_parse_refuses_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gz: bool, layout: str, error: str | None
+) -> None:
+    from llmkit import _rust
+    from llmkit.errors import UsageError
+    from llmkit.tokenizers.bpe import BPETokenizer
+
+    tokens = [bytes([b]) for b in range(256)] + [b"ab", b"abc"]
+    lines = [f"{base64.b64encode(t).decode()} {r}" for r, t in enumerate(tokens)]
+    end = "\r\n" if layout == "crlf" else "\n"
+    if layout == "blank line":
+        lines.insert(7, "")
+    if layout == "rank twice":
+        lines[3] = f"{base64.b64encode(b'xyz').decode()} 1"
+    raw = (end.join(lines) + end).encode("ascii")
+    if layout == "not utf-8":
+        raw = b"\xff" + raw[1:]
+    assert _rust.RankFile.parse(raw) is None  # the Python line reader's path
+    path = tmp_path / ("r.tiktoken.gz" if gz else "r.tiktoken")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)  # gzip.open opens through it too
+    if error is not None:
+        with pytest.raises(UsageError, match=error):
+            BPETokenizer.tiktoken_builder(path, "gpt2")
+    else:
+        tok = BPETokenizer.tiktoken_builder(path, "gpt2")()
+        assert tok.vocab_size == len(tokens)
+        for rank, token in enumerate(tokens):
+            assert tok.token_bytes(rank) == token
+        assert tok.encode_bytes(b"abcab") == [257, 256]
+    assert opened.count(str(path)) == 1
