@@ -33,6 +33,7 @@ class LoRALinear(nn.Linear):
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
         self.rows: dict[str, tuple[int, int]] = {}
+        self.order: list[str] = []  # targets by their first row
         self.lora_dropout = dropout_layer(dropout)
 
     def add(self, target: str, start: int, stop: int) -> None:
@@ -43,33 +44,53 @@ class LoRALinear(nn.Linear):
         self.lora_A[target] = nn.Parameter(a)
         self.lora_B[target] = nn.Parameter(torch.zeros(stop - start, self.r, device=device))
         self.rows[target] = (start, stop)
+        self.order = sorted(self.rows, key=lambda t: self.rows[t][0])
 
     def delta(self, target: str, dtype: torch.dtype = torch.float32) -> Tensor:
         """The update of `target`'s rows as a weight: scale * B A, (rows, in), in `dtype`."""
         return (self.lora_B[target].to(dtype) @ self.lora_A[target].to(dtype)) * self.scale
 
     def forward(self, x: Tensor) -> Tensor:
-        """W x + b plus each target's B A (dropout(x)) * scale in its rows, in PEFT's order of
-        operations (A, B, then the scale), so an exported adapter computes the very same outputs.
+        """W x + b plus each target's B A (dropout(x)) * scale in its rows.
+
+        One target over every row (o, or PEFT's separate q_proj) takes PEFT's order of operations
+        (A, B, then the scale), so an exported adapter computes the very same outputs. Several
+        targets of one projection (q, k and v of a fused qkv) share one dropout draw, read x once
+        through their A matrices stacked, and add their updates through one GEMM with a
+        block-diagonal B spanning every row (zero where no target is): the sum is the same, without
+        a zero-padded update per target and their concatenation.
 
         With a base in another dtype than the adapter (`base_dtype`), x is cast to the adapter's
         dtype before the dropout and the sum is rounded to the base's dtype once, as PEFT does.
         """
         y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
-        order = sorted(self.rows, key=lambda t: self.rows[t][0])
-        h = self.lora_dropout(x.to(self.lora_A[order[0]].dtype))
-        parts: list[Tensor] = []
+        first = self.lora_A[self.order[0]]
+        h = self.lora_dropout(x.to(first.dtype))
+        if len(self.order) == 1 and self.rows[self.order[0]] == (0, self.out_features):
+            update = F.linear(F.linear(h, first), self.lora_B[self.order[0]]) * self.scale
+            return (y + update).to(y.dtype)
+        a = F.linear(h, torch.cat([self.lora_A[t] for t in self.order]))
+        rows = y.reshape(-1, self.out_features).to(a.dtype)
+        summed = torch.addmm(
+            rows, a.reshape(-1, a.shape[-1]), self._spanning_b().t(), alpha=self.scale
+        )
+        return summed.view(y.shape).to(y.dtype)
+
+    def _spanning_b(self) -> Tensor:
+        """Every target's B placed at its rows and at its A's columns of the stacked A: (out, r n)."""
+        width = self.r * len(self.order)
+        blocks: list[Tensor] = []
         at = 0
-        for t in order:
+        for i, t in enumerate(self.order):
             start, stop = self.rows[t]
+            b = self.lora_B[t]
             if start > at:
-                parts.append(h.new_zeros(*h.shape[:-1], start - at))
-            parts.append(F.linear(F.linear(h, self.lora_A[t]), self.lora_B[t]) * self.scale)
+                blocks.append(b.new_zeros(start - at, width))
+            blocks.append(F.pad(b, (self.r * i, width - self.r * (i + 1))))
             at = stop
         if at < self.out_features:
-            parts.append(h.new_zeros(*h.shape[:-1], self.out_features - at))
-        update = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        return (y + update).to(y.dtype)
+            blocks.append(blocks[-1].new_zeros(self.out_features - at, width))
+        return torch.cat(blocks) if len(blocks) > 1 else blocks[0]
 
     def merged(self) -> nn.Linear:
         """A plain `nn.Linear` whose weight holds W + every update (in the weight's dtype).
