@@ -93,55 +93,23 @@ _RANK_FILE = re.compile(
 )
 
 
-#: What may stand in a field of a tiktoken rank file (base64 tokens and decimal ranks).
-_FIELD_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
-
-def _canonical_fields(text: str) -> list[str] | None:
-    """The fields of a rank file laid out as tiktoken writes it (`<token> <rank>` lines, one
-    space, no blank lines, no tabs or CR, `=` only at a token's end, two at most), checked by a
-    few passes over its bytes instead of a regular expression over each line; None for any other
-    layout, or characters a field cannot hold. Each rank's digits are left to the caller."""
-    if not text.isascii():
-        return None
-    data = text.encode("ascii")
-    separators = data.translate(None, _FIELD_BYTES)  # what is left between the fields, in order
-    pairs = (len(separators) + 1) // 2
-    if separators not in (b" \n" * pairs, b" \n" * (pairs - 1) + b" ") or data[:1] in b" \n":
-        return None  # (the second: a last line without its newline)
-    if b"===" in data or data.count(b"=") != data.count(b"= ") + data.count(b"== "):
-        return None  # a token's `=` is only its padding (a token is followed by its space)
-    fields = text.split()
-    ends_with_field = data[-1:] not in b" \n"
-    if len(fields) != 2 * pairs or len(fields) != len(separators) + ends_with_field:
-        return None  # two separators side by side somewhere: not one field between each
-    return fields
-
-
 def _quick_ranks(text: str) -> list[tuple[bytes, int]] | None:
-    """A tiktoken rank file's (token, rank) pairs in bulk when every line is well formed; None
-    otherwise, and the line-by-line parser then names the first bad line."""
+    """A tiktoken rank file's (token, rank) pairs in bulk when every line is well formed (blank
+    lines, tabs and CRLF allowed, each line's form checked by one pattern over the whole file);
+    None otherwise, and the line-by-line parser then names the first bad line."""
     import binascii
 
-    fields = _canonical_fields(text)
-    counted = False  # the ranks are 0, 1, 2, ... in order, as tiktoken writes them
-    if fields is None:  # blank lines, tabs, CRLF: every line's form checked by the pattern
-        if _RANK_FILE.fullmatch(text) is None:
-            return None
-        fields = text.split()
-    else:
-        counted = " ".join(fields[1::2]) == " ".join(map(str, range(len(fields) // 2)))
-        if not counted and not "".join(fields[1::2]).isdigit():
-            return None
+    if _RANK_FILE.fullmatch(text) is None:
+        return None
+    fields = text.split()
     # as `base64.b64decode(validate=True)` decodes: strictly from Python 3.11 on
     strict = {"strict_mode": True} if sys.version_info >= (3, 11) else {}
     try:
         tokens = [binascii.a2b_base64(token, **strict) for token in fields[0::2]]
     except binascii.Error:
         return None
-    ranks: Sequence[int] = range(len(tokens)) if counted else list(map(int, fields[1::2]))
-    unique_ranks = counted or len(set(ranks)) == len(ranks)
-    if not all(tokens) or not unique_ranks or len(set(tokens)) != len(tokens):
+    ranks = list(map(int, fields[1::2]))
+    if not all(tokens) or len(set(ranks)) != len(ranks) or len(set(tokens)) != len(tokens):
         return None
     return list(zip(tokens, ranks, strict=True))
 

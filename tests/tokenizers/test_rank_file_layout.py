@@ -6,6 +6,7 @@ import base64
 import binascii
 import builtins
 import gzip
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmkit.tokenizers.bpe import _canonical_fields, _quick_ranks
+from llmkit.tokenizers.bpe import _quick_ranks
+
+#: tiktoken's own layout: `<token> <rank>` lines, one space, no blank lines, no tabs or CR, `=`
+#: only at a token's end (two at most), the last newline optional.
+_TIKTOKEN_LAYOUT = re.compile(r"(?:[A-Za-z0-9+/]+={0,2} [0-9]+\n)*[A-Za-z0-9+/]+={0,2} [0-9]+\n?")
 
 
 def _line_parse(text: str) -> list[tuple[bytes, int]] | None:
@@ -55,8 +60,11 @@ def _canonical(tokens: list[bytes], last_newline: bool) -> str:
 def test_a_file_as_tiktoken_writes_it_takes_the_quick_layout(
     tokens: list[bytes], last_newline: bool
 ) -> None:
+    from llmkit import _rust
+
     text = _canonical(tokens, last_newline)
-    assert _canonical_fields(text) is not None
+    parsed = _rust.RankFile.parse(text.encode("ascii"))  # read in bulk, in Rust
+    assert parsed is not None and len(parsed) == len(tokens)
     assert _quick_ranks(text) == list(zip(tokens, range(len(tokens)), strict=True))
 
 
@@ -137,7 +145,7 @@ def test_the_rust_parse_takes_only_what_the_line_reader_reads_the_same(pieces: l
     if parsed is not None:
         expected = _line_parse(text)
         assert expected is not None and len(parsed) == len(expected)
-        assert _canonical_fields(text) is not None  # only tiktoken's own layout
+        assert _TIKTOKEN_LAYOUT.fullmatch(text) is not None  # only tiktoken's own layout
 
 
 def test_a_rank_file_builds_one_model() -> None:
