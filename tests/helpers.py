@@ -37,6 +37,18 @@ def tiny_pipeline(
     )
 
 
+def lora_pipeline(out: Path, base: Path, adapter: str, train: str, corpus: Path = CORPUS) -> str:
+    """A LoRA run's pipeline YAML: the checkpoint `base` fine-tuned on `corpus` (paragraphs, byte
+    tokenizer, a tenth held out) in batches of 4 of 32 tokens, through a lora adapter with the
+    `adapter` keys, with the `train` keys (each a flow mapping's inside)."""
+    return (
+        f"name: lora\noutput: {out}\ntokenizer: {{name: byte}}\n"
+        f"data: {{inputs: [{corpus}], unit: paragraph, validation: 0.1}}\n"
+        f"train: {{init_from: {base}, adapter: {{name: lora, {adapter}}}, context: 32, "
+        f"batch_size: 4, {train}}}\n"
+    )
+
+
 def run_in_pty(args: list[str]) -> str:
     """Run a command with a pseudo-terminal as its stdin, stdout and stderr; all it printed."""
     leader, follower = pty.openpty()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import CORPUS, lora_pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,27 +23,6 @@ from llmkit.adapters import (
 )
 from llmkit.cli import cli
 from llmkit.storage.peft import _stack, export_peft, placements, save_peft
-
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "examples" / "data" / "python-reference.txt"
-
-PIPELINE = """
-name: lora
-output: {out}
-tokenizer: {{name: byte}}
-data:
-  inputs: [{corpus}]
-  unit: paragraph
-  validation: 0.1
-train:
-  init_from: {base}
-  adapter: {{name: lora, r: 4, alpha: 8, targets: {targets}}}
-  optimizer: {{name: adamw, lr: 2.0e-2}}
-  context: 32
-  batch_size: 4
-  max_steps: 3
-  log_every: 3
-"""
 
 
 def invoke(*args: str) -> str:
@@ -64,8 +44,9 @@ def trained(tmp: Path, base: Path, targets: str) -> Path:
     corpus = tmp / "corpus.txt"  # the reference's first paragraphs: enough for 3 steps
     corpus.write_text(CORPUS.read_text(encoding="utf-8")[:20000], encoding="utf-8")
     pipeline = tmp / "pipeline.yaml"
-    text = PIPELINE.format(out=tmp / "run", corpus=corpus, base=base, targets=targets)
-    pipeline.write_text(text)
+    adapter = f"r: 4, alpha: 8, targets: {targets}"
+    steps = "optimizer: {name: adamw, lr: 2.0e-2}, max_steps: 3, log_every: 3"
+    pipeline.write_text(lora_pipeline(tmp / "run", base, adapter, steps, corpus=corpus))
     invoke("run", str(pipeline))
     return tmp / "run" / "model"
 

@@ -8,34 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import lora_pipeline
 
 import llmkit
 from llmkit.adapters import adapter_spec
 from llmkit.cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "examples" / "data" / "python-reference.txt"
-
-PIPELINE = """
-name: lora
-output: {out}
-tokenizer: {{name: byte}}
-data:
-  inputs: [{corpus}]
-  unit: paragraph
-  validation: 0.1
-train:
-  init_from: {base}
-  adapter: {{name: lora, r: 4, alpha: 8, dropout: 0.05, targets: [q, k, v, o]}}
-  optimizer: {{name: adamw, lr: 1.0e-2}}
-  scheduler: {{name: cosine, warmup_steps: 1}}
-  context: 32
-  batch_size: 4
-  max_steps: 8
-  log_every: 2
-  checkpoint_every: 4
-  eval_batches: 2
-"""
+ADAPTER = "r: 4, alpha: 8, dropout: 0.05, targets: [q, k, v, o]"
+TRAIN = (
+    "optimizer: {name: adamw, lr: 1.0e-2}, scheduler: {name: cosine, warmup_steps: 1}, "
+    "max_steps: 8, log_every: 2, checkpoint_every: 4, eval_batches: 2"
+)
 
 
 def run(pipeline: Path, *overrides: str) -> str:
@@ -54,7 +37,7 @@ def fail(pipeline: Path, *overrides: str) -> str:
 
 def pipeline(tmp_path: Path, base: Path, name: str = "p.yaml", out: str = "run") -> Path:
     path = tmp_path / name
-    path.write_text(PIPELINE.format(out=tmp_path / out, corpus=CORPUS, base=base))
+    path.write_text(lora_pipeline(tmp_path / out, base, ADAPTER, TRAIN))
     return path
 
 
