@@ -15,7 +15,10 @@ peak memory is the process's VmHWM from /proc/self/status, reset (clear_refs 5) 
 adapter and optimizer are built, so it is the peak of training (weights included, loading spikes
 not). It is also given above the RSS right after `import torch` ("training"): the CUDA build of
 torch holds ~530 MiB (290 of it anonymous) before any tensor exists, the same on every side, as
-CUDA's context is outside `torch.cuda.max_memory_allocated` on a GPU. The
+CUDA's context is outside `torch.cuda.max_memory_allocated` on a GPU. A last, untimed step
+under torch.profiler gives the peak of live tensors ("tensors": those alive at its start plus the
+allocator's running balance), what `max_memory_allocated` measures on a GPU: RSS also holds what
+glibc keeps of freed blocks, which no tensor uses. The
 workers alternate in rounds (rotated order) and medians are reported, as ratios. Tokens/s is
 process CPU time over the timed steps (after a warm-up step) by default: with one
 thread that is the wall time of an idle core, and a shared machine's other jobs do not leak into
@@ -65,7 +68,8 @@ def prepare(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
         subprocess.run([*llmkit, "import", "gguf", str(gguf_path()), "-o", str(model)], check=True)
     if not (hf / "config.json").is_file():
         subprocess.run([*llmkit, "export", "hf", str(model), "-o", str(hf)], check=True)
-    windows = work / f"windows-{args.batch}x{args.context}x{args.steps + args.warmup}.safetensors"
+    count = args.steps + args.warmup + 1  # the last batch is the tensor-peak step's
+    windows = work / f"windows-{args.batch}x{args.context}x{count}.safetensors"
     if not windows.is_file():
         import torch
         from safetensors.torch import save_file
@@ -73,7 +77,7 @@ def prepare(work: Path, args: argparse.Namespace) -> tuple[Path, Path, Path]:
         import llmkit as lk
 
         ids = lk.load_tokenizer(model).encode(CORPUS.read_text(encoding="utf-8"))
-        n = args.batch * (args.steps + args.warmup)
+        n = args.batch * count
         span = args.context + 1
         if len(ids) < n * span:
             sys.exit(f"{CORPUS}: {len(ids)} tokens, fewer than the {n * span} asked for")
@@ -188,6 +192,41 @@ def peft_worker(
     return step, data
 
 
+def live_tensor_mib() -> float:
+    """MiB held by the process's live tensors (each storage once), found through the collector."""
+    import gc
+
+    import torch
+
+    storages: dict[int, int] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and not obj.is_meta:
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values()) / 2**20
+
+
+def tensor_peak_mib(step: Any) -> float:
+    """The most MiB live tensors hold during one `step()`: those alive at its start plus the
+    profiler's running balance of the CPU allocator's allocations and frees within it (what
+    `torch.cuda.max_memory_allocated` measures on a GPU, without the allocator's own slack)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = live_tensor_mib()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    balance = peak = 0
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        if e.name() == "[memory]"
+    )
+    for _, nbytes in events:
+        balance += nbytes
+        peak = max(peak, balance)
+    return start + peak / 2**20
+
+
 def worker(args: argparse.Namespace) -> None:
     """Build one side, train warm-up then timed steps; print one JSON line."""
     import torch
@@ -212,14 +251,16 @@ def worker(args: argparse.Namespace) -> None:
         losses.append(step())
         times.append(clock() - start)
     seconds = sum(times)
-    tokens = sum(b["input_ids"].numel() for b in data[args.warmup :])
+    tokens = sum(b["input_ids"].numel() for b in data[args.warmup : args.warmup + args.steps])
+    peak_mib, training_mib = status_mib("VmHWM"), status_mib("VmHWM") - imported
     result = {
         "worker": args.worker,
         "tokens_per_s": tokens / seconds,
-        "peak_mib": status_mib("VmHWM"),
+        "peak_mib": peak_mib,
         "loaded_mib": loaded,
         "torch_mib": imported,
-        "training_mib": status_mib("VmHWM") - imported,
+        "training_mib": training_mib,
+        "tensor_mib": tensor_peak_mib(step),  # one more step, untimed, after the peak is read
         "losses": losses,
         "step_s": times,
     }
@@ -293,7 +334,8 @@ def main() -> None:
             results[name].append(result)
             print(
                 f"  round {r + 1} {name:16s} {result['tokens_per_s']:8.1f} tok/s  "
-                f"peak {result['peak_mib']:7.0f} MiB (loaded {result['loaded_mib']:.0f})  "
+                f"peak {result['peak_mib']:7.0f} MiB (loaded {result['loaded_mib']:.0f}, "
+                f"tensors {result['tensor_mib']:.0f})  "
                 f"losses {' '.join(f'{x:.4f}' for x in result['losses'])}"
             )
     report(results)
@@ -318,12 +360,15 @@ def report(results: dict[str, list[Any]]) -> None:
     def median(name: str, key: str) -> float:
         return statistics.median(x[key] for x in results[name])
 
-    print(f"{'':18s}{'tok/s':>10s}{'peak MiB':>10s}{'training':>10s}  losses (round 1)")
+    print(
+        f"{'':18s}{'tok/s':>10s}{'peak MiB':>10s}{'training':>10s}{'tensors':>10s}"
+        "  losses (round 1)"
+    )
     for name, runs in results.items():
         losses = " ".join(f"{x:.4f}" for x in runs[0]["losses"])
         print(
             f"{name:18s}{median(name, 'tokens_per_s'):10.1f}{median(name, 'peak_mib'):10.0f}"
-            f"{median(name, 'training_mib'):10.0f}  {losses}"
+            f"{median(name, 'training_mib'):10.0f}{median(name, 'tensor_mib'):10.0f}  {losses}"
         )
     for ours, theirs, what, speed_goal, memory_goal in RATIOS:
         if ours not in results or theirs not in results:
@@ -331,10 +376,11 @@ def report(results: dict[str, list[Any]]) -> None:
         speed = median(ours, "tokens_per_s") / median(theirs, "tokens_per_s")
         memory = median(ours, "peak_mib") / median(theirs, "peak_mib")
         training = median(ours, "training_mib") / median(theirs, "training_mib")
+        tensors = median(ours, "tensor_mib") / median(theirs, "tensor_mib")
         goal = f" (goal {speed_goal})" if speed_goal else ""
         print(
             f"{what}: tokens/s {speed:.2f}x{goal}, peak {memory:.2f}x, above import torch "
-            f"{training:.2f}x (goal {memory_goal})"
+            f"{training:.2f}x, live tensors {tensors:.2f}x (goal {memory_goal})"
         )
 
 
