@@ -68,13 +68,11 @@ class LoRALinear(nn.Linear):
         h = self.lora_dropout(x.to(first.dtype))
         if len(self.order) == 1 and self.rows[self.order[0]] == (0, self.out_features):
             update = F.linear(F.linear(h, first), self.lora_B[self.order[0]]) * self.scale
-            return (y + update).to(y.dtype)
+            return y.add_(update)  # y is this call's own: autograd keeps W and x, not y
         a = F.linear(h, torch.cat([self.lora_A[t] for t in self.order]))
         rows = y.reshape(-1, self.out_features).to(a.dtype)
-        summed = torch.addmm(
-            rows, a.reshape(-1, a.shape[-1]), self._spanning_b().t(), alpha=self.scale
-        )
-        return summed.view(y.shape).to(y.dtype)
+        rows.addmm_(a.reshape(-1, a.shape[-1]), self._spanning_b().t(), alpha=self.scale)
+        return rows.view(y.shape).to(y.dtype)
 
     def _spanning_b(self) -> Tensor:
         """Every target's B placed at its rows and at its A's columns of the stacked A: (out, r n)."""
