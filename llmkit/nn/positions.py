@@ -179,7 +179,9 @@ class RotaryPositions(Positions):
         else:
             cos = self.cos[position_ids].to(q.dtype)[:, None]  # (B, 1, T, hs)
             sin = self.sin[position_ids].to(q.dtype)[:, None]
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        # rotate_half(t) * sin is this call's own tensor (autograd keeps sin, not it): the sum goes
+        # into it, the same bits as t * cos + rotate_half(t) * sin without a third temporary
+        return (rotate_half(q) * sin).add_(q * cos), (rotate_half(k) * sin).add_(k * cos)
 
 
 def alibi_slopes(n_heads: int) -> Tensor:
