@@ -63,16 +63,22 @@ class LoRALinear(nn.Linear):
         With a base in another dtype than the adapter (`base_dtype`), x is cast to the adapter's
         dtype before the dropout and the sum is rounded to the base's dtype once, as PEFT does.
         """
-        y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
         first = self.lora_A[self.order[0]]
         h = self.lora_dropout(x.to(first.dtype))
         if len(self.order) == 1 and self.rows[self.order[0]] == (0, self.out_features):
+            y = F.linear(x.to(self.weight.dtype), self.weight, self.bias)
             update = F.linear(F.linear(h, first), self.lora_B[self.order[0]]) * self.scale
             return y.add_(update)  # y is this call's own: autograd keeps W and x, not y
-        a = F.linear(h, torch.cat([self.lora_A[t] for t in self.order]))
-        rows = y.reshape(-1, self.out_features).to(a.dtype)
-        rows.addmm_(a.reshape(-1, a.shape[-1]), self._spanning_b().t(), alpha=self.scale)
-        return rows.view(y.shape).to(y.dtype)
+        a = F.linear(h.reshape(-1, h.shape[-1]), torch.cat([self.lora_A[t] for t in self.order]))
+        # the base's product taken over 2-D rows is a tensor of its own, not a view: autograd takes
+        # the addmm_ into it as it is, where an in-place update of a view costs a copy of the
+        # whole output in backward
+        rows = F.linear(
+            x.reshape(-1, self.in_features).to(self.weight.dtype), self.weight, self.bias
+        )
+        rows = rows.to(a.dtype)
+        rows.addmm_(a, self._spanning_b().t(), alpha=self.scale)
+        return rows.view(*x.shape[:-1], self.out_features).to(self.weight.dtype)
 
     def _spanning_b(self) -> Tensor:
         """Every target's B placed at its rows and at its A's columns of the stacked A: (out, r n)."""

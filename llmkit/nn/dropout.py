@@ -20,17 +20,20 @@ class _MaskedDropout(torch.autograd.Function):
         mask = torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p)
         ctx.p = p
         ctx.save_for_backward(mask)
-        return x * _noise(mask, x.dtype, p)
+        return _dropped(x, mask, p)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (mask,) = ctx.saved_tensors
-        return grad * _noise(mask, grad.dtype, ctx.p), None
+        return _dropped(grad, mask, ctx.p), None
 
 
-def _noise(mask: Tensor, dtype: torch.dtype, p: float) -> Tensor:
-    """The kept elements' scale 1 / (1 - p), computed as torch's CPU dropout does (noise.div_)."""
-    return mask.to(dtype).div_(1 - p)
+def _dropped(x: Tensor, mask: Tensor, p: float) -> Tensor:
+    """x * noise, the noise's kept value 1 / (1 - p) computed as torch's CPU dropout does
+    (noise.div_): x * mask is x or x * 0, and times that one value it is x * noise, bit for bit,
+    in two passes without a float noise tensor."""
+    scale = torch.ones((), dtype=x.dtype, device=x.device).div_(1 - p)
+    return (x * mask).mul_(scale)
 
 
 class Dropout(nn.Dropout):
