@@ -93,22 +93,24 @@ class _SiluMul(torch.autograd.Function):
 
     Autograd of the plain formula keeps gate, silu(gate) and up, three (B, T, hidden) tensors a
     layer; this keeps two. The backward is the plain formula's own ops (silu, mul, silu_backward),
-    so the gradients are the same bits.
+    so the gradients are the same bits; each product is taken into a tensor of its own making
+    (silu_backward writes over grad * up), which saves a (B, T, hidden) buffer per op.
     """
 
     @staticmethod
     def forward(ctx: Any, gate: Tensor, up: Tensor) -> Tensor:
         ctx.save_for_backward(gate, up)
-        return F.silu(gate) * up
+        return _times(F.silu(gate), up)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         gate, up = ctx.saved_tensors
         grad_gate = grad_up = None
         if ctx.needs_input_grad[0]:
-            grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
+            scaled = grad * up
+            grad_gate = torch.ops.aten.silu_backward.grad_input(scaled, gate, grad_input=scaled)
         if ctx.needs_input_grad[1]:
-            grad_up = grad * F.silu(gate)
+            grad_up = _times(F.silu(gate), grad)
         return grad_gate, grad_up
 
 
@@ -117,7 +119,15 @@ def silu_mul(gate: Tensor, up: Tensor) -> Tensor:
     if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
         out: Tensor = _SiluMul.apply(gate, up)
         return out
-    return F.silu(gate) * up
+    return _times(F.silu(gate), up)
+
+
+def _times(own: Tensor, other: Tensor) -> Tensor:
+    """own * other, into `own` (a tensor the caller just made) when the product has its shape and
+    dtype."""
+    if own.shape == other.shape and own.dtype == other.dtype:
+        return own.mul_(other)
+    return own * other
 
 
 class SwiGLU(nn.Module):

@@ -1,4 +1,5 @@
-"""Dropout and SwiGLU keep less for backward than their plain formulas, and compute the same bits."""
+"""Dropout, SwiGLU, RMSNorm and RoPE: fewer passes and less kept for backward than their plain
+formulas, with the same values."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from torch import Tensor
 
 from llmkit.nn.dropout import Dropout, dropout_layer
 from llmkit.nn.mlp import SwiGLU, silu_mul
+from llmkit.nn.norms import RMSNorm, _RMSNorm
+from llmkit.nn.positions import RotaryPositions, rotate_half
 
 DTYPES = st.sampled_from([torch.float32, torch.float64, torch.bfloat16])
 SHAPES = st.lists(st.integers(1, 9), min_size=1, max_size=3)
@@ -128,3 +131,145 @@ def test_swiglu_module_trains_as_its_formula() -> None:
         assert b is not None and torch.equal(a, b)
     with torch.no_grad():
         assert torch.equal(mlp(x), mlp.down(F.silu(mlp.gate(x)) * mlp.up(x)))
+
+
+def plain_rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """HF Llama's RMSNorm, op for op (float64 kept, not rounded to float32)."""
+    x32 = x.to(torch.promote_types(x.dtype, torch.float32))
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def rms_norm_module(weight: Tensor, eps: float) -> RMSNorm:
+    norm = RMSNorm(weight.shape[0], eps=eps).to(weight.dtype)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+    return norm
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=SHAPES,
+    width=st.integers(1, 40),
+    dtype=DTYPES,
+    weight_dtype=st.sampled_from([None, torch.float32]),
+    seed=st.integers(0, 2**31),
+    which=st.sampled_from("xwb"),
+    t=st.booleans(),
+)
+def test_rms_norm_equals_the_plain_formula(
+    shape: list[int],
+    width: int,
+    dtype: torch.dtype,
+    weight_dtype: torch.dtype | None,
+    seed: int,
+    which: str,
+    t: bool,
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, width, generator=g).mul(4).to(dtype)
+    x = x.transpose(0, -2) if t and x.dim() > 2 else x  # rows that are not contiguous
+    weight = torch.randn(width, generator=g).to(weight_dtype or dtype)
+    norm = rms_norm_module(weight, 1e-5)
+    norm.weight.requires_grad_(which in "wb")
+    x = x.requires_grad_(which in "xb")
+    got = norm(x)
+    want = plain_rms_norm(x, norm.weight, 1e-5)
+    # the forward's ops are the plain ones
+    assert torch.equal(got, want) and got.dtype == want.dtype
+    grad = torch.randn(got.shape, generator=g).to(got.dtype)
+    leaves = [v for v in (x, norm.weight) if v.requires_grad]
+    got_grads = torch.autograd.grad(got, leaves, grad)
+    want_grads = torch.autograd.grad(want, leaves, grad)
+    # the closed form rounds differently from autograd's chain: the two agree to a few ulps of the
+    # sizes of the terms summed (float64), which also covers gradients that cancel to ~0
+    x64, g64 = x.detach().double(), grad.double()
+    r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-5)
+    gy = (g64 * norm.weight.detach().double()).abs()
+    sizes = {
+        "x": (gy * r + x64.abs() * r**3 * (gy * x64.abs()).mean(-1, keepdim=True)).max(),
+        "w": (g64.abs() * (x64 * r).abs()).flatten(0, -2).sum(0).max(),
+    }
+    names = [n for n, v in (("x", x), ("w", norm.weight)) if v.requires_grad]
+    ulps = {torch.float64: 1e-13, torch.float32: 1e-5, torch.bfloat16: 5e-2}
+    for name, a, b in zip(names, got_grads, want_grads, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert (a.double() - b.double()).abs().max() <= ulps[a.dtype] * sizes[name]
+    with torch.no_grad():  # the inference path: the same function, no autograd node
+        assert torch.equal(norm(x), want.detach())
+
+
+def test_rms_norm_saves_input_and_scale_and_passes_gradcheck() -> None:
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    norm = rms_norm_module(torch.randn(8, dtype=torch.float64), 1e-6)
+    with saved() as plain:
+        plain_rms_norm(x, norm.weight, 1e-6)
+    with saved() as ours:
+        norm(x)
+    big = [t for t in plain if t.numel() == x.numel()]
+    assert len({t.data_ptr() for t in big}) == 2  # x and the normalised x
+    assert [t.shape for t in ours if t.numel() == x.numel()] == [x.shape]  # x alone
+    weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, w: _RMSNorm.apply(a, w, 1e-6), (x, weight))
+
+
+def bits(t: Tensor) -> Tensor:
+    """t's bytes, so that equal means the same bits (-0.0 is not 0.0)."""
+    return t.contiguous().view(torch.uint8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    heads=st.integers(1, 4),
+    length=st.integers(1, 9),
+    half=st.integers(1, 8),
+    offset=st.integers(0, 5),
+    dtype=DTYPES,
+    seed=st.integers(0, 2**31),
+    per_row=st.booleans(),
+)
+def test_rope_is_the_formula_bit_for_bit(
+    batch: int,
+    heads: int,
+    length: int,
+    half: int,
+    offset: int,
+    dtype: torch.dtype,
+    seed: int,
+    per_row: bool,
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    hs = 2 * half
+    rope = RotaryPositions(hs, max_positions=8)  # offset + length may pass it: the tables grow
+    # q and k as attention makes them: head views of one projection, (B, n, T, hs) non-contiguous
+    fused = torch.randn(batch, length, 2 * heads * hs, generator=g).mul(3).to(dtype)
+    q, k = (t.unflatten(-1, (heads, hs)).transpose(1, 2) for t in fused.chunk(2, dim=-1))
+    position_ids = None
+    if per_row:  # left-padded rows: each its own positions, tables (B, 1, T, hs)
+        position_ids = torch.randint(0, 8, (batch, length), generator=g)
+    leaves = [q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()]
+    got = rope.rotate(*leaves, offset, position_ids)
+    rope.fit(offset + length)
+    if position_ids is None:
+        cos, sin = (t[offset : offset + length].to(dtype) for t in (rope.cos, rope.sin))
+    else:
+        cos, sin = (t[position_ids].to(dtype)[:, None] for t in (rope.cos, rope.sin))
+    plain = [x.detach().clone().requires_grad_() for x in leaves]
+    want = [t * cos + rotate_half(t) * sin for t in plain]
+    grads = [torch.randn(w.shape, generator=g).to(dtype) for w in want]
+    torch.autograd.backward(list(got), grads)
+    torch.autograd.backward(want, grads)
+    for a, b, la, lb in zip(got, want, leaves, plain, strict=True):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        assert torch.equal(bits(a), bits(b))
+        assert la.grad is not None and lb.grad is not None
+        assert torch.equal(bits(la.grad), bits(lb.grad))
+
+
+def test_rope_keeps_only_its_tables_for_backward() -> None:
+    q = torch.randn(2, 3, 5, 8, requires_grad=True)
+    rope = RotaryPositions(8)
+    with saved() as kept:
+        rope.rotate(q, q, 0)
+    assert {tuple(t.shape) for t in kept} == {(5, 8)}  # cos and sin, never q
