@@ -127,12 +127,6 @@ class SinusoidalPositions(Positions):
         return x + self.table[offset : offset + x.shape[1]].to(x.dtype)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    """(x1, x2) -> (-x2, x1) over the two halves of the last dim (the Hugging Face RoPE layout)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class RotaryPositions(Positions):
     """Rotary position embeddings (RoPE, Su et al.) in the half-split layout of HF Llama.
 
@@ -187,7 +181,8 @@ class RotaryPositions(Positions):
 
 
 class _Rotate(torch.autograd.Function):
-    """t * cos + rotate_half(t) * sin, computed half by half into t * cos.
+    """t * cos + rotate_half(t) * sin (rotate_half: (t1, t2) -> (-t2, t1), the halves of the last
+    dim in the Hugging Face layout), computed half by half into t * cos.
 
     The same products and sums as the formula, so the same bits, without the negated half, the
     concatenation and the second full product; backward applies the transposed rotation the same

@@ -15,7 +15,7 @@ from torch import Tensor
 from llmkit.nn.dropout import Dropout, dropout_layer
 from llmkit.nn.mlp import SwiGLU, silu_mul
 from llmkit.nn.norms import RMSNorm, _RMSNorm
-from llmkit.nn.positions import RotaryPositions, rotate_half
+from llmkit.nn.positions import RotaryPositions
 
 DTYPES = st.sampled_from([torch.float32, torch.float64, torch.bfloat16])
 SHAPES = st.lists(st.integers(1, 9), min_size=1, max_size=3)
@@ -211,6 +211,12 @@ def test_rms_norm_saves_input_and_scale_and_passes_gradcheck() -> None:
     assert [t.shape for t in ours if t.numel() == x.numel()] == [x.shape]  # x alone
     weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, w: _RMSNorm.apply(a, w, 1e-6), (x, weight))
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dim (the Hugging Face RoPE layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
 
 
 def bits(t: Tensor) -> Tensor:
